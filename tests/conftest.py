@@ -1,0 +1,45 @@
+"""Shared fixtures: a real tgws daemon on 127.0.0.1 (port 0). Helpers are in tests/support.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ThreadedDaemon, make_config
+from tgws.config import Config
+from tgws.daemon import Daemon
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def daemon(config: Config) -> AsyncIterator[Daemon]:
+    d = Daemon(config)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+
+@pytest.fixture
+async def api_key(daemon: Daemon) -> str:
+    assert daemon.app is not None
+    return await daemon.app.store.create_api_key("test")
+
+
+@pytest.fixture(scope="module")
+def threaded_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedDaemon]:
+    # Random frames include failed logins: no slow-down, no blocking, for this fixture.
+    config = make_config(tmp_path_factory.mktemp("threaded"), **{
+        "limits.failed_login_delay": 0.0,
+        "limits.failed_logins_per_connection": 10**6,
+        "limits.failed_logins_per_peer": 10**6,
+    })
+    with ThreadedDaemon(config) as td:
+        yield td

@@ -1,0 +1,146 @@
+"""Test helpers: config, websocket helpers, a daemon in a thread.
+
+Timeouts are scaled by TGWS_TEST_TIMEOUT_FACTOR (default 1) instead of hard-coding sleeps
+longer "to be safe": the machine is small and noisy, CI can raise the factor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from tgws.config import Config, load
+from tgws.daemon import Daemon
+
+TIMEOUT_FACTOR = float(os.environ.get("TGWS_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def timeout(seconds: float) -> float:
+    return seconds * TIMEOUT_FACTOR
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    values: dict[str, Any] = {
+        "server.host": "127.0.0.1",
+        "server.port": 0,
+        "store.path": str(tmp_path / "tgws.db"),
+        "telegram.backend": "telegram", "telegram.api_id": 1, "telegram.api_hash": "x",
+        "log.level": "INFO",
+    }
+    values.update(overrides)
+    return load(None, environ={}, overrides=values)
+
+
+def ws_url(daemon: Daemon) -> str:
+    return f"ws://127.0.0.1:{daemon.port}{daemon.config.server.path}"
+
+
+async def open_ws(daemon: Daemon) -> ClientConnection:
+    return await connect(ws_url(daemon), max_size=2**24, compression=None)
+
+
+async def recv_json(ws: ClientConnection, wait: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout(wait)):
+        raw = await ws.recv()
+    assert isinstance(raw, str), "tgws sends text frames only"
+    data = json.loads(raw)
+    assert isinstance(data, dict)
+    return data
+
+
+async def ask(
+    ws: ClientConnection, event: str, data: Any = None, wait: float = 10.0
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"event": event}
+    if data is not None:
+        frame["data"] = data
+    await ws.send(json.dumps(frame))
+    return await recv_json(ws, wait)
+
+
+def expect(reply: dict[str, Any], event: str, status: str, message: Any) -> None:
+    assert reply == {"event": event, "data": {"status": status, "message": message}}, reply
+
+
+async def wait_closed(ws: ClientConnection, wait: float = 10.0) -> int | None:
+    """Wait until the server closes; return its close code."""
+    async with asyncio.timeout(timeout(wait)):
+        await ws.wait_closed()
+    return ws.close_code
+
+
+async def logged_in(daemon: Daemon, key: str, phone: str = "+919876543210") -> ClientConnection:
+    """A connection that passed login and telegram login (code 12345 in the sandbox)."""
+    ws = await open_ws(daemon)
+    reply = await ask(ws, "login", {"apiKey": key})
+    if reply["data"]["message"] == "send phone number":
+        expect(
+            await ask(ws, "telegram login", {"phone": phone}),
+            "telegram login",
+            "success",
+            "send code",
+        )
+        expect(
+            await ask(ws, "telegram login", {"code": "12345"}),
+            "telegram login",
+            "success",
+            "logged in successfully",
+        )
+    else:
+        expect(reply, "login", "success", "session already exists, call 'users'.")
+    return ws
+
+
+async def collect_stream(
+    ws: ClientConnection, event: str, wait: float = 60.0
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Read one stream: the "sending ..." reply, the items, and the "done" reply."""
+    first = await recv_json(ws, wait)
+    expect(first, event, "success", f"sending {event}")
+    items: list[dict[str, Any]] = []
+    while True:
+        reply = await recv_json(ws, wait)
+        data = reply["data"]
+        assert reply["event"] == event, reply
+        if data["status"] == "progress":
+            continue
+        assert data["status"] == "success", reply
+        if data["message"] == "done":
+            return items, data
+        items.append(data["message"])
+
+
+class ThreadedDaemon:
+    """A daemon on its own event loop in a thread, for synchronous tests (hypothesis)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.daemon = Daemon(config)
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedDaemon:
+        self._thread.start()
+        self.call(self.daemon.start())
+        return self
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout(30))
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.daemon.port}{self.config.server.path}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.call(self.daemon.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout(10))
+        self.loop.close()
+
+

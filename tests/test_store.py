@@ -1,0 +1,853 @@
+"""tgws.store: file safety, migrations, API keys, sessions, entity cache, offsets, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tgws.store as store_module
+from tgws.auth import hash_api_key
+from tgws.errors import StoreError
+from tgws.store import SCHEMA_VERSION, EntityRecord, Offset, Store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
+
+
+class FakeClock:
+    """Unix seconds that only move when the test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "tgws.db"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    opened = await Store.open(db_path, clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def new_key(store: Store, name: str = "bot") -> tuple[str, int]:
+    """Create a key and return (plaintext, id)."""
+    key = await store.create_api_key(name)
+    record = await store.verify_api_key(key)
+    assert record is not None
+    return key, record.id
+
+
+def file_mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def sqlite_files(path: Path) -> list[Path]:
+    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+
+
+def make_file(path: Path, mode: int, data: bytes = b"") -> None:
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def disk_bytes(path: Path) -> bytes:
+    """Everything sqlite has on disk for ``path``: main file, WAL and shared memory."""
+    return b"".join(p.read_bytes() for p in sqlite_files(path))
+
+
+def raw_query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read the file with plain sqlite3, as another tool would."""
+    with contextlib_closing(sqlite3.connect(path)) as conn:
+        return list(conn.execute(sql))
+
+
+def raw_execute(path: Path, sql: str) -> None:
+    with contextlib_closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(sql)
+
+
+@contextmanager
+def contextlib_closing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# -- opening, files, migrations ---------------------------------------------------------------
+
+
+async def test_new_database_and_its_wal_files_are_private(store: Store, db_path: Path) -> None:
+    await new_key(store)  # make sure the WAL has been written to
+    files = sqlite_files(db_path)
+    assert [p.name for p in files] == ["tgws.db", "tgws.db-wal", "tgws.db-shm"]
+    assert {p.name: file_mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+async def test_new_database_is_private_even_under_a_permissive_umask(db_path: Path) -> None:
+    with umask(0):
+        opened = await Store.open(db_path)
+    try:
+        assert {file_mode(p) for p in sqlite_files(db_path)} == {0o600}
+    finally:
+        await opened.close()
+
+
+async def test_loose_wal_side_files_are_tightened_on_open(store: Store, db_path: Path) -> None:
+    await store.close()
+    wal = Path(f"{db_path}-wal")
+    make_file(wal, 0o644)
+    reopened = await Store.open(db_path)
+    try:
+        assert file_mode(wal) == 0o600
+    finally:
+        await reopened.close()
+
+
+async def test_existing_file_mode_is_left_to_the_operator(db_path: Path) -> None:
+    make_file(db_path, 0o640)
+    opened = await Store.open(db_path)
+    await opened.close()
+    assert file_mode(db_path) == 0o640
+
+
+async def test_open_sets_wal_and_the_connection_pragmas(store: Store, db_path: Path) -> None:
+    db = store._conn()
+    pragmas = {}
+    for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+        rows = list(await db.execute_fetchall(f"PRAGMA {name}"))
+        pragmas[name] = rows[0][0]
+    # synchronous 1 = NORMAL
+    assert pragmas == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+    }
+    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert store.schema_version == SCHEMA_VERSION == 1
+
+
+async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, db_path: Path) -> None:
+    key, _ = await new_key(store)
+    await store.close()
+    for _ in range(2):
+        async with await Store.open(db_path) as reopened:
+            assert reopened.schema_version == SCHEMA_VERSION
+            assert await reopened.verify_api_key(key) is not None
+    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+async def test_a_newer_schema_is_refused_with_a_clear_message(db_path: Path) -> None:
+    async with await Store.open(db_path):
+        pass
+    raw_execute(db_path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match=r"schema version 2, but this tgws only knows .* 1"):
+        await Store.open(db_path)
+    # Refused without touching it.
+    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+
+
+async def test_a_failing_migration_leaves_the_previous_version_intact(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await Store.open(db_path):
+        pass
+
+    async def broken_v2(db: aiosqlite.Connection) -> None:
+        await db.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", (store_module._migrate_v1, broken_v2))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        await Store.open(db_path)
+    assert raw_query(db_path, "PRAGMA user_version") == [(1,)]
+    assert raw_query(db_path, "SELECT name FROM sqlite_master WHERE name = 'half_done'") == []
+
+
+async def test_migrations_run_forward_one_version_at_a_time(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await Store.open(db_path) as v1:
+        key, _ = await new_key(v1)
+
+    async def v2(db: aiosqlite.Connection) -> None:
+        await db.execute("ALTER TABLE api_keys ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", (store_module._migrate_v1, v2))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    async with await Store.open(db_path) as upgraded:
+        assert upgraded.schema_version == 2
+        assert await upgraded.verify_api_key(key) is not None
+    assert raw_query(db_path, "SELECT note FROM api_keys") == [("",)]
+
+
+async def test_missing_parent_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        await Store.open(tmp_path / "no" / "such" / "tgws.db")
+
+
+async def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a directory"):
+        await Store.open(tmp_path)
+
+
+async def test_a_file_that_is_not_sqlite_is_a_store_error(db_path: Path) -> None:
+    make_file(db_path, 0o600, b"this is not a database, just some text " * 100)
+    with pytest.raises(StoreError, match="cannot open store"):
+        await Store.open(db_path)
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+async def test_create_returns_a_key_that_verifies(store: Store, clock: FakeClock) -> None:
+    key = await store.create_api_key("bot")
+    assert key.startswith("tgws_")
+    [listed] = await store.list_api_keys()
+    assert listed.name == "bot"
+    assert listed.created_at == datetime.fromtimestamp(T0, tz=UTC)
+    assert listed.last_used_at is None and listed.revoked_at is None and listed.active
+
+    clock.now = T0 + 60
+    record = await store.verify_api_key(key)
+    assert record is not None
+    assert (record.id, record.name, record.active) == (listed.id, "bot", True)
+    assert record.last_used_at == datetime.fromtimestamp(T0 + 60, tz=UTC)
+    [listed] = await store.list_api_keys()
+    assert listed.last_used_at == datetime.fromtimestamp(T0 + 60, tz=UTC)
+
+
+async def test_timestamps_are_aware_utc(store: Store) -> None:
+    await new_key(store)
+    [record] = await store.list_api_keys()
+    assert record.created_at.tzinfo is UTC
+    assert record.last_used_at is not None and record.last_used_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize("wrong", ["", "tgws_", "x" * 10_000, "tgws_" + "A" * 43])
+async def test_wrong_keys_do_not_verify(store: Store, wrong: str) -> None:
+    await new_key(store)
+    assert await store.verify_api_key(wrong) is None
+
+
+async def test_keys_list_in_creation_order(store: Store) -> None:
+    for name in ("b", "a", "c"):
+        await store.create_api_key(name)
+    assert [r.name for r in await store.list_api_keys()] == ["b", "a", "c"]
+
+
+async def test_revoked_key_no_longer_verifies_and_is_listed_as_revoked(
+    store: Store, clock: FakeClock
+) -> None:
+    key, key_id = await new_key(store)
+    clock.now = T0 + 3600
+    assert await store.revoke_api_key("bot") is True
+    assert await store.verify_api_key(key) is None
+    assert await store.api_key_active(key_id) is False
+    [record] = await store.list_api_keys()
+    assert record.revoked_at == datetime.fromtimestamp(T0 + 3600, tz=UTC)
+    assert not record.active
+
+
+async def test_revoking_twice_or_an_unknown_name_returns_false(store: Store) -> None:
+    await new_key(store)
+    assert await store.revoke_api_key("nobody") is False
+    assert await store.revoke_api_key("bot") is True
+    assert await store.revoke_api_key("bot") is False
+
+
+async def test_revoke_ignores_letter_case(store: Store) -> None:
+    await new_key(store, "Bot")
+    assert await store.revoke_api_key("BOT") is True
+
+
+async def test_api_key_active_for_unknown_id_is_false(store: Store) -> None:
+    _, key_id = await new_key(store)
+    assert await store.api_key_active(key_id) is True
+    assert await store.api_key_active(key_id + 1) is False
+
+
+async def test_the_plaintext_key_is_never_written_to_disk(store: Store, db_path: Path) -> None:
+    key, key_id = await new_key(store)
+    await store.save_session(key_id, "1SESSION", 42)
+    on_disk = disk_bytes(db_path)
+    assert hash_api_key(key).encode() in on_disk  # we are reading the right bytes
+    assert key.encode() not in on_disk
+    assert key.removeprefix("tgws_").encode() not in on_disk
+    await store.close()
+    on_disk = disk_bytes(db_path)
+    assert key.encode() not in on_disk
+
+
+async def test_a_taken_name_is_refused_in_any_case(store: Store) -> None:
+    await store.create_api_key("bot")
+    with pytest.raises(StoreError, match="already exists"):
+        await store.create_api_key("bot")
+    with pytest.raises(StoreError, match="already exists"):
+        await store.create_api_key("BOT")
+    assert len(await store.list_api_keys()) == 1
+
+
+async def test_a_revoked_name_is_never_reused(store: Store) -> None:
+    await store.create_api_key("bot")
+    await store.revoke_api_key("bot")
+    with pytest.raises(StoreError, match="revoked"):
+        await store.create_api_key("bot")
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a" * 65, "has space", "ключ", "a/b", "a\n", "x;DROP TABLE api_keys", "é"]
+)
+async def test_invalid_names_are_refused(store: Store, name: str) -> None:
+    with pytest.raises(StoreError, match="invalid API key name"):
+        await store.create_api_key(name)
+    assert await store.list_api_keys() == []
+
+
+@pytest.mark.parametrize("name", ["a", "A-b_c.9", "x" * 64, "..", "-"])
+async def test_valid_names_are_accepted(store: Store, name: str) -> None:
+    await store.create_api_key(name)
+    assert [r.name for r in await store.list_api_keys()] == [name]
+
+
+# -- Telegram sessions ------------------------------------------------------------------------
+
+
+async def test_session_save_load_replace(store: Store) -> None:
+    _, key_id = await new_key(store)
+    assert await store.load_session(key_id) is None
+    assert await store.has_session(key_id) is False
+    await store.save_session(key_id, "1AAAA", 111)
+    assert await store.load_session(key_id) == "1AAAA"
+    assert await store.has_session(key_id) is True
+    await store.save_session(key_id, "1BBBB", 111)
+    assert await store.load_session(key_id) == "1BBBB"
+
+
+async def test_empty_session_is_refused(store: Store) -> None:
+    _, key_id = await new_key(store)
+    with pytest.raises(ValueError, match="delete_session"):
+        await store.save_session(key_id, "", None)
+
+
+async def test_session_for_an_unknown_or_revoked_key_is_refused(store: Store) -> None:
+    _, key_id = await new_key(store)
+    with pytest.raises(StoreError, match="unknown or revoked"):
+        await store.save_session(key_id + 1, "1AAAA", None)
+    await store.revoke_api_key("bot")
+    with pytest.raises(StoreError, match="unknown or revoked"):
+        await store.save_session(key_id, "1AAAA", None)
+    assert await store.load_session(key_id) is None
+
+
+async def test_delete_session_clears_entities_but_keeps_offsets(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.save_session(key_id, "1AAAA", 111)
+    await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
+    await store.commit_offset(key_id, "chats", 5, Offset(100))
+    await store.delete_session(key_id)
+    assert await store.load_session(key_id) is None
+    assert await store.lookup_entity(key_id, "grp") is None
+    assert await store.get_offset(key_id, "chats", 5) == Offset(100)
+
+
+async def test_revoke_deletes_session_entities_and_offsets(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.save_session(key_id, "1AAAA", 111)
+    await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
+    await store.commit_offset(key_id, "chats", 5, Offset(100))
+    await store.revoke_api_key("bot")
+    assert await store.load_session(key_id) is None
+    assert await store.lookup_entity(key_id, "grp") is None
+    assert await store.get_offset(key_id, "chats", 5) is None
+    # Late writers (a stream still finishing) cannot bring anything back.
+    await store.commit_offset(key_id, "chats", 5, Offset(200))
+    await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
+    assert await store.get_offset(key_id, "chats", 5) is None
+    assert await store.lookup_entity(key_id, "grp") is None
+
+
+async def test_foreign_keys_cascade_when_a_key_row_is_deleted(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.save_session(key_id, "1AAAA", 111)
+    await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
+    await store.commit_offset(key_id, "users", 5, Offset(100, frozenset({1})))
+    # No Store method deletes key rows (revocation keeps a tombstone); an operator might.
+    await store._conn().execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+    for table in ("tg_sessions", "entities", "offsets"):
+        rows = list(await store._conn().execute_fetchall(f"SELECT count(*) FROM {table}"))
+        assert rows == [(0,)], table
+
+
+# -- entity cache -----------------------------------------------------------------------------
+
+
+async def test_entity_lookup_ignores_case_and_at_sign(store: Store) -> None:
+    _, key_id = await new_key(store)
+    record = EntityRecord(-1001234, 987654321, "megagroup", "PyTelegram", "Py Chat")
+    await store.cache_entities(key_id, [record])
+    for spelling in ("PyTelegram", "pytelegram", "PYTELEGRAM", "@pyTelegram"):
+        assert await store.lookup_entity(key_id, spelling) == record
+    assert await store.lookup_entity(key_id, "other") is None
+
+
+async def test_entity_cache_upserts_and_keeps_64_bit_access_hashes(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.cache_entities(key_id, [EntityRecord(1, 2, "user", "alice", "Alice")])
+    newer = EntityRecord(3, -(2**63), "broadcast", "Alice", "Alice's channel")
+    await store.cache_entities(key_id, [newer, EntityRecord(4, 2**63 - 1, "user", "bob", "B")])
+    assert await store.lookup_entity(key_id, "alice") == newer
+    bob = await store.lookup_entity(key_id, "bob")
+    assert bob is not None and bob.access_hash == 2**63 - 1
+
+
+async def test_entity_cache_accepts_a_generator_and_an_empty_batch(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.cache_entities(key_id, [])
+    await store.cache_entities(
+        key_id, (EntityRecord(i, i, "user", f"user{i}", "") for i in range(250))
+    )
+    assert await store.lookup_entity(key_id, "USER249") == EntityRecord(
+        249, 249, "user", "user249", ""
+    )
+
+
+async def test_invalid_entities_are_refused_and_nothing_is_cached(store: Store) -> None:
+    _, key_id = await new_key(store)
+    good = EntityRecord(1, 2, "user", "alice", "")
+    with pytest.raises(ValueError, match="kind"):
+        await store.cache_entities(key_id, [good, EntityRecord(1, 2, "planet", "x", "")])
+    with pytest.raises(ValueError, match="username"):
+        await store.cache_entities(key_id, [good, EntityRecord(1, 2, "user", "@", "")])
+    assert await store.lookup_entity(key_id, "alice") is None
+
+
+async def test_forget_entity(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.cache_entities(key_id, [EntityRecord(1, 2, "user", "alice", "")])
+    assert await store.forget_entity(key_id, "ALICE") is True
+    assert await store.forget_entity(key_id, "alice") is False
+    assert await store.lookup_entity(key_id, "alice") is None
+
+
+# -- offsets ----------------------------------------------------------------------------------
+
+
+async def test_chat_offsets_only_move_forward(store: Store) -> None:
+    _, key_id = await new_key(store)
+    assert await store.get_offset(key_id, "chats", 7) is None
+    await store.commit_offset(key_id, "chats", 7, Offset(100))
+    await store.commit_offset(key_id, "chats", 7, Offset(50))
+    assert await store.get_offset(key_id, "chats", 7) == Offset(100)
+    await store.commit_offset(key_id, "chats", 7, Offset(150))
+    assert await store.get_offset(key_id, "chats", 7) == Offset(150)
+
+
+async def test_user_offsets_union_ties_and_reset_them_on_a_newer_date(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.commit_offset(key_id, "users", 7, Offset(T0, frozenset({3, 1})))
+    await store.commit_offset(key_id, "users", 7, Offset(T0, frozenset({2, 3})))
+    assert await store.get_offset(key_id, "users", 7) == Offset(T0, frozenset({1, 2, 3}))
+    await store.commit_offset(key_id, "users", 7, Offset(T0 - 1, frozenset({9})))
+    assert await store.get_offset(key_id, "users", 7) == Offset(T0, frozenset({1, 2, 3}))
+    await store.commit_offset(key_id, "users", 7, Offset(T0 + 1, frozenset({4})))
+    assert await store.get_offset(key_id, "users", 7) == Offset(T0 + 1, frozenset({4}))
+    await store.commit_offset(key_id, "users", 7, Offset(T0 + 1))
+    assert await store.get_offset(key_id, "users", 7) == Offset(T0 + 1, frozenset({4}))
+
+
+async def test_offsets_are_per_kind_and_per_group(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.commit_offset(key_id, "chats", 1, Offset(10))
+    await store.commit_offset(key_id, "users", 1, Offset(20))
+    await store.commit_offset(key_id, "chats", 2, Offset(30))
+    assert await store.get_offset(key_id, "chats", 1) == Offset(10)
+    assert await store.get_offset(key_id, "users", 1) == Offset(20)
+    assert await store.get_offset(key_id, "chats", 2) == Offset(30)
+    assert await store.get_offset(key_id, "users", 2) is None
+
+
+async def test_unknown_offset_kind_is_a_value_error(store: Store) -> None:
+    _, key_id = await new_key(store)
+    with pytest.raises(ValueError, match="offset kind"):
+        await store.commit_offset(key_id, "messages", 1, Offset(1))
+    with pytest.raises(ValueError, match="offset kind"):
+        await store.get_offset(key_id, "messages", 1)
+
+
+offset_steps = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=5),
+        st.frozensets(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=4),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(offset_steps)
+def test_offset_commits_match_the_monotonic_model(
+    steps: list[tuple[int, frozenset[int]]],
+) -> None:
+    async def scenario(path: Path) -> None:
+        async with await Store.open(path) as store:
+            _, key_id = await new_key(store)
+            model: Offset | None = None
+            for value, ties in steps:
+                await store.commit_offset(key_id, "users", 1, Offset(value, ties))
+                if model is None or value > model.value:
+                    model = Offset(value, ties)
+                elif value == model.value:
+                    model = Offset(value, model.tie_ids | ties)
+                assert await store.get_offset(key_id, "users", 1) == model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp) / "prop.db"))
+
+
+# -- isolation between API keys ---------------------------------------------------------------
+
+
+async def test_one_keys_state_is_invisible_to_another(store: Store) -> None:
+    _, alice = await new_key(store, "alice")
+    _, bob = await new_key(store, "bob")
+    await store.save_session(alice, "1ALICE", 1)
+    await store.cache_entities(alice, [EntityRecord(5, 6, "megagroup", "grp", "G")])
+    await store.commit_offset(alice, "chats", 5, Offset(100))
+    await store.commit_offset(alice, "users", 5, Offset(T0, frozenset({1})))
+
+    assert await store.load_session(bob) is None
+    assert await store.has_session(bob) is False
+    assert await store.lookup_entity(bob, "grp") is None
+    assert await store.get_offset(bob, "chats", 5) is None
+    assert await store.get_offset(bob, "users", 5) is None
+
+    # Bob's own writes to the same group do not touch Alice's.
+    await store.cache_entities(bob, [EntityRecord(5, 999, "megagroup", "grp", "G")])
+    await store.commit_offset(bob, "chats", 5, Offset(1))
+    await store.delete_session(bob)
+    alice_grp = await store.lookup_entity(alice, "grp")
+    assert alice_grp is not None and alice_grp.access_hash == 6
+    assert await store.get_offset(alice, "chats", 5) == Offset(100)
+    assert await store.load_session(alice) == "1ALICE"
+
+    await store.revoke_api_key("bob")
+    assert await store.load_session(alice) == "1ALICE"
+    assert await store.lookup_entity(alice, "grp") == alice_grp
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+
+async def test_a_transaction_that_fails_midway_leaves_nothing(store: Store) -> None:
+    _, key_id = await new_key(store)
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.transaction():
+            await store.commit_offset(key_id, "chats", 1, Offset(100))
+            await store.save_session(key_id, "1AAAA", 1)
+            await store.create_api_key("second")
+            raise RuntimeError("boom")
+    assert await store.get_offset(key_id, "chats", 1) is None
+    assert await store.load_session(key_id) is None
+    assert [r.name for r in await store.list_api_keys()] == ["bot"]
+
+
+async def test_a_store_error_inside_a_transaction_rolls_back_earlier_writes(
+    store: Store,
+) -> None:
+    _, key_id = await new_key(store)
+    with pytest.raises(StoreError, match="unknown or revoked"):
+        async with store.transaction():
+            await store.commit_offset(key_id, "chats", 1, Offset(100))
+            await store.save_session(key_id + 100, "1AAAA", 1)
+    assert await store.get_offset(key_id, "chats", 1) is None
+
+
+async def test_a_transaction_commits_all_its_writes(store: Store, db_path: Path) -> None:
+    _, key_id = await new_key(store)
+    async with store.transaction():
+        await store.commit_offset(key_id, "chats", 1, Offset(100))
+        await store.save_session(key_id, "1AAAA", 1)
+    # Visible to another connection: committed, not just in our connection's view.
+    assert raw_query(db_path, "SELECT value FROM offsets") == [(100,)]
+    assert raw_query(db_path, "SELECT session FROM tg_sessions") == [("1AAAA",)]
+
+
+async def test_a_nested_failure_undoes_only_the_inner_block(store: Store) -> None:
+    _, key_id = await new_key(store)
+    async with store.transaction():
+        await store.commit_offset(key_id, "chats", 1, Offset(100))
+        with pytest.raises(RuntimeError):
+            async with store.transaction():
+                await store.commit_offset(key_id, "chats", 2, Offset(200))
+                raise RuntimeError("inner")
+        await store.commit_offset(key_id, "chats", 3, Offset(300))
+    assert await store.get_offset(key_id, "chats", 1) == Offset(100)
+    assert await store.get_offset(key_id, "chats", 2) is None
+    assert await store.get_offset(key_id, "chats", 3) == Offset(300)
+
+
+async def test_other_tasks_wait_for_a_transaction_and_survive_its_rollback(
+    store: Store,
+) -> None:
+    _, key_id = await new_key(store)
+    inside = asyncio.Event()
+
+    async def failing_transaction() -> None:
+        async with store.transaction():
+            await store.commit_offset(key_id, "chats", 1, Offset(100))
+            inside.set()
+            await asyncio.sleep(0.05)  # let the other task queue up behind us
+            raise RuntimeError("rolled back")
+
+    async def bystander() -> None:
+        await inside.wait()
+        await store.commit_offset(key_id, "chats", 2, Offset(200))
+
+    results = await asyncio.gather(failing_transaction(), bystander(), return_exceptions=True)
+    assert isinstance(results[0], RuntimeError) and results[1] is None
+    assert await store.get_offset(key_id, "chats", 1) is None
+    assert await store.get_offset(key_id, "chats", 2) == Offset(200)
+
+
+async def test_a_cancelled_transaction_rolls_back_and_frees_the_store(store: Store) -> None:
+    _, key_id = await new_key(store)
+    inside = asyncio.Event()
+
+    async def slow() -> None:
+        async with store.transaction():
+            await store.commit_offset(key_id, "chats", 1, Offset(100))
+            inside.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(slow())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.get_offset(key_id, "chats", 1) is None
+    await store.commit_offset(key_id, "chats", 1, Offset(5))
+    assert await store.get_offset(key_id, "chats", 1) == Offset(5)
+
+
+async def test_many_concurrent_offset_commits_keep_the_maximum(store: Store) -> None:
+    _, key_id = await new_key(store)
+    values = list(range(200))
+    await asyncio.gather(
+        *(store.commit_offset(key_id, "chats", 1, Offset(v)) for v in reversed(values))
+    )
+    assert await store.get_offset(key_id, "chats", 1) == Offset(199)
+
+
+# -- two connections, two processes -----------------------------------------------------------
+
+
+async def test_two_stores_on_one_file_see_each_others_writes(db_path: Path) -> None:
+    async with await Store.open(db_path) as daemon, await Store.open(db_path) as cli:
+        key = await cli.create_api_key("from-cli")
+        record = await daemon.verify_api_key(key)
+        assert record is not None and record.name == "from-cli"
+        assert await cli.revoke_api_key("from-cli")
+        assert await daemon.verify_api_key(key) is None
+        assert await daemon.api_key_active(record.id) is False
+
+
+async def test_a_second_writer_waits_for_the_first_instead_of_failing(db_path: Path) -> None:
+    async with await Store.open(db_path) as daemon, await Store.open(db_path) as cli:
+        _, key_id = await new_key(daemon)
+        inside = asyncio.Event()
+
+        async def long_daemon_transaction() -> None:
+            async with daemon.transaction():
+                await daemon.commit_offset(key_id, "chats", 1, Offset(100))
+                inside.set()
+                await asyncio.sleep(0.2)
+
+        async def cli_write() -> str:
+            await inside.wait()
+            return await cli.create_api_key("second")  # blocks on sqlite's busy_timeout
+
+        _, key2 = await asyncio.gather(long_daemon_transaction(), cli_write())
+        assert await daemon.verify_api_key(key2) is not None
+        assert await cli.get_offset(key_id, "chats", 1) == Offset(100)
+
+
+async def test_cancelled_while_waiting_for_the_write_lock_leaves_no_open_transaction(
+    db_path: Path,
+) -> None:
+    async with await Store.open(db_path) as daemon, await Store.open(db_path) as cli:
+        _, key_id = await new_key(daemon)
+        cli_inside = asyncio.Event()
+        release_cli = asyncio.Event()
+
+        async def cli_holds_the_write_lock() -> None:
+            async with cli.transaction():
+                await cli.commit_offset(key_id, "chats", 1, Offset(1))
+                cli_inside.set()
+                await release_cli.wait()
+
+        async def daemon_waits() -> None:
+            async with daemon.transaction():  # BEGIN IMMEDIATE blocks on busy_timeout
+                await daemon.commit_offset(key_id, "chats", 2, Offset(2))
+
+        holder = asyncio.create_task(cli_holds_the_write_lock())
+        await cli_inside.wait()
+        waiter = asyncio.create_task(daemon_waits())
+        await asyncio.sleep(0.1)  # the waiter is now inside BEGIN IMMEDIATE, in sqlite
+        waiter.cancel()
+        release_cli.set()
+        await holder
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        # The daemon's connection is not stuck inside a transaction its BEGIN opened late:
+        # a later write commits and another connection sees it.
+        await daemon.commit_offset(key_id, "chats", 3, Offset(3))
+        async with daemon.transaction():
+            await daemon.commit_offset(key_id, "chats", 4, Offset(4))
+        assert await cli.get_offset(key_id, "chats", 2) is None
+        assert await cli.get_offset(key_id, "chats", 3) == Offset(3)
+        assert await cli.get_offset(key_id, "chats", 4) == Offset(4)
+
+
+async def test_a_key_created_by_another_process_verifies_in_the_daemon(
+    store: Store, db_path: Path
+) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from tgws.store import Store\n"
+        "async def main():\n"
+        "    async with await Store.open(sys.argv[1]) as s:\n"
+        "        print(await s.create_api_key('other-process'))\n"
+        "asyncio.run(main())\n"
+    )
+    await new_key(store)  # the daemon's store is open and has written
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        str(db_path),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    record = await store.verify_api_key(out.decode().strip())
+    assert record is not None and record.name == "other-process"
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+async def test_healthy_while_open_and_not_after_close(store: Store) -> None:
+    assert await store.healthy() is True
+    await store.close()
+    assert store.closed
+    assert await store.healthy() is False
+
+
+async def test_close_is_idempotent(store: Store) -> None:
+    await store.close()
+    await store.close()
+
+
+async def test_close_waits_for_a_running_transaction(store: Store) -> None:
+    _, key_id = await new_key(store)
+    inside = asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction():
+            inside.set()
+            await asyncio.sleep(0.05)
+            await store.commit_offset(key_id, "chats", 1, Offset(100))
+
+    task = asyncio.create_task(writer())
+    await inside.wait()
+    await store.close()
+    await task
+    async with await Store.open(store.path) as reopened:
+        assert await reopened.get_offset(key_id, "chats", 1) == Offset(100)
+
+
+async def test_close_inside_own_transaction_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="inside"):
+        async with store.transaction():
+            await store.close()
+    assert await store.healthy()
+
+
+CALLS: list[tuple[str, Callable[[Store], object]]] = [
+    ("create_api_key", lambda s: s.create_api_key("x")),
+    ("list_api_keys", lambda s: s.list_api_keys()),
+    ("revoke_api_key", lambda s: s.revoke_api_key("x")),
+    ("verify_api_key", lambda s: s.verify_api_key("tgws_x")),
+    ("api_key_active", lambda s: s.api_key_active(1)),
+    ("load_session", lambda s: s.load_session(1)),
+    ("save_session", lambda s: s.save_session(1, "1A", None)),
+    ("delete_session", lambda s: s.delete_session(1)),
+    ("has_session", lambda s: s.has_session(1)),
+    ("cache_entities", lambda s: s.cache_entities(1, [EntityRecord(1, 1, "user", "u", "")])),
+    ("lookup_entity", lambda s: s.lookup_entity(1, "u")),
+    ("forget_entity", lambda s: s.forget_entity(1, "u")),
+    ("get_offset", lambda s: s.get_offset(1, "chats", 1)),
+    ("commit_offset", lambda s: s.commit_offset(1, "chats", 1, Offset(1))),
+]
+
+
+@pytest.mark.parametrize(("name", "call"), CALLS, ids=[name for name, _ in CALLS])
+async def test_a_closed_store_raises_store_error(
+    store: Store, name: str, call: Callable[[Store], object]
+) -> None:
+    await store.close()
+    coro = call(store)
+    assert asyncio.iscoroutine(coro), name
+    with pytest.raises(StoreError, match="closed"):
+        await coro
+
+
+async def test_a_closed_store_refuses_transactions(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        async with store.transaction():
+            pass

@@ -1,0 +1,3 @@
+"""tgws: drive a Telegram user account over a plain websocket."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tgws.cli import main
+
+raise SystemExit(main())

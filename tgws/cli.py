@@ -1,0 +1,220 @@
+"""The `tgws` command: serve, demo, client, apikey, check-config.
+
+This is the one place that turns a ConfigError into a single stderr line and exit code 2
+(systemd's RestartPreventExitStatus=2 keeps a bad config from restart-looping). Other
+start-up failures (store unusable, port taken) are one line and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tgws import __version__
+from tgws import config as config_mod
+from tgws.errors import ConfigError, StoreError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, *, server: bool = True) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help="TOML config file (default: $TGWS_CONFIG, else built-in defaults)")
+    parser.add_argument("--db", metavar="FILE", help="sqlite store path (store.path)")
+    parser.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="log.level")
+    if server:
+        parser.add_argument("--host", help="listen address (server.host)")
+        parser.add_argument("--port", type=int, help="listen port (server.port)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tgws", description="Drive a Telegram user account over a plain websocket.")
+    parser.add_argument("--version", action="version", version=f"tgws {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the daemon")
+    _add_config_flags(serve)
+    serve.add_argument("--sandbox", action="store_true",
+                       help="use the in-process sandbox Telegram (telegram.backend = sandbox)")
+
+    demo = sub.add_parser("demo", help="run the daemon on the sandbox Telegram, no account needed")
+    _add_config_flags(demo)
+    demo.add_argument("--tick", type=float, default=2.0, metavar="SECONDS",
+                      help="every tick new messages land (and every 5th a member joins); "
+                           "0 stops the world (default 2)")
+
+    client = sub.add_parser("client", help="command-line client for any tgws server")
+    from tgws.client import add_arguments as add_client_arguments
+    add_client_arguments(client)
+
+    apikey = sub.add_parser("apikey", help="create, list or revoke API keys")
+    _add_config_flags(apikey, server=False)
+    keys = apikey.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = keys.add_parser("create", help="create a key; prints it once, on the last line")
+    create.add_argument("name")
+    keys.add_parser("list", help="names, creation and last-use times (never the keys)")
+    revoke = keys.add_parser("revoke", help="revoke a key; its connections are closed")
+    revoke.add_argument("name")
+
+    check = sub.add_parser("check-config", help="validate a config and print the settings")
+    _add_config_flags(check)
+    return parser
+
+
+def load_config(args: argparse.Namespace, **extra: Any) -> config_mod.Config:
+    overrides: dict[str, Any] = {
+        "store.path": getattr(args, "db", None),
+        "log.level": getattr(args, "log_level", None),
+        "server.host": getattr(args, "host", None),
+        "server.port": getattr(args, "port", None),
+    }
+    overrides.update(extra)
+    return config_mod.load(getattr(args, "config", None), overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+        if args.command == "client":
+            from tgws.client import run as run_client
+            code: int = run_client(args)
+            return code
+        if args.command == "apikey":
+            return cmd_apikey(args)
+        if args.command == "check-config":
+            return cmd_check_config(args)
+    except ConfigError as err:
+        print(f"tgws: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as err:
+        print(f"tgws: store error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as err:
+        print(f"tgws: {err.strerror or err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_CONFIG  # pragma: no cover (parser.error exits)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tgws.daemon import Daemon, setup_logging
+
+    extra = {"telegram.backend": "sandbox"} if args.sandbox else {}
+    config = load_config(args, **extra)
+    setup_logging(config.log.level)
+    daemon = Daemon(config, reload_loader=lambda: load_config(args, **extra))
+    return asyncio.run(daemon.run())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tgws.daemon import Daemon, setup_logging
+
+    with tempfile.TemporaryDirectory(prefix="tgws-demo-") as tmp:
+        db = args.db or os.path.join(tmp, "tgws.db")
+        extra = {"telegram.backend": "sandbox", "sandbox.tick": args.tick, "store.path": db}
+        if args.port is None and not args.config:
+            extra["server.port"] = 8000
+        config = load_config(args, **extra)
+        setup_logging(config.log.level)
+        key = asyncio.run(_create_demo_key(config.store.path))
+
+        def announce(daemon: Daemon) -> None:
+            host = config.server.host
+            url = f"ws://{host}:{daemon.port}{config.server.path}"
+            print(DEMO_BANNER.format(url=url, key=key, tick=args.tick), flush=True)
+
+        daemon = Daemon(config, on_ready=announce)
+        return asyncio.run(daemon.run())
+
+
+DEMO_BANNER = """\
+tgws demo: the sandbox Telegram, no account needed.
+
+  websocket  {url}
+  api key    {key}
+  login      any phone (e.g. +919876543210), code 12345;
+             +19995550002 also needs the 2FA password hunter2
+  groups     testgroup00001 (250 members, 1000 messages), testgroup00002 (40, 120)
+  channel    UnderWorld4444 (300 posts)
+  the world  one new message per chat every {tick} s, a new member every 5th tick
+
+  try:  tgws client --url {url} --api-key {key} login --phone +919876543210
+        tgws client --url {url} --api-key {key} users testgroup00001
+Ctrl-C stops."""
+
+
+async def _create_demo_key(db: str) -> str:
+    from tgws.store import Store
+
+    async with await Store.open(db) as store:
+        names = {record.name for record in await store.list_api_keys()}
+        name = "demo"
+        n = 1
+        while name in names:
+            n += 1
+            name = f"demo{n}"
+        return await store.create_api_key(name)
+
+
+def cmd_apikey(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    path = config.store.path
+    if args.action != "create" and not Path(path).exists():
+        print(f"tgws: no store at {path} (create a key first)", file=sys.stderr)
+        return EXIT_FAILURE
+    return asyncio.run(_apikey(args, path))
+
+
+async def _apikey(args: argparse.Namespace, path: str) -> int:
+    from tgws.store import Store
+
+    async with await Store.open(path) as store:
+        if args.action == "create":
+            key = await store.create_api_key(args.name)
+            print(f"created API key {args.name!r} in {path}; it is shown once, keep it safe:")
+            print(key)
+            return EXIT_OK
+        if args.action == "list":
+            records = await store.list_api_keys()
+            print(f"{'NAME':<24} {'CREATED':<20} {'LAST USED':<20} STATUS")
+            for r in records:
+                print(f"{r.name:<24} {_when(r.created_at):<20} {_when(r.last_used_at):<20} "
+                      f"{'revoked ' + _when(r.revoked_at) if r.revoked_at else 'active'}")
+            return EXIT_OK
+        if await store.revoke_api_key(args.name):
+            print(f"revoked API key {args.name!r}; its connections will be closed")
+            return EXIT_OK
+        print(f"tgws: no active API key named {args.name!r}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    settings = config_mod.effective_settings(config)
+    print(f"# effective settings ({config.source}; secrets masked)")
+    print(json.dumps(settings, indent=2))
+    # `tgws serve` would refuse this config, so check-config must too.
+    config.telegram.require_credentials()
+    print("config OK")
+    return EXIT_OK

@@ -1,0 +1,369 @@
+"""Configuration: frozen dataclasses per TOML section, loaded with a fixed precedence.
+
+    built-in defaults  <  TOML file  <  environment (TGWS_*)  <  command-line flags
+
+Every key of the file is checked against the dataclasses below: an unknown key, a value
+of the wrong type or out of range, or an unreadable file raises ConfigError whose text is
+one line naming the file, the key and what was expected. The CLI prints that line and
+exits 2 (systemd's RestartPreventExitStatus=2 then avoids a restart loop).
+
+Nothing here does I/O except reading the one file, so it is testable with plain dicts.
+tgws.toml.example documents every key; tests check the two stay in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tgws.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CONNECTIONS = ("full", "intermediate", "abridged")
+BACKENDS = ("telegram", "sandbox")
+
+
+def default_db_path() -> str:
+    """`tgws.db` in systemd's state directory when it sets one, else the working directory."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        # systemd may pass several colon-separated directories; the first is ours.
+        return str(Path(state.split(":")[0]) / "tgws.db")
+    return "tgws.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    path: str = "/ws/telegram/"
+    max_message_size: int = 65536
+    idle_timeout: float = 900.0
+    max_connections: int = 1000
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    write_limit: int = 65536
+    compression: bool = False
+    shutdown_timeout: float = 10.0
+
+    def validate(self) -> None:
+        _require(0 <= self.port <= 65535, "server.port", "an integer from 0 to 65535")
+        _require(self.path.startswith("/"), "server.path", "a path starting with '/'")
+        _require(self.max_message_size >= 1024, "server.max_message_size", "at least 1024")
+        _require(self.idle_timeout >= 0, "server.idle_timeout", "seconds >= 0 (0 = never)")
+        _require(self.max_connections >= 1, "server.max_connections", "at least 1")
+        _require(self.ping_interval >= 0, "server.ping_interval", "seconds >= 0")
+        _require(self.ping_timeout >= 0, "server.ping_timeout", "seconds >= 0")
+        _require(self.write_limit >= 1024, "server.write_limit", "at least 1024 bytes")
+        _require(self.shutdown_timeout > 0, "server.shutdown_timeout", "seconds > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str = field(default_factory=default_db_path)
+
+    def validate(self) -> None:
+        _require(bool(self.path), "store.path", "a non-empty file path")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    failed_logins_per_connection: int = 5
+    failed_logins_per_peer: int = 20
+    failed_login_window: float = 600.0
+    failed_login_delay: float = 0.25
+
+    def validate(self) -> None:
+        _require(self.failed_logins_per_connection >= 1,
+                 "limits.failed_logins_per_connection", "at least 1")
+        _require(self.failed_logins_per_peer >= 1, "limits.failed_logins_per_peer", "at least 1")
+        _require(self.failed_login_window > 0, "limits.failed_login_window", "seconds > 0")
+        _require(self.failed_login_delay >= 0, "limits.failed_login_delay", "seconds >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramServerConfig:
+    dc_id: int = 0
+    host: str = ""
+    port: int = 443
+    public_key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.dc_id != 0
+
+    def validate(self) -> None:
+        if not self.enabled:
+            return
+        _require(self.dc_id > 0, "telegram.server.dc_id", "a positive DC id")
+        _require(bool(self.host), "telegram.server.host", "an IP address when dc_id is set")
+        _require(0 < self.port <= 65535, "telegram.server.port", "an integer from 1 to 65535")
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    backend: str = "telegram"
+    api_id: int = 0
+    api_hash: str = ""
+    connection: str = "full"
+    flood_wait_ceiling: int = 60
+    idle_disconnect: float = 300.0
+    request_retries: int = 5
+    member_sweep: bool = False
+    device_model: str = "tgws"
+    server: TelegramServerConfig = field(default_factory=TelegramServerConfig)
+
+    def validate(self) -> None:
+        _require(self.backend in BACKENDS, "telegram.backend", f"one of {_alts(BACKENDS)}")
+        _require(self.connection in CONNECTIONS, "telegram.connection",
+                 f"one of {_alts(CONNECTIONS)}")
+        _require(self.api_id >= 0, "telegram.api_id", "a positive integer")
+        _require(self.flood_wait_ceiling >= 0, "telegram.flood_wait_ceiling", "seconds >= 0")
+        _require(self.idle_disconnect >= 0, "telegram.idle_disconnect", "seconds >= 0")
+        _require(self.request_retries >= 0, "telegram.request_retries", "an integer >= 0")
+        self.server.validate()
+
+    def require_credentials(self) -> None:
+        """The real backend needs api_id/api_hash from https://my.telegram.org."""
+        if self.backend == "telegram" and (not self.api_id or not self.api_hash):
+            raise ConfigError(
+                "telegram.api_id and telegram.api_hash are required for backend 'telegram' "
+                "(get them at https://my.telegram.org; or set TGWS_API_ID / TGWS_API_HASH)"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingConfig:
+    progress_every: int = 1000
+    progress_interval: float = 2.0
+    batch_size: int = 100
+
+    def validate(self) -> None:
+        _require(self.progress_every >= 1, "streaming.progress_every", "at least 1")
+        _require(self.progress_interval > 0, "streaming.progress_interval", "seconds > 0")
+        _require(1 <= self.batch_size <= 1000, "streaming.batch_size", "from 1 to 1000")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """The in-process sandbox Telegram (used when telegram.backend = "sandbox")."""
+
+    seed: int = 0
+    tick: float = 0.0
+    wire: bool = False
+
+    def validate(self) -> None:
+        _require(self.tick >= 0, "sandbox.tick", "seconds >= 0 (0 = the world stands still)")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "INFO"
+
+    def validate(self) -> None:
+        _require(self.level in LOG_LEVELS, "log.level", f"one of {_alts(LOG_LEVELS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "<defaults>"  # which file this came from, for messages
+
+    def validate(self) -> None:
+        for section in (self.server, self.store, self.telegram, self.limits,
+                        self.streaming, self.sandbox, self.log):
+            section.validate()
+
+
+class _Invalid(Exception):
+    """Raised by validate(); load() adds the file name to it."""
+
+    def __init__(self, key: str, expected: str) -> None:
+        super().__init__(key, expected)
+        self.key = key
+        self.expected = expected
+
+
+def _require(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise _Invalid(key, expected)
+
+
+def _alts(values: tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+# Environment variables and the config key each one sets (value parsed to the key's type).
+ENVIRONMENT: dict[str, str] = {
+    "TGWS_HOST": "server.host",
+    "TGWS_PORT": "server.port",
+    "TGWS_DB": "store.path",
+    "TGWS_BACKEND": "telegram.backend",
+    "TGWS_API_ID": "telegram.api_id",
+    "TGWS_API_HASH": "telegram.api_hash",
+    "TGWS_LOG_LEVEL": "log.level",
+}
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective Config. `overrides` maps dotted keys to values (command-line flags).
+
+    The file is `path`, else $TGWS_CONFIG, else none (defaults only).
+    """
+    env = os.environ if environ is None else environ
+    file = str(path) if path is not None else env.get("TGWS_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if file is not None:
+        source = file
+        data = _read_toml(file)
+    for var, key in ENVIRONMENT.items():
+        if var in env:
+            _set_dotted(data, key, _from_string(env[var], key, var))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        config = _build(Config, data, prefix="")
+        config = dataclasses.replace(config, source=source)
+        config.validate()
+    except _Invalid as err:
+        raise ConfigError(f"{source}: {err.key}: expected {err.expected}") from None
+    return config
+
+
+def _read_toml(file: str) -> dict[str, Any]:
+    try:
+        with open(file, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: cannot read config file: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{file}: cannot read config file: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: cannot read config file: it is a directory") from None
+    except OSError as err:
+        raise ConfigError(f"{file}: cannot read config file: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{file}: not valid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not valid TOML: not UTF-8 text") from None
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, last = key.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: [{section}] must be a table")
+        node = child
+    node[last] = value
+
+
+def _key_type(key: str) -> Any:
+    node: Any = Config
+    for part in key.split("."):
+        hints = typing.get_type_hints(node)
+        node = hints[part]
+    return node
+
+
+def _from_string(raw: str, key: str, var: str) -> Any:
+    """Environment values are strings; convert to the type the key wants."""
+    kind = _key_type(key)
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise ConfigError(
+            f"environment {var}: {key}: expected {_type_name(kind)}, got {raw!r}"
+        ) from None
+    return raw
+
+
+def _type_name(kind: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        kind, "a table"
+    )
+
+
+_T = typing.TypeVar("_T")
+
+
+def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+             if f.name != "source"}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}{key}"
+            section = prefix.rstrip(".") or "top level"
+            raise _Invalid(where, f"no such key (known in {section}: {', '.join(sorted(names))})")
+    values: dict[str, Any] = {}
+    for name in names:
+        if name not in data:
+            continue
+        kind = hints[name]
+        value = data[name]
+        where = f"{prefix}{name}"
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise _Invalid(where, f"a table [{where}]")
+            values[name] = _build(typing.cast(type[Any], kind), value, prefix=f"{where}.")
+        else:
+            values[name] = _check_scalar(value, kind, where)
+    return cls(**values)
+
+
+def _check_scalar(value: Any, kind: Any, where: str) -> Any:
+    if isinstance(kind, types.UnionType):  # not used today; keeps the checker honest
+        raise _Invalid(where, "a supported type")
+    # bool is an int subclass in Python; TOML keeps them apart and so do we.
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    else:
+        ok = False
+    if not ok:
+        raise _Invalid(where, f"{_type_name(kind)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def effective_settings(config: Config) -> dict[str, Any]:
+    """All settings as a nested dict with secrets masked, for `tgws check-config`."""
+    out = dataclasses.asdict(config)
+    if out["telegram"]["api_hash"]:
+        out["telegram"]["api_hash"] = "********"
+    return out

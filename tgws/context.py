@@ -1,0 +1,138 @@
+"""What a handler is given: the daemon's shared parts (App) and its own connection (Connection).
+
+Nothing reaches a handler through module globals: the server builds one App per process and
+one Connection per websocket, and passes them explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import weakref
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from tgws import protocol
+from tgws.auth import LoginLimiter
+from tgws.config import Config
+from tgws.errors import CloseCode, Refusal
+from tgws.state import ConnectionState
+from tgws.store import ApiKeyRecord, Store
+
+if TYPE_CHECKING:
+    from tgws.gateway import Account, Gateway
+
+log = logging.getLogger("tgws.server")
+
+_ids = itertools.count(1)
+
+
+class OffsetLocks:
+    """One asyncio.Lock per (API key, kind, group id), dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[tuple[int, str, int], asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+
+    def get(self, api_key_id: int, kind: str, group_id: int) -> asyncio.Lock:
+        key = (api_key_id, kind, group_id)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+
+@dataclass(eq=False)
+class App:
+    """Process-wide parts shared by every connection."""
+
+    config: Config
+    store: Store
+    gateway: Gateway
+    limiter: LoginLimiter
+    started_at: float = field(default_factory=time.monotonic)
+    connections: set[Connection] = field(default_factory=set)
+    offset_locks: OffsetLocks = field(default_factory=OffsetLocks)
+    shutting_down: bool = False
+
+    def by_api_key(self, api_key_id: int) -> list[Connection]:
+        return [c for c in self.connections if c.api_key is not None
+                and c.api_key.id == api_key_id]
+
+
+@dataclass(eq=False)
+class Connection:
+    """One websocket: its state machine, who it is, and the stream running on it."""
+
+    app: App
+    ws: ServerConnection
+    peer: str
+    id: int = field(default_factory=lambda: next(_ids))
+    state: ConnectionState = field(default_factory=ConnectionState)
+    api_key: ApiKeyRecord | None = None
+    account: Account | None = None
+    failed_logins: int = 0
+    stream: asyncio.Task[None] | None = None
+
+    async def send(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def success(self, event: str, message: object, **extra: object) -> None:
+        await self.send(protocol.success(event, message, **extra))
+
+    async def failed(self, event: str, message: str, **extra: object) -> None:
+        await self.send(protocol.failed(event, message, **extra))
+
+    async def close(self, code: CloseCode, reason: str = "") -> None:
+        await self.ws.close(int(code), reason)
+
+    def label(self) -> str:
+        return f"conn#{self.id}"
+
+    async def guarded(self, event: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run one request's work; turn what it raises into the reply the protocol defines.
+
+        Refusal -> its failed reply (+ close when it says so). Anything else is our bug:
+        logged with a traceback, answered "internal error", closed 1011. Other connections
+        never notice: the exception stops here.
+        """
+        try:
+            await work
+        except Refusal as refusal:
+            log.info("%s: %s -> failed: %s%s", self.label(), event, refusal.message,
+                     f" (close {int(refusal.close)})" if refusal.close else "")
+            try:
+                await self.send(protocol.refusal_reply(refusal))
+                if refusal.close is not None:
+                    await self.close(refusal.close, refusal.message[:120])
+            except ConnectionClosed:
+                pass
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("%s: internal error handling %r", self.label(), event)
+            try:
+                await self.failed(event, protocol.INTERNAL_ERROR)
+                await self.close(CloseCode.INTERNAL, "internal error")
+            except ConnectionClosed:
+                pass
+
+    def start_stream(self, event: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run a users/chats stream as its own task, so this connection keeps reading."""
+        self.state.streaming = True
+
+        async def run() -> None:
+            try:
+                await self.guarded(event, work)
+            finally:
+                self.state.streaming = False
+                self.stream = None
+
+        self.stream = asyncio.get_running_loop().create_task(run(), name=f"{self.label()}-stream")

@@ -1,0 +1,201 @@
+"""The daemon's life: open the store, build the gateway, serve, reload, shut down.
+
+Signals:
+  SIGTERM, SIGINT  graceful shutdown: stop accepting, close connections with 1001 (streams
+                   stop; offsets the clients confirmed are already committed), disconnect
+                   Telethon, close the store, exit 0 within [server] shutdown_timeout.
+                   A second signal exits at once (exit code 1).
+  SIGHUP           re-read the config: log level, login limits and the API key check apply
+                   live; anything else is logged as "needs a restart".
+
+systemd: READY=1 once listening with the store open, STOPPING=1 on shutdown, RELOADING=1
+around a reload, WATCHDOG=1 pings when WatchdogSec is set (tgws.sdnotify).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from tgws import config as config_mod
+from tgws.auth import LoginLimiter
+from tgws.backends import build_backend
+from tgws.config import Config
+from tgws.context import App
+from tgws.errors import ConfigError
+from tgws.gateway import Gateway
+from tgws.sdnotify import Notifier
+from tgws.server import TgwsServer
+from tgws.store import Store
+
+log = logging.getLogger("tgws")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr (journald takes it). Telethon's chatter stays at WARNING."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    set_log_level(level)
+    logging.getLogger("tgws.telethon").setLevel(logging.WARNING)
+    logging.getLogger("tgws.websockets").setLevel(logging.WARNING)
+
+
+def set_log_level(level: str) -> None:
+    logging.getLogger().setLevel(level)
+    logging.getLogger("tgws").setLevel(level)
+
+
+def limiter_settings(config: Config) -> dict[str, Any]:
+    lim = config.limits
+    return {"max_failures_per_connection": lim.failed_logins_per_connection,
+            "max_failures_per_peer": lim.failed_logins_per_peer,
+            "window": lim.failed_login_window,
+            "base_delay": lim.failed_login_delay,
+            "max_delay": lim.failed_login_delay * 16}
+
+
+def limiter_for(config: Config) -> LoginLimiter:
+    return LoginLimiter(**limiter_settings(config))
+
+
+class Daemon:
+    """Everything `tgws serve` runs; also used in-process by tests and `tgws demo`."""
+
+    def __init__(self, config: Config, *, reload_loader: Callable[[], Config] | None = None,
+                 on_ready: Callable[[Daemon], Any] | None = None) -> None:
+        self.config = config
+        self.reload_loader = reload_loader
+        self.on_ready = on_ready
+        self.notifier = Notifier.from_environ()
+        self.server: TgwsServer | None = None
+        self.app: App | None = None
+        self.backend: Any = None
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    async def start(self) -> None:
+        self.config.telegram.require_credentials()
+        store = await Store.open(self.config.store.path)
+        try:
+            self.backend = build_backend(self.config)
+            gateway = Gateway(self.config.telegram, store, self.backend.factory)
+            self.app = App(self.config, store, gateway, limiter_for(self.config))
+            self.server = TgwsServer(self.app)
+            await self.server.start()
+        except BaseException:
+            await store.close()
+            raise
+        await self.backend.start()
+
+    async def run(self) -> int:
+        """Serve until a signal asks to stop; returns the exit code."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        watchdog = loop.create_task(self.notifier.watchdog_loop())
+        self.notifier.ready(f"listening on port {self.port}")
+        if self.on_ready is not None:
+            self.on_ready(self)
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            loop.add_signal_handler(signal.SIGTERM, self._exit_now)
+            loop.add_signal_handler(signal.SIGINT, self._exit_now)
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            self.notifier.stopping()
+            await self.stop()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _on_stop_signal(self, sig: int) -> None:
+        log.info("received %s; shutting down", signal.Signals(sig).name)
+        self._stop.set()
+
+    @staticmethod
+    def _exit_now() -> None:
+        log.warning("second signal; exiting at once")
+        os._exit(1)
+
+    async def stop(self) -> None:
+        timeout = self.config.server.shutdown_timeout
+        if self.backend is not None:
+            await self.backend.stop()
+        if self.server is not None:
+            await self.server.shutdown(timeout)
+        if self.app is not None:
+            await self.app.gateway.close()
+            await self.app.store.close()
+        log.info("stopped")
+
+    # -- reload ---------------------------------------------------------------------------
+    def _on_reload_signal(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> None:
+        if self.reload_loader is None or self.app is None or self.server is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = self.reload_loader()
+        except ConfigError as err:
+            log.error("reload refused, keeping the running config: %s", err)
+            self.notifier.ready()
+            return
+        old = self.config
+        applied, restart = diff_config(old, new)
+        set_log_level(new.log.level)
+        self.app.limiter.configure(**limiter_settings(new))
+        live = dataclasses.replace(old, log=new.log, limits=new.limits,
+                                   streaming=new.streaming)
+        self.config = live
+        self.app.config = live
+        await self.server.check_revocations()
+        log.info("reloaded config: applied %s; needs a restart: %s",
+                 ", ".join(applied) or "nothing", ", ".join(restart) or "nothing")
+        self.notifier.ready()
+
+
+LIVE_SECTIONS = ("log", "limits", "streaming")
+
+
+def diff_config(old: Config, new: Config) -> tuple[list[str], list[str]]:
+    """Keys that changed, split into applied-live and needs-restart."""
+    flat_old = _flatten(config_mod.effective_settings(old))
+    flat_new = _flatten(config_mod.effective_settings(new))
+    changed = sorted(k for k in flat_old.keys() | flat_new.keys()
+                     if flat_old.get(k) != flat_new.get(k) and k != "source")
+    applied = [k for k in changed if k.split(".")[0] in LIVE_SECTIONS]
+    restart = [k for k in changed if k.split(".")[0] not in LIVE_SECTIONS]
+    return applied, restart
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

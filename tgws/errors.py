@@ -1,0 +1,109 @@
+"""Every error tgws raises on purpose, in one tree.
+
+    TgwsError
+    ├── ConfigError          bad config file/key/value; the CLI prints one line, exits 2
+    ├── StoreError           the sqlite store cannot be opened or is newer than this code
+    ├── Refusal              a request answered with a failed reply (+ optional close code)
+    └── GatewayError         Telegram said no; raised only by tgws.gateway
+        ├── PhoneInvalid         malformed, unregistered or banned phone
+        ├── CodeInvalid          wrong, expired or empty login code
+        ├── PasswordNeeded       the account has 2FA; ask for the password
+        ├── PasswordInvalid      wrong 2FA password
+        ├── NotAuthorized        the stored session is no longer valid (revoked elsewhere)
+        ├── FloodWait(seconds)   Telegram asks us to wait longer than we are willing to
+        ├── PeerNotFound         no such username
+        ├── NotAGroup            resolved, but not a group or channel
+        ├── MembersHidden        the group's admins hide the member list
+        └── TelegramFailure      any other RPC error (carries Telegram's error string)
+
+Handlers and state.check raise Refusal; only tgws.server catches it and turns it into
+a reply and, when `close` is set, a websocket close. Telethon's own exceptions never
+leave tgws.gateway.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CloseCode(enum.IntEnum):
+    """Websocket close codes tgws uses (documented in docs/protocol.md)."""
+
+    NORMAL = 1000  # the seed's "(socket closed)" replies
+    GOING_AWAY = 1001  # daemon shutting down, or API key revoked
+    UNSUPPORTED = 1003  # binary frames are refused this way only when abusive (not used today)
+    POLICY = 1008  # abuse: too many failed logins
+    TOO_BIG = 1009  # incoming frame over [server] max_message_size
+    INTERNAL = 1011  # our bug; logged with a traceback
+    TRY_AGAIN = 1013  # server at [server] max_connections
+
+
+class TgwsError(Exception):
+    """Base of every error tgws raises deliberately."""
+
+
+class ConfigError(TgwsError):
+    """The configuration cannot be used. str(err) is the single line shown to the operator."""
+
+
+class StoreError(TgwsError):
+    """The store cannot be opened, migrated or written."""
+
+
+class Refusal(TgwsError):
+    """A request answered with a failed reply; `close` says whether the socket closes after it."""
+
+    def __init__(self, event: str, message: str, *, close: CloseCode | None = None) -> None:
+        super().__init__(message)
+        self.event = event
+        self.message = message
+        self.close = close
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.event!r}, {self.message!r}, close={self.close!r})"
+
+
+class GatewayError(TgwsError):
+    """Telegram refused or failed a call. Raised only by tgws.gateway."""
+
+
+class PhoneInvalid(GatewayError):
+    pass
+
+
+class CodeInvalid(GatewayError):
+    pass
+
+
+class PasswordNeeded(GatewayError):
+    pass
+
+
+class PasswordInvalid(GatewayError):
+    pass
+
+
+class NotAuthorized(GatewayError):
+    pass
+
+
+class FloodWait(GatewayError):
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"Telegram asks to wait {seconds} s")
+        self.seconds = seconds
+
+
+class PeerNotFound(GatewayError):
+    pass
+
+
+class NotAGroup(GatewayError):
+    pass
+
+
+class MembersHidden(GatewayError):
+    pass
+
+
+class TelegramFailure(GatewayError):
+    """Any other RPC error; str(err) is Telegram's error string (e.g. CHANNEL_PRIVATE)."""

@@ -1,0 +1,525 @@
+"""The one module that talks to Telethon.
+
+Every Telethon call tgws makes is here (connect, send code, sign in, 2FA, resolve, iterate
+participants and messages, log out), and every Telethon/RPC exception is translated into
+tgws.errors.GatewayError at this boundary, so the rest of the daemon never imports Telethon.
+
+Accounts: one TelegramClient per API key (each API key owns at most one Telegram account),
+shared by all connections of that key and reference-counted; connected on first use,
+disconnected `telegram.idle_disconnect` seconds after its last connection is released.
+There is never a second client on the same auth key in this process.
+
+Flood waits: clients are built with flood_sleep_threshold=0, so Telethon raises every
+FloodWaitError to us. `_with_flood_control` then waits (when the wait is within
+`telegram.flood_wait_ceiling`, after telling the caller through its `on_flood` callback so
+the websocket client sees a progress reply) and retries, or raises FloodWait(seconds).
+
+Sessions: Telethon's StringSession (DC, address, auth key) is kept in the store as a secret
+and saved after sign-in. The entity cache (username -> id, access hash, kind) lives in the
+store too, so a restart does not repeat contacts.ResolveUsername, which Telegram rate-limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import rsa as rsa_keys  # Telethon's own dependency, used to read the operator's PEM key
+from telethon import TelegramClient, errors, functions, types
+from telethon.crypto import rsa as telethon_rsa
+from telethon.network import connection as tl_connection
+from telethon.sessions import StringSession
+
+from tgws.config import TelegramConfig
+from tgws.errors import (
+    CodeInvalid,
+    ConfigError,
+    FloodWait,
+    MembersHidden,
+    NotAGroup,
+    NotAuthorized,
+    PasswordInvalid,
+    PasswordNeeded,
+    PeerNotFound,
+    PhoneInvalid,
+    TelegramFailure,
+)
+from tgws.store import EntityRecord, Store
+
+log = logging.getLogger("tgws.gateway")
+
+T = TypeVar("T")
+OnFlood = Callable[[int], Awaitable[None]]
+ClientFactory = Callable[[StringSession], Any]  # returns a telethon TelegramClient
+
+GROUP_KINDS = ("megagroup", "gigagroup", "chat")
+PAGE_MESSAGES = 100  # Telegram's page size for messages.getHistory
+PAGE_MEMBERS = 200  # Telegram's page size for channels.getParticipants
+MEMBER_CAP = 10_000  # plain paging lists at most about this many members
+SWEEP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+_PHONE_DIGITS = re.compile(r"^\+?[0-9]{7,15}$")
+_USERNAME_PREFIXES = ("https://t.me/", "http://t.me/", "t.me/", "@")
+
+_CONNECTIONS = {
+    "full": tl_connection.ConnectionTcpFull,
+    "intermediate": tl_connection.ConnectionTcpIntermediate,
+    "abridged": tl_connection.ConnectionTcpAbridged,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A resolved group or channel, as the rest of tgws sees it."""
+
+    id: int
+    access_hash: int
+    kind: str  # 'megagroup' | 'gigagroup' | 'chat' | 'broadcast' | 'user'
+    title: str
+    username: str
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind in GROUP_KINDS
+
+    def input_peer(self) -> Any:
+        if self.kind == "chat":
+            return types.InputPeerChat(self.id)
+        if self.kind == "user":
+            return types.InputPeerUser(self.id, self.access_hash)
+        return types.InputPeerChannel(self.id, self.access_hash)
+
+
+@dataclass(slots=True)
+class MemberPage:
+    """A batch of participants (Telethon User objects with `.participant` set)."""
+
+    users: list[Any]
+    total: int | None
+
+
+@dataclass(slots=True)
+class MessagePage:
+    messages: list[Any]
+    total: int | None
+
+
+# --- building clients ----------------------------------------------------------------------
+def register_public_key(path: str) -> int:
+    """Register the operator's MTProto server RSA key with Telethon; returns its fingerprint."""
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(
+            f"telegram.server.public_key_file: cannot read {path}: {err.strerror}"
+        ) from None
+    try:
+        if b"BEGIN RSA PUBLIC KEY" in pem:
+            key = rsa_keys.PublicKey.load_pkcs1(pem)
+        else:
+            key = rsa_keys.PublicKey.load_pkcs1_openssl_pem(pem)
+    except Exception:
+        raise ConfigError(
+            f"telegram.server.public_key_file: {path} is not an RSA public key in PEM"
+        ) from None
+    telethon_rsa.add_key(key.save_pkcs1().decode(), old=False)
+    return int(telethon_rsa._compute_fingerprint(key))
+
+
+def telegram_client_factory(config: TelegramConfig) -> ClientFactory:
+    """Clients for Telegram's servers, or the MTProto server named in [telegram.server]."""
+    if config.server.enabled and config.server.public_key_file:
+        register_public_key(config.server.public_key_file)
+    connection = _CONNECTIONS[config.connection]
+
+    def make(session: StringSession) -> Any:
+        if config.server.enabled and session.auth_key is None:
+            # Only a fresh session is pointed at the override; a saved one knows its DC.
+            session.set_dc(config.server.dc_id, config.server.host, config.server.port)
+        return TelegramClient(session, config.api_id, config.api_hash, **client_options(
+            config, connection=connection))
+
+    return make
+
+
+def client_options(config: TelegramConfig, **extra: Any) -> dict[str, Any]:
+    """TelegramClient keyword arguments shared by every backend."""
+    options: dict[str, Any] = {
+        # We handle flood waits ourselves, to tell the websocket client and to cap them.
+        "flood_sleep_threshold": 0,
+        # tgws only pulls; an update loop would cost memory and CPU per account for nothing.
+        "receive_updates": False,
+        "catch_up": False,
+        "request_retries": config.request_retries,
+        "device_model": config.device_model,
+        "app_version": "tgws",
+        "base_logger": "tgws.telethon",
+    }
+    options.update(extra)
+    return options
+
+
+# --- error translation ---------------------------------------------------------------------
+_PHONE_ERRORS: tuple[type[BaseException], ...] = (
+    errors.PhoneNumberInvalidError,
+    errors.PhoneNumberBannedError,
+    errors.PhoneNumberUnoccupiedError,
+    errors.PhoneNumberFloodError,
+    errors.PhoneNumberAppSignupForbiddenError,
+    errors.PhonePasswordFloodError,
+)
+_CODE_ERRORS: tuple[type[BaseException], ...] = (
+    errors.PhoneCodeInvalidError,
+    errors.PhoneCodeEmptyError,
+    errors.PhoneCodeExpiredError,
+    errors.PhoneCodeHashEmptyError,
+)
+_UNAUTHORIZED: tuple[type[BaseException], ...] = (
+    errors.AuthKeyUnregisteredError,
+    errors.AuthKeyInvalidError,
+    errors.SessionRevokedError,
+    errors.SessionExpiredError,
+    errors.UserDeactivatedError,
+    errors.UserDeactivatedBanError,
+)
+
+
+def _translate(err: errors.RPCError) -> Exception:
+    if isinstance(err, _UNAUTHORIZED):
+        return NotAuthorized(type(err).__name__)
+    message = getattr(err, "message", None) or type(err).__name__
+    return TelegramFailure(str(message))
+
+
+def normalize_name(name: str) -> str:
+    """'@Name', 't.me/Name' and 'Name' all name the same group."""
+    name = name.strip()
+    for prefix in _USERNAME_PREFIXES:
+        if name.lower().startswith(prefix):
+            name = name[len(prefix):]
+    return name.strip("/")
+
+
+def classify(entity: Any) -> str:
+    if isinstance(entity, types.Channel):
+        if entity.megagroup:
+            return "megagroup"
+        if getattr(entity, "gigagroup", False):
+            return "gigagroup"
+        return "broadcast"
+    if isinstance(entity, types.Chat | types.ChatForbidden):
+        return "chat"
+    return "user"
+
+
+# --- accounts ------------------------------------------------------------------------------
+class Account:
+    """The Telegram account behind one API key: one TelegramClient, shared by its connections."""
+
+    def __init__(self, gateway: Gateway, api_key_id: int) -> None:
+        self.gateway = gateway
+        self.api_key_id = api_key_id
+        self.users = 0  # connections holding this account
+        self._client: Any = None
+        self._connect_lock = asyncio.Lock()
+        self._login_phone: str | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.gateway.store
+
+    @property
+    def config(self) -> TelegramConfig:
+        return self.gateway.config
+
+    async def has_session(self) -> bool:
+        return await self.store.has_session(self.api_key_id)
+
+    async def _ensure_client(self) -> Any:
+        async with self._connect_lock:
+            if self._client is not None and self._client.is_connected():
+                return self._client
+            if self._client is None:
+                saved = await self.store.load_session(self.api_key_id)
+                self._client = self.gateway.factory(StringSession(saved or None))
+            try:
+                await self._client.connect()
+            except (TimeoutError, OSError, ConnectionError) as err:
+                raise TelegramFailure(f"cannot reach Telegram: {err}") from None
+            return self._client
+
+    async def _call(self, request: Callable[[Any], Awaitable[T]], on_flood: OnFlood | None) -> T:
+        client = await self._ensure_client()
+        return await self._with_flood_control(lambda: request(client), on_flood)
+
+    async def _with_flood_control(self, attempt: Callable[[], Awaitable[T]],
+                                  on_flood: OnFlood | None) -> T:
+        while True:
+            try:
+                return await attempt()
+            except errors.FloodWaitError as err:
+                await self._flood_wait(int(err.seconds), on_flood)
+            except errors.FloodPremiumWaitError as err:
+                await self._flood_wait(int(err.seconds), on_flood)
+
+    async def _flood_wait(self, seconds: int, on_flood: OnFlood | None) -> None:
+        if seconds > self.config.flood_wait_ceiling:
+            raise FloodWait(seconds)
+        log.info("account of key #%d: flood wait %d s", self.api_key_id, seconds)
+        if on_flood is not None:
+            await on_flood(seconds)
+        await asyncio.sleep(seconds)
+
+    # -- login ----------------------------------------------------------------------------
+    async def send_code(self, phone: str, on_flood: OnFlood | None = None) -> None:
+        compact = re.sub(r"[\s().-]", "", phone)
+        if not _PHONE_DIGITS.match(compact):
+            raise PhoneInvalid("malformed phone number")
+        try:
+            await self._call(lambda c: c.send_code_request(compact), on_flood)
+        except _PHONE_ERRORS:
+            raise PhoneInvalid("Telegram refused the phone number") from None
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        self._login_phone = compact
+
+    async def sign_in(self, code: str, on_flood: OnFlood | None = None) -> None:
+        phone = self._login_phone
+        if phone is None:
+            raise CodeInvalid("no code was sent on this account")
+        if not code.strip():
+            raise CodeInvalid("empty code")
+        try:
+            await self._call(lambda c: c.sign_in(phone=phone, code=code.strip()), on_flood)
+        except errors.SessionPasswordNeededError:
+            raise PasswordNeeded() from None
+        except _CODE_ERRORS:
+            raise CodeInvalid("Telegram refused the code") from None
+        except _PHONE_ERRORS:
+            raise PhoneInvalid("Telegram refused the phone number") from None
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        await self._logged_in()
+
+    async def check_password(self, password: str, on_flood: OnFlood | None = None) -> None:
+        if not password:
+            raise PasswordInvalid("empty password")
+        try:
+            await self._call(lambda c: c.sign_in(password=password), on_flood)
+        except (errors.PasswordHashInvalidError, errors.SrpIdInvalidError,
+                errors.PasswordEmptyError):
+            raise PasswordInvalid("Telegram refused the password") from None
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        await self._logged_in()
+
+    async def _logged_in(self) -> None:
+        client = self._client
+        self._login_phone = None
+        me = await client.get_me(input_peer=True)
+        await self.store.save_session(self.api_key_id, client.session.save(),
+                                      getattr(me, "user_id", None))
+
+    async def log_out(self) -> None:
+        """auth.LogOut at Telegram, then forget the session (and entity cache) locally."""
+        if await self.has_session():
+            try:
+                client = await self._ensure_client()
+                await client.log_out()
+            except (errors.RPCError, TelegramFailure) as err:
+                # The local session goes anyway: the user asked to be logged out.
+                log.warning("account of key #%d: log out at Telegram failed: %s",
+                            self.api_key_id, type(err).__name__)
+        await self.store.delete_session(self.api_key_id)
+        await self._drop_client()
+
+    async def forget_session(self) -> None:
+        """Telegram no longer accepts the session (revoked in the app, say): drop it."""
+        await self.store.delete_session(self.api_key_id)
+        await self._drop_client()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        self._login_phone = None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    # -- resolving ------------------------------------------------------------------------
+    async def resolve(self, name: str, on_flood: OnFlood | None = None) -> Peer:
+        username = normalize_name(name)
+        if not username:
+            raise PeerNotFound(name)
+        cached = await self.store.lookup_entity(self.api_key_id, username)
+        if cached is not None:
+            return Peer(cached.peer_id, cached.access_hash, cached.kind, cached.title,
+                        cached.username)
+        try:
+            entity = await self._call(lambda c: c.get_entity(username), on_flood)
+        except ValueError:  # Telethon's answer to USERNAME_NOT_OCCUPIED and friends
+            raise PeerNotFound(name) from None
+        except (errors.UsernameInvalidError, errors.UsernameNotOccupiedError,
+                errors.ChannelPrivateError, errors.ChannelInvalidError):
+            raise PeerNotFound(name) from None
+        except _UNAUTHORIZED as err:
+            raise NotAuthorized(type(err).__name__) from None
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        peer = Peer(
+            id=int(entity.id),
+            access_hash=int(getattr(entity, "access_hash", 0) or 0),
+            kind=classify(entity),
+            title=str(getattr(entity, "title", None) or getattr(entity, "first_name", "") or ""),
+            username=str(getattr(entity, "username", None) or username),
+        )
+        await self.store.cache_entities(self.api_key_id, [EntityRecord(
+            peer_id=peer.id, access_hash=peer.access_hash, kind=peer.kind,
+            username=username, title=peer.title)])
+        return peer
+
+    # -- streaming ------------------------------------------------------------------------
+    async def message_pages(self, peer: Peer, *, after_id: int, batch: int = PAGE_MESSAGES,
+                            on_flood: OnFlood | None = None) -> AsyncIterator[MessagePage]:
+        """Messages with id > after_id, oldest first, in batches of `batch`."""
+        client = await self._ensure_client()
+        # wait_time=0: Telethon would otherwise sleep 1 s per page past 3000 messages;
+        # Telegram's own flood waits are the only pacing we accept.
+        iterator = client.iter_messages(peer.input_peer(), limit=None, reverse=True,
+                                        min_id=after_id, wait_time=0)
+        async for items in self._batches(iterator, batch, on_flood):
+            yield MessagePage(items, getattr(iterator, "total", None))
+
+    async def member_total(self, peer: Peer, on_flood: OnFlood | None = None) -> int | None:
+        """Telegram's participant count; raises MembersHidden when we may not list them."""
+        if peer.kind == "chat":
+            return None
+        try:
+            full = await self._call(
+                lambda c: c(functions.channels.GetFullChannelRequest(peer.input_peer())),
+                on_flood)
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        channel = next((c for c in full.chats if c.id == peer.id), None)
+        is_admin = bool(channel is not None and (channel.creator or channel.admin_rights))
+        if getattr(full.full_chat, "participants_hidden", False) and not is_admin:
+            raise MembersHidden(peer.username)
+        count = getattr(full.full_chat, "participants_count", None)
+        return int(count) if count is not None else None
+
+    async def member_pages(self, peer: Peer, *, sweep: bool, batch: int = PAGE_MEMBERS,
+                           on_flood: OnFlood | None = None) -> AsyncIterator[MemberPage]:
+        """All members Telegram will list; with `sweep`, also search prefixes past the cap."""
+        if not peer.is_group:
+            raise NotAGroup(peer.username)
+        client = await self._ensure_client()
+        seen: set[int] = set()
+        queries = [""]
+        while queries:
+            query = queries.pop(0)
+            iterator = client.iter_participants(peer.input_peer(), search=query)
+            found = 0
+            try:
+                async for items in self._batches(iterator, batch, on_flood):
+                    found += len(items)
+                    fresh = [u for u in items if u.id not in seen]
+                    seen.update(u.id for u in fresh)
+                    if fresh:
+                        yield MemberPage(fresh, getattr(iterator, "total", None))
+            except errors.ChatAdminRequiredError:
+                raise MembersHidden(peer.username) from None
+            if sweep and found >= MEMBER_CAP:
+                # This query hit Telegram's cap: split it by one more character.
+                queries.extend(query + ch for ch in SWEEP_ALPHABET)
+
+    async def _batches(self, iterator: Any, size: int,
+                       on_flood: OnFlood | None) -> AsyncIterator[list[Any]]:
+        """Group an async Telethon iterator into lists, retrying flood waits in place.
+
+        A FloodWaitError inside RequestIter leaves its offsets untouched, so calling
+        __anext__ again re-sends the same page: nothing is skipped or repeated.
+        """
+        items: list[Any] = []
+        while True:
+            try:
+                item = await self._with_flood_control(iterator.__anext__, on_flood)
+            except StopAsyncIteration:
+                break
+            except _UNAUTHORIZED as err:
+                raise NotAuthorized(type(err).__name__) from None
+            except errors.RPCError as err:
+                if isinstance(err, errors.ChatAdminRequiredError):
+                    raise
+                raise _translate(err) from None
+            items.append(item)
+            if len(items) >= size:
+                yield items
+                items = []
+        if items:
+            yield items
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def disconnect(self) -> None:
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+
+class Gateway:
+    """All Telegram accounts of this process, one per API key."""
+
+    def __init__(self, config: TelegramConfig, store: Store, factory: ClientFactory) -> None:
+        self.config = config
+        self.store = store
+        self.factory = factory
+        self._accounts: dict[int, Account] = {}
+
+    def acquire(self, api_key_id: int) -> Account:
+        account = self._accounts.get(api_key_id)
+        if account is None:
+            account = self._accounts[api_key_id] = Account(self, api_key_id)
+        account.users += 1
+        if account._idle_task is not None:
+            account._idle_task.cancel()
+            account._idle_task = None
+        return account
+
+    def release(self, account: Account) -> None:
+        account.users -= 1
+        if account.users > 0:
+            return
+        delay = self.config.idle_disconnect
+        account._idle_task = asyncio.get_running_loop().create_task(
+            self._disconnect_when_idle(account, delay))
+
+    async def _disconnect_when_idle(self, account: Account, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if account.users == 0 and self._accounts.get(account.api_key_id) is account:
+            del self._accounts[account.api_key_id]
+            await account.disconnect()
+            log.debug("account of key #%d: disconnected after idle", account.api_key_id)
+
+    async def forget(self, api_key_id: int) -> None:
+        """Drop the account of a revoked key right away."""
+        account = self._accounts.pop(api_key_id, None)
+        if account is not None:
+            await account._drop_client()
+
+    @property
+    def connected_accounts(self) -> int:
+        return len(self._accounts)
+
+    async def close(self) -> None:
+        accounts = list(self._accounts.values())
+        self._accounts.clear()
+        for account in accounts:
+            if account._idle_task is not None:
+                account._idle_task.cancel()
+        await asyncio.gather(*(a.disconnect() for a in accounts), return_exceptions=True)

@@ -1,0 +1,293 @@
+"""The wire protocol, free of I/O: frames in, typed requests out; replies as JSON text.
+
+Every reply string the seed protocol (the user's API document) defines lives here as a
+named constant, byte for byte, quirks included ("alreay", the period after "'users'." in
+one reply and not the other): existing clients match on them. Strings tgws adds are here
+too, so docs/protocol.md can be checked against one place.
+
+`parse(frame)` returns a Request or raises Refusal; it never raises anything else, whatever
+the frame holds (a hypothesis test throws arbitrary text and bytes at it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tgws.errors import Refusal
+
+# --- event names -------------------------------------------------------------------------
+LOGIN: Final = "login"
+TELEGRAM_LOGIN: Final = "telegram login"
+USERS: Final = "users"
+CHATS: Final = "chats"
+LOGOUT: Final = "logout"  # added by tgws
+CANCEL: Final = "cancel"  # added by tgws
+ERROR: Final = "error"  # event name of replies to frames whose event cannot be known
+EVENTS: Final = (LOGIN, TELEGRAM_LOGIN, USERS, CHATS, LOGOUT, CANCEL)
+
+SUCCESS: Final = "success"
+FAILED: Final = "failed"
+PROGRESS: Final = "progress"
+
+# --- the seed's reply strings (do not edit: clients match on them) -----------------------
+SEND_PHONE_NUMBER: Final = "send phone number"
+UNAUTHORIZED: Final = "unauthorized"
+ALREADY_VERIFIED: Final = "Already verified. Send data to 'telegram login' or 'users'."
+SESSION_EXISTS_LOGIN: Final = "session already exists, call 'users'."
+SEND_CODE: Final = "send code"
+INVALID_PHONE: Final = "invalid phone number"
+LOGGED_IN: Final = "logged in successfully"
+INVALID_CODE: Final = "invalid code provided"
+VERIFY_API_KEY_FIRST: Final = "verify your api key first"
+SESSION_EXISTS_TELEGRAM: Final = "session alreay exists, call 'users'"
+SENDING_USERS: Final = "sending users"
+SENDING_CHATS: Final = "sending chats"
+IS_A_CHANNEL: Final = "{group} is a channel name"
+DOES_NOT_EXIST: Final = "{group} does not exist"
+INVALID_REQUEST: Final = "invalid request"
+
+# --- strings tgws adds (documented in docs/protocol.md) ----------------------------------
+SEND_PASSWORD: Final = "send password"
+INVALID_PASSWORD: Final = "invalid password"
+SEND_PHONE_FIRST: Final = "send your phone number first"
+CODE_PENDING: Final = "a code was already sent; send the code (or reconnect to start over)"
+PASSWORD_PENDING: Final = "this account has two-step verification; send the password"
+NOT_EXPECTING_PASSWORD: Final = "no password was asked for; send your phone number first"
+TELEGRAM_LOGIN_FIRST: Final = "no telegram session; log in with 'telegram login' first"
+LOGGED_OUT: Final = "logged out"
+NO_SESSION: Final = "no telegram session to log out"
+CANCELLED: Final = "cancelled"
+NOTHING_TO_CANCEL: Final = "no stream in progress"
+STREAM_IN_PROGRESS: Final = "a stream is in progress; wait for 'done' or send 'cancel'"
+DONE: Final = "done"
+TOO_MANY_FAILURES: Final = "too many failed logins"
+API_KEY_REVOKED: Final = "api key revoked"
+MEMBERS_HIDDEN: Final = "{group} hides its member list; only its admins can list members"
+FLOOD_WAITING: Final = "telegram asks to wait {seconds} s; waiting"
+FLOOD_TOO_LONG: Final = "telegram asks to wait {seconds} s; try again later"
+TELEGRAM_ERROR: Final = "telegram error: {error}"
+SESSION_EXPIRED: Final = "the telegram session is no longer valid; log in again"
+BINARY_FRAME: Final = "binary frames are not supported; send JSON text"
+NOT_JSON: Final = "invalid JSON: {error}"
+NOT_AN_OBJECT: Final = "a request must be a JSON object"
+NO_EVENT: Final = "missing or non-string 'event'"
+UNKNOWN_EVENT: Final = "unknown event {event!r}; known events: {known}"
+BAD_FIELD: Final = "'data.{field}' must be {expected}"
+INTERNAL_ERROR: Final = "internal error"
+
+
+# --- requests ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Login:
+    api_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramLogin:
+    """Exactly one of phone, code, password is set (parse guarantees it)."""
+
+    phone: str | None = None
+    code: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Users:
+    groups: tuple[str, ...]
+    latest: bool
+    progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTarget:
+    name: str
+    latest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Chats:
+    groups: tuple[ChatTarget, ...]
+    progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    pass
+
+
+Request = Login | TelegramLogin | Users | Chats | Logout | Cancel
+
+
+def event_of(request: Request) -> str:
+    return _EVENT_OF[type(request)]
+
+
+_EVENT_OF: dict[type[Any], str] = {
+    Login: LOGIN, TelegramLogin: TELEGRAM_LOGIN, Users: USERS, Chats: CHATS,
+    Logout: LOGOUT, Cancel: CANCEL,
+}
+
+
+# --- parsing -----------------------------------------------------------------------------
+def parse(frame: str | bytes) -> Request:
+    """Turn one websocket frame into a Request, or raise Refusal (never anything else)."""
+    if isinstance(frame, bytes | bytearray | memoryview):
+        raise Refusal(ERROR, BINARY_FRAME)
+    try:
+        payload = json.loads(frame)
+    except ValueError as err:  # JSONDecodeError, and lone surrogates in odd input
+        raise Refusal(ERROR, NOT_JSON.format(error=_short(str(err)))) from None
+    except RecursionError:
+        raise Refusal(ERROR, NOT_JSON.format(error="nested too deeply")) from None
+    if not isinstance(payload, dict):
+        raise Refusal(ERROR, NOT_AN_OBJECT)
+    event = payload.get("event")
+    if not isinstance(event, str):
+        raise Refusal(ERROR, NO_EVENT)
+    parser = _PARSERS.get(event)
+    if parser is None:
+        known = ", ".join(repr(e) for e in EVENTS)
+        raise Refusal(ERROR, UNKNOWN_EVENT.format(event=_short(event, 60), known=known))
+    data = payload.get("data", {})
+    if not isinstance(data, dict):
+        raise Refusal(event, "'data' must be a JSON object")
+    request: Request = parser(event, data)
+    return request
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bad(event: str, field: str, expected: str) -> Refusal:
+    return Refusal(event, BAD_FIELD.format(field=field, expected=expected))
+
+
+def _string(event: str, data: Mapping[str, Any], field: str, *, limit: int = 4096) -> str:
+    value = data.get(field)
+    if not isinstance(value, str):
+        raise _bad(event, field, "a string")
+    if len(value) > limit:
+        raise _bad(event, field, f"at most {limit} characters")
+    return value
+
+
+def _flag(event: str, data: Mapping[str, Any], field: str) -> bool:
+    value = data.get(field, False)
+    if not isinstance(value, bool):
+        raise _bad(event, field, "true or false")
+    return value
+
+
+def _status(event: str, value: Any, label: str = "status") -> bool | None:
+    """The seed's status: "latest", or "" (everything). None when empty or missing."""
+    if value is None or value == "":
+        return None
+    if value != "latest":
+        raise _bad(event, label, "\"\" or \"latest\"")
+    return True
+
+
+def _parse_login(event: str, data: Mapping[str, Any]) -> Request:
+    return Login(api_key=_string(event, data, "apiKey", limit=512))
+
+
+def _parse_telegram_login(event: str, data: Mapping[str, Any]) -> Request:
+    present = [f for f in ("phone", "code", "password") if f in data]
+    if len(present) != 1:
+        raise Refusal(event, "'data' must hold exactly one of 'phone', 'code' or 'password'")
+    field = present[0]
+    value = data[field]
+    # Codes are digits and some clients send them as numbers; accept both.
+    if field == "code" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _bad(event, field, "a string")
+    if len(value) > 256:
+        raise _bad(event, field, "at most 256 characters")
+    return TelegramLogin(**{field: value})
+
+
+def _group_names(event: str, value: Any) -> list[Any]:
+    # The seed sends a list; a single name as a string is accepted as a one-element list.
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise _bad(event, "group", "a non-empty list")
+    if len(value) > 100:
+        raise _bad(event, "group", "a list of at most 100 groups")
+    return value
+
+
+def _name(event: str, value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise _bad(event, field, "a non-empty group name (a string)")
+    return value
+
+
+def _parse_users(event: str, data: Mapping[str, Any]) -> Request:
+    names = _group_names(event, data.get("group"))
+    groups = tuple(_name(event, name, "group[]") for name in names)
+    latest = _status(event, data.get("status")) or False
+    return Users(groups=groups, latest=latest, progress=_flag(event, data, "progress"))
+
+
+def _parse_chats(event: str, data: Mapping[str, Any]) -> Request:
+    default_latest = _status(event, data.get("status")) or False
+    targets: list[ChatTarget] = []
+    for item in _group_names(event, data.get("group")):
+        if isinstance(item, str):
+            targets.append(ChatTarget(_name(event, item, "group[]"), default_latest))
+            continue
+        if not isinstance(item, dict):
+            raise _bad(event, "group[]", "an object {\"name\": …, \"status\": …}")
+        name = _name(event, item.get("name"), "group[].name")
+        # The group's own status wins; an empty one falls back to the request's.
+        own = _status(event, item.get("status"), "group[].status")
+        targets.append(ChatTarget(name, default_latest if own is None else own))
+    return Chats(groups=tuple(targets), progress=_flag(event, data, "progress"))
+
+
+def _parse_empty(cls: type[Logout] | type[Cancel]) -> Callable[[str, Mapping[str, Any]], Request]:
+    def parse_it(event: str, data: Mapping[str, Any]) -> Request:
+        return cls()
+
+    return parse_it
+
+
+_PARSERS: dict[str, Callable[[str, Mapping[str, Any]], Request]] = {
+    LOGIN: _parse_login,
+    TELEGRAM_LOGIN: _parse_telegram_login,
+    USERS: _parse_users,
+    CHATS: _parse_chats,
+    LOGOUT: _parse_empty(Logout),
+    CANCEL: _parse_empty(Cancel),
+}
+
+
+# --- replies -----------------------------------------------------------------------------
+def reply(event: str, status: str, message: Any, **extra: Any) -> str:
+    """One reply in the seed's shape: {"event": E, "data": {"status": S, "message": M, ...}}."""
+    data: dict[str, Any] = {"status": status, "message": message}
+    data.update(extra)
+    return json.dumps({"event": event, "data": data}, ensure_ascii=False, indent=None)
+
+
+def success(event: str, message: Any, **extra: Any) -> str:
+    return reply(event, SUCCESS, message, **extra)
+
+
+def failed(event: str, message: str, **extra: Any) -> str:
+    return reply(event, FAILED, message, **extra)
+
+
+def refusal_reply(refusal: Refusal) -> str:
+    return failed(refusal.event, refusal.message)

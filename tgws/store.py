@@ -1,0 +1,860 @@
+"""The sqlite store: API keys, Telegram sessions, the entity cache and stream offsets.
+
+One :class:`Store` per process owns one aiosqlite connection (one worker thread). Every
+connection handler of the daemon shares it. The CLI (``tgws apikey create``) may open the same
+file from another process while the daemon runs: the database is in WAL mode, so readers never
+block the writer, and ``busy_timeout`` makes a second writer wait for the first instead of
+failing with "database is locked". Writes take the write lock up front (``BEGIN IMMEDIATE``),
+which is what lets busy_timeout do its job: a deferred transaction that reads first and writes
+later can fail at the upgrade without waiting.
+
+Transactions
+    aiosqlite runs statements one at a time on its thread, but nothing stops another task's
+    statement from landing between our ``BEGIN`` and ``COMMIT`` and becoming part of (or being
+    rolled back with) our transaction. So every use of the connection goes through one
+    ``asyncio.Lock``: :meth:`Store.transaction` holds it from ``BEGIN IMMEDIATE`` to ``COMMIT``,
+    and single statements (reads, one-statement writes) hold it for that statement. The task
+    holding a transaction may call any other Store method inside it (nested transactions become
+    SAVEPOINTs); a different task waits.
+
+    The connection runs in sqlite's autocommit mode (``isolation_level=None``): Python's
+    sqlite3 module opens no implicit transactions, so a single statement outside
+    ``transaction()`` commits by itself in one thread hop (~35 µs, see perf-physics.md §6),
+    and multi-statement writes say ``BEGIN IMMEDIATE``/``COMMIT`` explicitly.
+
+Timestamps
+    Stored as INTEGER unix seconds (UTC by definition), the same unit the ``users`` offsets use
+    for join dates; returned to Python as timezone-aware UTC datetimes.
+
+File permissions
+    The database holds Telegram session strings (full account access), so a new database file
+    is created with mode 0600 before sqlite opens it; sqlite gives its ``-wal`` and ``-shm``
+    files the main file's permissions, and :meth:`Store.open` tightens them again in case they
+    were left looser by something else. The parent directory must already exist.
+
+Migrations
+    Forward-only, one small function per schema version, recorded in ``PRAGMA user_version``.
+    Each runs in its own ``BEGIN IMMEDIATE`` transaction that also bumps user_version, so a
+    crash leaves the previous version intact and two processes opening a fresh file at once
+    migrate it exactly once. A database whose user_version is newer than :data:`SCHEMA_VERSION`
+    is refused with a :class:`StoreError`: an old daemon must not write into a schema it does
+    not understand.
+
+API keys
+    Names are 1-64 characters of ``[A-Za-z0-9_.-]`` and unique without regard to case
+    ("Bot" and "bot" are one name), so an operator cannot create two keys that look alike.
+    Revoking a key keeps its row as a tombstone (``revoked_at`` set): its name is never reused
+    and its hash can never match again. In the same transaction revocation deletes everything
+    the key could reach the account with or had learned: its Telegram session, its entity cache
+    and its offsets. The plaintext key exists only in the return value of
+    :meth:`Store.create_api_key`; the store keeps its SHA-256 (see :mod:`tgws.auth`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import stat
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import aiosqlite
+
+from tgws.auth import hash_api_key, keys_match, new_api_key
+from tgws.errors import StoreError
+
+__all__ = [
+    "ENTITY_KINDS",
+    "OFFSET_KINDS",
+    "SCHEMA_VERSION",
+    "ApiKeyRecord",
+    "EntityRecord",
+    "Offset",
+    "Store",
+    "valid_api_key_name",
+]
+
+BUSY_TIMEOUT_MS: Final = 5_000
+"""How long a writer waits for another connection's write lock (the CLI vs the daemon)."""
+
+DB_FILE_MODE: Final = 0o600
+
+ENTITY_KINDS: Final = frozenset({"megagroup", "broadcast", "chat", "user", "gigagroup"})
+OFFSET_KINDS: Final = frozenset({"chats", "users"})
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A key is "tgws_" + 43 characters; anything far longer is not a key, and refusing it early keeps
+# a hostile client from making us hash megabytes per attempt.
+_MAX_KEY_LENGTH: Final = 256
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as listed: never its plaintext nor its hash."""
+
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """A resolved username: what Telethon needs to build an InputPeer without resolving again.
+
+    ``username`` keeps Telegram's spelling; lookups ignore case. ``kind`` is one of
+    :data:`ENTITY_KINDS`.
+    """
+
+    peer_id: int
+    access_hash: int
+    kind: str
+    username: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """Where a ``latest`` stream of one group stopped.
+
+    For ``chats``: ``value`` is the last message id delivered, ``tie_ids`` is empty.
+    For ``users``: ``value`` is the newest join date delivered (unix seconds) and ``tie_ids`` the
+    user ids delivered with exactly that join date, so a member who joins in the same second as
+    the last one delivered is still delivered next time.
+    """
+
+    value: int
+    tie_ids: frozenset[int] = frozenset()
+
+
+def valid_api_key_name(name: str) -> bool:
+    """Whether ``name`` is 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
+    return _NAME_RE.fullmatch(name) is not None
+
+
+# -- schema and migrations --------------------------------------------------------------------
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _migrate_v1(db: aiosqlite.Connection) -> None:
+    """The first schema. Timestamps are INTEGER unix seconds."""
+    statements = (
+        """
+        CREATE TABLE api_keys (
+            id           INTEGER PRIMARY KEY,
+            name         TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+            key_hash     TEXT    NOT NULL UNIQUE,
+            created_at   INTEGER NOT NULL,
+            last_used_at INTEGER,
+            revoked_at   INTEGER
+        )
+        """,
+        # session: a Telethon StringSession string, i.e. the account's auth key. A secret.
+        """
+        CREATE TABLE tg_sessions (
+            api_key_id INTEGER PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
+            session    TEXT    NOT NULL,
+            user_id    INTEGER,
+            updated_at INTEGER NOT NULL
+        )
+        """,
+        # Per API key because access hashes are per Telegram account. `username` keeps the
+        # spelling Telegram returned; `username_lc` is the lookup key.
+        """
+        CREATE TABLE entities (
+            api_key_id  INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+            username_lc TEXT    NOT NULL,
+            username    TEXT    NOT NULL,
+            peer_id     INTEGER NOT NULL,
+            access_hash INTEGER NOT NULL,
+            kind        TEXT    NOT NULL,
+            title       TEXT    NOT NULL DEFAULT '',
+            updated_at  INTEGER NOT NULL,
+            PRIMARY KEY (api_key_id, username_lc)
+        ) WITHOUT ROWID
+        """,
+        # tie_ids: JSON array of user ids, sorted (see Offset).
+        """
+        CREATE TABLE offsets (
+            api_key_id INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+            kind       TEXT    NOT NULL,
+            group_id   INTEGER NOT NULL,
+            value      INTEGER NOT NULL,
+            tie_ids    TEXT    NOT NULL DEFAULT '[]',
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (api_key_id, kind, group_id)
+        ) WITHOUT ROWID
+        """,
+    )
+    # Not executescript(): Python's sqlite3 commits before running a script, which would split
+    # the migration out of its transaction.
+    for statement in statements:
+        await db.execute(statement)
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1,)
+"""MIGRATIONS[n] turns schema version n into n + 1. Append only; never edit a released one."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+# -- SQL used on hot paths --------------------------------------------------------------------
+
+_SAVE_SESSION: Final = """
+INSERT INTO tg_sessions (api_key_id, session, user_id, updated_at)
+SELECT ?1, ?2, ?3, ?4
+WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = ?1 AND revoked_at IS NULL)
+ON CONFLICT (api_key_id) DO UPDATE SET
+    session = excluded.session, user_id = excluded.user_id, updated_at = excluded.updated_at
+"""
+
+_CACHE_ENTITY: Final = """
+INSERT INTO entities
+    (api_key_id, username_lc, username, peer_id, access_hash, kind, title, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (api_key_id, username_lc) DO UPDATE SET
+    username = excluded.username, peer_id = excluded.peer_id,
+    access_hash = excluded.access_hash, kind = excluded.kind, title = excluded.title,
+    updated_at = excluded.updated_at
+"""
+
+# The monotonic offset merge in one statement, so a commit costs one thread hop and sqlite's
+# autocommit makes it atomic: a lower value is ignored (the WHERE on DO UPDATE), an equal value
+# unions the tie ids, a higher value replaces them. In DO UPDATE, `offsets.*` is the stored row.
+# The EXISTS guard drops the write if the key was revoked meanwhile (perhaps by the CLI in
+# another process), so revocation's cleanup cannot be undone by a stream still finishing.
+_COMMIT_OFFSET: Final = """
+INSERT INTO offsets (api_key_id, kind, group_id, value, tie_ids, updated_at)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6
+WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = ?1 AND revoked_at IS NULL)
+ON CONFLICT (api_key_id, kind, group_id) DO UPDATE SET
+    tie_ids = CASE
+        WHEN ?4 > offsets.value THEN ?5
+        ELSE (SELECT json_group_array(tie) FROM (
+                  SELECT value AS tie FROM json_each(offsets.tie_ids)
+                  UNION
+                  SELECT value FROM json_each(?5)
+                  ORDER BY 1))
+    END,
+    value = ?4,
+    updated_at = ?6
+WHERE ?4 >= offsets.value
+"""
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sqlite_errors(what: str) -> Iterator[None]:
+    """Turn sqlite's exceptions into StoreError, naming what we were doing."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{what}: {exc}") from exc
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def _normalize_username(username: str) -> str:
+    """Telegram usernames are ASCII and case-insensitive; a leading '@' is not part of one."""
+    return username.strip().removeprefix("@").lower()
+
+
+def _encode_ties(tie_ids: Iterable[int]) -> str:
+    return json.dumps(sorted({int(tie) for tie in tie_ids}), separators=(",", ":"))
+
+
+def _decode_ties(text: str) -> frozenset[int]:
+    return frozenset(int(tie) for tie in json.loads(text))
+
+
+def _check_offset_kind(kind: str) -> None:
+    if kind not in OFFSET_KINDS:
+        raise ValueError(f"offset kind must be one of {sorted(OFFSET_KINDS)}, not {kind!r}")
+
+
+def _create_private_file(path: str) -> bool:
+    """Create ``path`` empty with mode 0600 unless it exists. Returns whether we created it.
+
+    sqlite would create it with 0644 (under the usual umask); creating it first means the file
+    is never readable by others, not even for a moment.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        # The umask can only remove bits from 0600, but a umask like 0o200 would leave a file
+        # sqlite cannot write: set the mode exactly.
+        os.fchmod(fd, DB_FILE_MODE)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _prepare_path(path: str) -> None:
+    """Check that ``path`` can hold the database and create it 0600 if it is new."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise StoreError(f"store directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise StoreError(f"store path {path} is a directory")
+    try:
+        _create_private_file(path)
+    except OSError as exc:
+        raise StoreError(f"cannot create store {path}: {exc.strerror or exc}") from exc
+
+
+def _tighten_side_files(path: str) -> None:
+    """Give -wal and -shm no more permission bits than the database file itself.
+
+    sqlite already creates them with the main file's mode; this is a second line of defence
+    against side files left behind looser (by a copy, an older tool, a different umask).
+    Best effort: a side file owned by another user cannot be changed and is left alone.
+    """
+    try:
+        allowed = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    for suffix in ("-wal", "-shm"):
+        side = path + suffix
+        try:
+            mode = stat.S_IMODE(os.stat(side).st_mode)
+            if mode & ~allowed:
+                os.chmod(side, mode & allowed)
+        except OSError:
+            continue
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def _rollback_quietly(db: aiosqlite.Connection) -> None:
+    """ROLLBACK if a transaction is open; errors are ignored (there may be none open)."""
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        await db.execute("ROLLBACK")
+
+
+async def _migrate(db: aiosqlite.Connection, path: str) -> int:
+    """Bring the schema up to SCHEMA_VERSION; refuse a newer one. Returns the final version."""
+    while True:
+        version = await _user_version(db)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {path} has schema version {version}, but this tgws only knows versions "
+                f"up to {SCHEMA_VERSION}: upgrade tgws (or restore a backup made by this version)"
+            )
+        if version == SCHEMA_VERSION:
+            return version
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            current = await _user_version(db)
+            if current == version:
+                await MIGRATIONS[version](db)
+                # PRAGMA takes no parameters; the value is our own int.
+                await db.execute(f"PRAGMA user_version = {version + 1}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback_quietly(db)
+            raise
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class Store:
+    """The daemon's persistent state. Create with ``await Store.open(path)``; close it.
+
+    One instance per process, shared by every connection; see the module docstring for how
+    concurrent use (in-process and from the CLI in another process) stays safe. After
+    :meth:`close`, every method except :meth:`healthy` and :attr:`schema_version` raises
+    :class:`StoreError`. Invalid arguments that only a programming error produces (an unknown
+    offset kind, an empty session string) raise ValueError.
+    """
+
+    def __init__(
+        self, db: aiosqlite.Connection, path: str, version: int, clock: Callable[[], float]
+    ) -> None:
+        """Internal: use :meth:`open`."""
+        self._db: aiosqlite.Connection | None = db
+        self._path = path
+        self._version = version
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        # The task that holds self._lock (in transaction() or _locked()), so that the same
+        # task can call other Store methods inside its transaction without deadlocking.
+        self._owner: asyncio.Task[Any] | None = None
+        self._savepoints = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> Store:
+        """Open (creating if needed, mode 0600) and migrate the database at ``path``.
+
+        ``clock`` returns unix seconds; tests pass a fake one. Raises StoreError when the parent
+        directory is missing, the file is not a usable sqlite database, WAL cannot be enabled
+        (e.g. on a network filesystem), or the schema is newer than this code.
+        """
+        path = os.fspath(path)
+        # A few stat() calls, once at startup: not worth a thread hop.
+        _prepare_path(path)
+
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        try:
+            with _sqlite_errors(f"cannot open store {path}"):
+                # busy_timeout first, so that switching to WAL waits for another process.
+                await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+                if str(rows[0][0]).lower() != "wal":
+                    raise StoreError(
+                        f"store {path}: sqlite refused WAL mode (journal_mode={rows[0][0]}); "
+                        "put the store on a local filesystem"
+                    )
+                # NORMAL in WAL mode: no fsync per commit (perf-physics.md §6); a power cut can
+                # lose the last commits but never corrupts the database.
+                await db.execute("PRAGMA synchronous = NORMAL")
+                await db.execute("PRAGMA foreign_keys = ON")
+                # The offset merge needs sqlite's JSON functions; fail at startup, not mid-stream.
+                await db.execute_fetchall("SELECT json_group_array(value) FROM json_each('[1]')")
+                _tighten_side_files(path)
+                version = await _migrate(db, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, version, clock)
+
+    async def close(self) -> None:
+        """Close the connection (waiting for a running transaction). Idempotent."""
+        if self._db is None:
+            return
+        if self._owns_lock():
+            raise StoreError("Store.close() called inside one of its own transactions")
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                with _sqlite_errors(f"closing store {self._path}"):
+                    await db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database (== SCHEMA_VERSION once open)."""
+        return self._version
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    async def healthy(self) -> bool:
+        """Whether ``SELECT 1`` succeeds (for /healthz). Never raises."""
+        if self._db is None:
+            return False
+        try:
+            async with self._locked("health check") as db:
+                rows = list(await db.execute_fetchall("SELECT 1"))
+        except (StoreError, ValueError):
+            return False
+        return len(rows) == 1 and rows[0][0] == 1
+
+    # -- locking --------------------------------------------------------------------------
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"store {self._path} is closed")
+        return self._db
+
+    def _owns_lock(self) -> bool:
+        return self._owner is not None and self._owner is asyncio.current_task()
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for statements outside an explicit transaction.
+
+        A single statement here commits by itself (autocommit). Inside the caller's own
+        transaction() it simply joins that transaction.
+        """
+        if self._owns_lock():
+            with _sqlite_errors(what):
+                yield self._conn()
+            return
+        async with self._lock:
+            db = self._conn()  # checked after waiting: close() may have won the lock first
+            self._owner = asyncio.current_task()
+            try:
+                with _sqlite_errors(what):
+                    yield db
+            finally:
+                self._owner = None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Run the Store calls inside the block as one transaction: all of them or none.
+
+        ``async with store.transaction(): await store.save_session(...); ...``. An exception
+        rolls everything back and propagates. Other tasks' Store calls wait until the block
+        ends, so keep it short and await nothing but this Store inside it (in particular, do
+        not wait for another task that uses the Store: that deadlocks). Nested use by the same
+        task is a SAVEPOINT: an exception caught inside the outer block undoes only the inner
+        block. sqlite errors surface as StoreError.
+        """
+        if self._owns_lock():
+            async with self._savepoint():
+                yield
+            return
+        async with self._lock:
+            db = self._conn()
+            self._owner = asyncio.current_task()
+            with _sqlite_errors("starting a transaction"):
+                await db.execute("BEGIN IMMEDIATE")
+            try:
+                with _sqlite_errors("in a transaction"):
+                    yield
+                with _sqlite_errors("committing a transaction"):
+                    await db.execute("COMMIT")
+            except BaseException:
+                # Whatever failed (BEGIN, the block, or COMMIT), leave the connection outside
+                # any transaction before the next task gets the lock. A cancelled await does not
+                # cancel the statement: aiosqlite still runs it, in queue order, so a BEGIN that
+                # was waiting on busy_timeout when we were cancelled runs before this ROLLBACK.
+                # If there is nothing to roll back (BEGIN failed, COMMIT completed), the
+                # ROLLBACK fails harmlessly.
+                await _rollback_quietly(db)
+                raise
+            finally:
+                self._owner = None
+
+    @contextlib.asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[None]:
+        db = self._conn()
+        self._savepoints += 1
+        name = f"tgws_sp{self._savepoints}"
+        try:
+            with _sqlite_errors("starting a savepoint"):
+                await db.execute(f"SAVEPOINT {name}")
+            with _sqlite_errors("in a transaction"):
+                yield
+            with _sqlite_errors("releasing a savepoint"):
+                await db.execute(f"RELEASE {name}")
+        except BaseException:
+            # Undo the inner block only; the outer transaction decides about the rest. Errors
+            # are ignored for the same reasons as in transaction().
+            for statement in (f"ROLLBACK TO {name}", f"RELEASE {name}"):
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await db.execute(statement)
+            raise
+        finally:
+            self._savepoints -= 1
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # -- API keys -------------------------------------------------------------------------
+
+    async def create_api_key(self, name: str) -> str:
+        """Create an API key called ``name`` and return its plaintext, the only time it exists.
+
+        Raises StoreError if the name is invalid (1-64 of ``A-Z a-z 0-9 _ . -``) or taken, in
+        any letter case, by an active or a revoked key (revoked names are never reused, so a
+        name in a log always means one key).
+        """
+        if not valid_api_key_name(name):
+            raise StoreError(
+                f"invalid API key name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -"
+            )
+        key = new_api_key()
+        async with self.transaction():
+            db = self._conn()
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT name, revoked_at FROM api_keys WHERE name = ?", (name,)
+                )
+            )
+            if rows:
+                taken, revoked_at = rows[0]
+                why = " (revoked; names are not reused)" if revoked_at is not None else ""
+                raise StoreError(f"an API key named {taken!r} already exists{why}")
+            await db.execute(
+                "INSERT INTO api_keys (name, key_hash, created_at) VALUES (?, ?, ?)",
+                (name, hash_api_key(key), self._now()),
+            )
+        return key
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, revoked ones included, oldest first."""
+        async with self._locked("listing API keys") as db:
+            rows = await db.execute_fetchall(
+                "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id"
+            )
+        return [
+            ApiKeyRecord(
+                id=row[0],
+                name=row[1],
+                created_at=datetime.fromtimestamp(row[2], tz=UTC),
+                last_used_at=_dt(row[3]),
+                revoked_at=_dt(row[4]),
+            )
+            for row in rows
+        ]
+
+    async def revoke_api_key(self, name: str) -> bool:
+        """Revoke the active key ``name``; False if there is none (unknown or already revoked).
+
+        One transaction: the key's row gets ``revoked_at`` and stays as a tombstone; its
+        Telegram session, entity cache and offsets are deleted, so nothing of a revoked key can
+        reach the account again. (The daemon should also log the live Telegram client out and
+        close the key's connections; see :meth:`api_key_active`.)
+        """
+        async with self.transaction():
+            db = self._conn()
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)
+                )
+            )
+            if not rows:
+                return False
+            key_id = rows[0][0]
+            await db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ?", (self._now(), key_id)
+            )
+            for table in ("tg_sessions", "entities", "offsets"):
+                await db.execute(f"DELETE FROM {table} WHERE api_key_id = ?", (key_id,))
+        return True
+
+    async def verify_api_key(self, key: str) -> ApiKeyRecord | None:
+        """The active key whose plaintext is ``key``, or None. Records ``last_used_at``.
+
+        Found by an indexed lookup of the key's SHA-256 (which reveals nothing useful even if
+        its timing leaks: the hash of a 256-bit random key cannot be inverted), then confirmed
+        with a constant-time comparison. A failed attempt costs one read and no write.
+        """
+        if not key or len(key) > _MAX_KEY_LENGTH:
+            return None
+        digest = hash_api_key(key)
+        async with self._locked("verifying an API key") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT id, name, key_hash, created_at, last_used_at FROM api_keys "
+                    "WHERE key_hash = ? AND revoked_at IS NULL",
+                    (digest,),
+                )
+            )
+            if not rows or not keys_match(rows[0][2], key):
+                return None
+            key_id, name, _, created_at, _ = rows[0]
+            now = self._now()
+            # Guarded again: the CLI may have revoked the key between the two statements.
+            cursor = await db.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+            if cursor.rowcount != 1:
+                return None
+        return ApiKeyRecord(
+            id=key_id,
+            name=name,
+            created_at=datetime.fromtimestamp(created_at, tz=UTC),
+            last_used_at=datetime.fromtimestamp(now, tz=UTC),
+            revoked_at=None,
+        )
+
+    async def api_key_active(self, api_key_id: int) -> bool:
+        """Whether the key exists and is not revoked (polled to close revoked keys' sockets)."""
+        async with self._locked("checking an API key") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", (api_key_id,)
+                )
+            )
+        return bool(rows)
+
+    # -- Telegram sessions ----------------------------------------------------------------
+
+    async def load_session(self, api_key_id: int) -> str | None:
+        """The key's Telethon StringSession string, or None if it has not logged in."""
+        async with self._locked("loading a Telegram session") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT session FROM tg_sessions WHERE api_key_id = ?", (api_key_id,)
+                )
+            )
+        return str(rows[0][0]) if rows else None
+
+    async def save_session(self, api_key_id: int, session: str, user_id: int | None) -> None:
+        """Store (replace) the key's Telegram session. One statement, one commit.
+
+        Raises StoreError if the key is unknown or revoked, so a login racing a revocation
+        cannot leave a session behind a revoked key. An empty session is a ValueError: to
+        forget a session use :meth:`delete_session`.
+        """
+        if not session:
+            raise ValueError("empty Telegram session; use delete_session() to forget one")
+        async with self._locked("saving a Telegram session") as db:
+            cursor = await db.execute(_SAVE_SESSION, (api_key_id, session, user_id, self._now()))
+            saved = cursor.rowcount == 1
+        if not saved:
+            raise StoreError(f"API key {api_key_id} is unknown or revoked; session not saved")
+
+    async def delete_session(self, api_key_id: int) -> None:
+        """Forget the key's Telegram session and, in the same transaction, its entity cache
+        (access hashes belong to the account that resolved them, and the next login may be
+        another account). Offsets are kept: a re-login of the same account resumes its streams.
+        """
+        async with self.transaction():
+            db = self._conn()
+            await db.execute("DELETE FROM tg_sessions WHERE api_key_id = ?", (api_key_id,))
+            await db.execute("DELETE FROM entities WHERE api_key_id = ?", (api_key_id,))
+
+    async def has_session(self, api_key_id: int) -> bool:
+        async with self._locked("checking a Telegram session") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT 1 FROM tg_sessions WHERE api_key_id = ?", (api_key_id,)
+                )
+            )
+        return bool(rows)
+
+    # -- entity cache ---------------------------------------------------------------------
+
+    async def cache_entities(self, api_key_id: int, records: Iterable[EntityRecord]) -> None:
+        """Upsert resolved usernames for this key: one transaction, one executemany.
+
+        Silently caches nothing for an unknown or revoked key (it is only a cache, and a
+        revoked key's cache must stay empty). ValueError for an empty username or a kind
+        outside ENTITY_KINDS; nothing is written then.
+        """
+        now = self._now()
+        rows: list[tuple[int, str, str, int, int, str, str, int]] = []
+        for record in records:
+            username_lc = _normalize_username(record.username)
+            if not username_lc:
+                raise ValueError(f"entity {record.peer_id} has no username to cache it under")
+            if record.kind not in ENTITY_KINDS:
+                raise ValueError(f"entity kind must be one of {sorted(ENTITY_KINDS)}")
+            rows.append(
+                (
+                    api_key_id,
+                    username_lc,
+                    record.username.strip().removeprefix("@"),
+                    record.peer_id,
+                    record.access_hash,
+                    record.kind,
+                    record.title,
+                    now,
+                )
+            )
+        if not rows:
+            return
+        async with self.transaction():
+            db = self._conn()
+            active = list(
+                await db.execute_fetchall(
+                    "SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", (api_key_id,)
+                )
+            )
+            if active:
+                await db.executemany(_CACHE_ENTITY, rows)
+
+    async def lookup_entity(self, api_key_id: int, username: str) -> EntityRecord | None:
+        """The cached entity for ``username`` (any case, with or without '@'), or None."""
+        username_lc = _normalize_username(username)
+        async with self._locked("looking up an entity") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT peer_id, access_hash, kind, username, title FROM entities "
+                    "WHERE api_key_id = ? AND username_lc = ?",
+                    (api_key_id, username_lc),
+                )
+            )
+        if not rows:
+            return None
+        peer_id, access_hash, kind, name, title = rows[0]
+        return EntityRecord(
+            peer_id=peer_id, access_hash=access_hash, kind=kind, username=name, title=title
+        )
+
+    async def forget_entity(self, api_key_id: int, username: str) -> bool:
+        """Drop one cached username (its access hash went stale, or it changed hands).
+
+        Returns whether there was one.
+        """
+        async with self._locked("forgetting an entity") as db:
+            cursor = await db.execute(
+                "DELETE FROM entities WHERE api_key_id = ? AND username_lc = ?",
+                (api_key_id, _normalize_username(username)),
+            )
+            return cursor.rowcount > 0
+
+    # -- offsets --------------------------------------------------------------------------
+
+    async def get_offset(self, api_key_id: int, kind: str, group_id: int) -> Offset | None:
+        """Where this key's ``latest`` stream of ``kind`` ('chats'|'users') for the group
+        stopped, or None if it never delivered anything."""
+        _check_offset_kind(kind)
+        async with self._locked("reading an offset") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT value, tie_ids FROM offsets "
+                    "WHERE api_key_id = ? AND kind = ? AND group_id = ?",
+                    (api_key_id, kind, group_id),
+                )
+            )
+        if not rows:
+            return None
+        return Offset(value=int(rows[0][0]), tie_ids=_decode_ties(rows[0][1]))
+
+    async def commit_offset(
+        self, api_key_id: int, kind: str, group_id: int, offset: Offset
+    ) -> None:
+        """Advance the offset, never backwards. One statement, one commit: call per batch.
+
+        A value below the stored one is ignored; an equal value adds ``tie_ids`` to the stored
+        ones; a greater value replaces both. Ignored too for an unknown or revoked key.
+        """
+        _check_offset_kind(kind)
+        params = (api_key_id, kind, group_id, offset.value, _encode_ties(offset.tie_ids))
+        async with self._locked("committing an offset") as db:
+            await db.execute(_COMMIT_OFFSET, (*params, self._now()))

@@ -1,0 +1,331 @@
+"""Streams of members and messages: backpressure, the ack barrier, offsets, cancellation.
+
+Design notes (why it is built this way):
+
+* Resolve first, then stream. Every group of a request is resolved (and, for `users`,
+  checked for a hidden member list) before the first item goes out, so a bad name fails
+  the request as the seed describes instead of truncating a stream half-way.
+
+* Offsets advance only to what the client provably received. After each batch the stream
+  sends a websocket ping; websockets resolves the ping's waiter when the pong arrives, and
+  a pong follows every frame sent before the ping on the same TCP stream. So "pong k
+  received" proves "every item of batches 1..k received", and only then is the offset of
+  batch k committed. Pings are pipelined (the stream does not stop to wait for each pong),
+  so the barrier costs no round trip per batch. A dropped connection or a killed daemon
+  means the next `latest` resends from the last committed point: duplicates are possible,
+  gaps never.
+
+* Messages go oldest first, so "the highest id confirmed" is a correct chats offset.
+  Members come in Telegram's order, not by join date, so a users offset (newest join date
+  delivered, plus the ids delivered with exactly that date) is committed once per group,
+  after the whole group is confirmed. An interrupted members stream is resent whole.
+
+* Two streams of the same (API key, kind, group) are serialized by a lock, so a slower
+  stream can never commit over a faster one. (commit_offset is also monotonic.)
+
+* Backpressure: frames of a batch are written with one transport write, then we wait in
+  drain() while the socket's buffer is above [server] write_limit; the Telethon iterator
+  is not advanced meanwhile, so memory stays flat however large the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+from tgws import protocol as p
+from tgws import serialize
+from tgws.context import Connection
+from tgws.errors import (
+    CloseCode,
+    FloodWait,
+    GatewayError,
+    MembersHidden,
+    NotAGroup,
+    NotAuthorized,
+    PeerNotFound,
+    Refusal,
+)
+from tgws.gateway import Account, Peer
+from tgws.state import Outcome
+from tgws.store import Offset
+
+USERS_KIND = "users"
+CHATS_KIND = "chats"
+_CLOSE = CloseCode.NORMAL
+
+
+async def send_frames(ws: ServerConnection, frames: list[bytes]) -> None:
+    """Send many text frames with one write, then wait while the buffer is full.
+
+    websockets has no public "send many"; send_context() is its documented way for user
+    code to write through the protocol object: it checks the connection is open, writes
+    what the protocol produced and drains with flow control. One JSON message per frame is
+    kept (the seed's format); only the syscalls are shared.
+    """
+    async with ws.send_context():
+        protocol = ws.protocol
+        for frame in frames:
+            protocol.send_text(frame)
+        ws.transport.write(b"".join(protocol.data_to_send()))
+
+
+@dataclass(slots=True)
+class AckBarrier:
+    """Pipelined ping/pong acknowledgements: commit each batch's offset once its pong is in."""
+
+    ws: ServerConnection
+    commit: Callable[[Any], Awaitable[None]]
+    pending: list[tuple[Awaitable[float], Any]] = field(default_factory=list)
+
+    async def sent(self, mark: Any) -> None:
+        """A batch whose offset is `mark` was written; ask for proof and commit what is proven."""
+        waiter = await self.ws.ping()
+        self.pending.append((waiter, mark))
+        await self._commit_confirmed(wait=False)
+
+    async def flush(self) -> None:
+        """Wait for every outstanding pong and commit the last mark."""
+        await self._commit_confirmed(wait=True)
+
+    async def _commit_confirmed(self, wait: bool) -> None:
+        confirmed = None
+        while self.pending:
+            waiter, mark = self.pending[0]
+            if not wait and not _done(waiter):
+                break
+            await waiter
+            self.pending.pop(0)
+            confirmed = mark
+        if confirmed is not None:
+            await self.commit(confirmed)
+
+
+def _done(waiter: Awaitable[float]) -> bool:
+    return isinstance(waiter, asyncio.Future) and waiter.done()
+
+
+@dataclass(slots=True)
+class Progress:
+    """Progress replies every N items or T seconds, when the client asked for them."""
+
+    conn: Connection
+    event: str
+    enabled: bool
+    every: int
+    interval: float
+    next_count: int = 0
+    next_time: float = 0.0
+
+    def start(self) -> None:
+        self.next_count = self.every
+        self.next_time = time.monotonic() + self.interval
+
+    async def update(self, group: str, sent: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if sent < self.next_count and now < self.next_time:
+            return
+        self.next_count = sent + self.every
+        self.next_time = now + self.interval
+        await self.conn.send(p.reply(self.event, p.PROGRESS,
+                                     {"group": group, "sent": sent, "total": total}))
+
+
+def _progress(conn: Connection, event: str, enabled: bool) -> Progress:
+    cfg = conn.app.config.streaming
+    return Progress(conn, event, enabled, cfg.progress_every, cfg.progress_interval)
+
+
+def _flood(conn: Connection, event: str) -> Callable[[int], Awaitable[None]]:
+    async def notify(seconds: int) -> None:
+        await conn.send(p.reply(event, p.PROGRESS, p.FLOOD_WAITING.format(seconds=seconds),
+                                wait=seconds))
+    return notify
+
+
+async def _session_lost(conn: Connection, account: Account, event: str) -> Refusal:
+    await account.forget_session()
+    for other in conn.app.by_api_key(account.api_key_id):
+        other.state.advance(Outcome.LOGGED_OUT)
+    return Refusal(event, p.SESSION_EXPIRED)
+
+
+def _gateway_refusal(event: str, err: GatewayError) -> Refusal:
+    if isinstance(err, FloodWait):
+        return Refusal(event, p.FLOOD_TOO_LONG.format(seconds=err.seconds))
+    return Refusal(event, p.TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
+
+
+@contextlib.asynccontextmanager
+async def _telegram_errors(conn: Connection, account: Account, event: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except NotAuthorized:
+        raise await _session_lost(conn, account, event) from None
+    except GatewayError as err:
+        raise _gateway_refusal(event, err) from None
+
+
+# --- users ---------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _UserTarget:
+    name: str
+    peer: Peer
+    total: int | None
+
+
+async def stream_users(conn: Connection, account: Account, request: p.Users) -> None:
+    event = p.USERS
+    notify = _flood(conn, event)
+    targets: list[_UserTarget] = []
+    async with _telegram_errors(conn, account, event):
+        for name in request.groups:
+            try:
+                peer = await account.resolve(name, notify)
+            except PeerNotFound:
+                raise Refusal(event, p.DOES_NOT_EXIST.format(group=name), close=_CLOSE) from None
+            if peer.kind == "broadcast":
+                raise Refusal(event, p.IS_A_CHANNEL.format(group=name), close=_CLOSE)
+            if not peer.is_group:
+                raise Refusal(event, p.DOES_NOT_EXIST.format(group=name), close=_CLOSE)
+            try:
+                total = await account.member_total(peer, notify)
+            except MembersHidden:
+                raise Refusal(event, p.MEMBERS_HIDDEN.format(group=name), close=_CLOSE) from None
+            targets.append(_UserTarget(name, peer, total))
+
+        await conn.success(event, p.SENDING_USERS)
+        sent_total = 0
+        summaries: list[dict[str, Any]] = []
+        progress = _progress(conn, event, request.progress)
+        for target in targets:
+            lock = conn.app.offset_locks.get(_key_id(conn), USERS_KIND, target.peer.id)
+            async with lock:
+                sent, listed = await _stream_group_users(conn, account, target, request,
+                                                         progress, notify)
+            complete = target.total is None or listed >= target.total
+            summaries.append({"group": target.name, "sent": sent, "listed": listed,
+                              "total": target.total, "complete": complete})
+            sent_total += sent
+    totals = [s["total"] for s in summaries]
+    await conn.send(p.success(
+        event, p.DONE, count=sent_total,
+        total=sum(totals) if all(t is not None for t in totals) else None,
+        complete=all(s["complete"] for s in summaries),
+        groups=summaries))
+
+
+async def _stream_group_users(conn: Connection, account: Account, target: _UserTarget,
+                              request: p.Users, progress: Progress,
+                              notify: Callable[[int], Awaitable[None]]) -> tuple[int, int]:
+    store = conn.app.store
+    key_id = _key_id(conn)
+    since = await store.get_offset(key_id, USERS_KIND, target.peer.id) if request.latest \
+        else None
+    newest = since.value if since is not None else -1
+    ties: set[int] = set(since.tie_ids) if since is not None else set()
+    sent = listed = 0
+    progress.start()
+    barrier = AckBarrier(conn.ws, _noop_commit)
+    pages = account.member_pages(target.peer, sweep=conn.app.config.telegram.member_sweep,
+                                 on_flood=notify)
+    async for page in pages:
+        frames: list[bytes] = []
+        for user in page.users:
+            listed += 1
+            joined = serialize.join_date(user) or 0
+            if since is not None and (joined < since.value or
+                                      (joined == since.value and user.id in since.tie_ids)):
+                continue
+            frames.append(serialize.user_envelope(target.name, user))
+            if joined > newest:
+                newest, ties = joined, {user.id}
+            elif joined == newest:
+                ties.add(user.id)
+        if frames:
+            await send_frames(conn.ws, frames)
+            sent += len(frames)
+            await barrier.sent(None)
+        await progress.update(target.name, listed, target.total or page.total)
+    await barrier.flush()
+    if newest >= 0 and (since is None or newest > since.value or ties - set(since.tie_ids)):
+        # Everything of this group is confirmed: record the newest join date delivered.
+        await store.commit_offset(key_id, USERS_KIND, target.peer.id,
+                                  Offset(newest, frozenset(ties)))
+    return sent, listed
+
+
+async def _noop_commit(mark: Any) -> None:
+    return None
+
+
+# --- chats ---------------------------------------------------------------------------------
+async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> None:
+    event = p.CHATS
+    notify = _flood(conn, event)
+    targets: list[tuple[p.ChatTarget, Peer]] = []
+    async with _telegram_errors(conn, account, event):
+        for target in request.groups:
+            try:
+                peer = await account.resolve(target.name, notify)
+            except (PeerNotFound, NotAGroup):
+                raise Refusal(event, p.INVALID_REQUEST, close=_CLOSE) from None
+            if peer.kind == "user":
+                raise Refusal(event, p.INVALID_REQUEST, close=_CLOSE)
+            targets.append((target, peer))
+
+        await conn.success(event, p.SENDING_CHATS)
+        sent_total = 0
+        summaries: list[dict[str, Any]] = []
+        progress = _progress(conn, event, request.progress)
+        batch = conn.app.config.streaming.batch_size
+        for target, peer in targets:
+            lock = conn.app.offset_locks.get(_key_id(conn), CHATS_KIND, peer.id)
+            async with lock:
+                sent, total = await _stream_group_chats(conn, account, target, peer, batch,
+                                                        progress, notify)
+            summaries.append({"group": target.name, "sent": sent, "total": total})
+            sent_total += sent
+    await conn.send(p.success(event, p.DONE, count=sent_total, groups=summaries))
+
+
+async def _stream_group_chats(conn: Connection, account: Account, target: p.ChatTarget,
+                              peer: Peer, batch: int, progress: Progress,
+                              notify: Callable[[int], Awaitable[None]]) -> tuple[int, int | None]:
+    store = conn.app.store
+    key_id = _key_id(conn)
+    after = 0
+    if target.latest:
+        since = await store.get_offset(key_id, CHATS_KIND, peer.id)
+        after = since.value if since is not None else 0
+
+    async def commit(last_id: Any) -> None:
+        await store.commit_offset(key_id, CHATS_KIND, peer.id, Offset(int(last_id)))
+
+    barrier = AckBarrier(conn.ws, commit)
+    sent = 0
+    total: int | None = None
+    progress.start()
+    async for page in account.message_pages(peer, after_id=after, batch=batch,
+                                            on_flood=notify):
+        total = page.total
+        frames = [serialize.message_envelope(target.name, m) for m in page.messages]
+        await send_frames(conn.ws, frames)
+        sent += len(frames)
+        await barrier.sent(page.messages[-1].id)
+        await progress.update(target.name, sent, total)
+    await barrier.flush()
+    return sent, total
+
+
+def _key_id(conn: Connection) -> int:
+    assert conn.api_key is not None
+    return conn.api_key.id
