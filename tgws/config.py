@@ -30,9 +30,9 @@ CONNECTIONS = ("full", "intermediate", "abridged")
 BACKENDS = ("telegram", "sandbox")
 
 
-def default_db_path() -> str:
+def default_db_path(environ: Mapping[str, str] | None = None) -> str:
     """`tgws.db` in systemd's state directory when it sets one, else the working directory."""
-    state = os.environ.get("STATE_DIRECTORY")
+    state = (os.environ if environ is None else environ).get("STATE_DIRECTORY")
     if state:
         # systemd may pass several colon-separated directories; the first is ours.
         return str(Path(state.split(":")[0]) / "tgws.db")
@@ -191,10 +191,14 @@ class Config:
 class _Invalid(Exception):
     """Raised by validate(); load() adds the file name to it."""
 
-    def __init__(self, key: str, expected: str) -> None:
+    def __init__(self, key: str, expected: str, *, problem: str | None = None) -> None:
         super().__init__(key, expected)
         self.key = key
         self.expected = expected
+        self.problem = problem  # replaces "expected …" when the value is not the issue
+
+    def describe(self) -> str:
+        return self.problem or f"expected {self.expected}"
 
 
 def _require(ok: bool, key: str, expected: str) -> None:
@@ -234,18 +238,21 @@ def load(
     if file is not None:
         source = file
         data = _read_toml(file)
-    for var, key in ENVIRONMENT.items():
-        if var in env:
-            _set_dotted(data, key, _from_string(env[var], key, var))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(data, key, value)
     try:
+        for var, key in ENVIRONMENT.items():
+            if var in env:
+                _set_dotted(data, key, _from_string(env[var], key, var))
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                _set_dotted(data, key, value)
+        store = data.get("store")
+        if not isinstance(store, dict) or "path" not in store:
+            _set_dotted(data, "store.path", default_db_path(env))
         config = _build(Config, data, prefix="")
         config = dataclasses.replace(config, source=source)
         config.validate()
     except _Invalid as err:
-        raise ConfigError(f"{source}: {err.key}: expected {err.expected}") from None
+        raise ConfigError(f"{source}: {err.key}: {err.describe()}") from None
     return config
 
 
@@ -273,7 +280,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     for section in sections:
         child = node.setdefault(section, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{key}: [{section}] must be a table")
+            raise _Invalid(section, f"a table [{section}] (it holds {key})")
         node = child
     node[last] = value
 
@@ -324,7 +331,8 @@ def _build(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
         if key not in names:
             where = f"{prefix}{key}"
             section = prefix.rstrip(".") or "top level"
-            raise _Invalid(where, f"no such key (known in {section}: {', '.join(sorted(names))})")
+            raise _Invalid(where, "a known key", problem=f"unknown key (known in {section}: "
+                                                          f"{', '.join(sorted(names))})")
     values: dict[str, Any] = {}
     for name in names:
         if name not in data:

@@ -171,13 +171,22 @@ def _bad(event: str, field: str, expected: str) -> Refusal:
     return Refusal(event, BAD_FIELD.format(field=field, expected=expected))
 
 
+def _unicode(event: str, value: str, field: str) -> str:
+    """JSON escapes can smuggle lone surrogates ("\\udfff") that no UTF-8 text can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(event, field, "valid Unicode text") from None
+    return value
+
+
 def _string(event: str, data: Mapping[str, Any], field: str, *, limit: int = 4096) -> str:
     value = data.get(field)
     if not isinstance(value, str):
         raise _bad(event, field, "a string")
     if len(value) > limit:
         raise _bad(event, field, f"at most {limit} characters")
-    return value
+    return _unicode(event, value, field)
 
 
 def _flag(event: str, data: Mapping[str, Any], field: str) -> bool:
@@ -213,7 +222,7 @@ def _parse_telegram_login(event: str, data: Mapping[str, Any]) -> Request:
         raise _bad(event, field, "a string")
     if len(value) > 256:
         raise _bad(event, field, "at most 256 characters")
-    return TelegramLogin(**{field: value})
+    return TelegramLogin(**{field: _unicode(event, value, field)})
 
 
 def _group_names(event: str, value: Any) -> list[Any]:
@@ -230,7 +239,7 @@ def _group_names(event: str, value: Any) -> list[Any]:
 def _name(event: str, value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise _bad(event, field, "a non-empty group name (a string)")
-    return value
+    return _unicode(event, value, field)
 
 
 def _parse_users(event: str, data: Mapping[str, Any]) -> Request:
