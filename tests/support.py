@@ -30,7 +30,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         "server.host": "127.0.0.1",
         "server.port": 0,
         "store.path": str(tmp_path / "tgws.db"),
-        "telegram.backend": "telegram", "telegram.api_id": 1, "telegram.api_hash": "x",
+        "telegram.backend": "sandbox",
         "log.level": "INFO",
     }
     values.update(overrides)

@@ -714,7 +714,11 @@ async def test_a_second_writer_waits_for_the_first_instead_of_failing(db_path: P
 async def test_cancelled_while_waiting_for_the_write_lock_leaves_no_open_transaction(
     db_path: Path,
 ) -> None:
-    async with await Store.open(db_path) as daemon, await Store.open(db_path) as cli:
+    async with (
+        asyncio.timeout(30),  # a regression here used to hang, not fail
+        await Store.open(db_path) as daemon,
+        await Store.open(db_path) as cli,
+    ):
         _, key_id = await new_key(daemon)
         cli_inside = asyncio.Event()
         release_cli = asyncio.Event()

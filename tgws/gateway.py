@@ -507,10 +507,23 @@ class Gateway:
             log.debug("account of key #%d: disconnected after idle", account.api_key_id)
 
     async def forget(self, api_key_id: int) -> None:
-        """Drop the account of a revoked key right away."""
+        """Drop the account of a revoked key right away.
+
+        The store has already deleted the session (revocation does that in one
+        transaction); while the client is still in memory, it also logs the authorization
+        out at Telegram so the revoked key leaves nothing usable behind anywhere.
+        """
         account = self._accounts.pop(api_key_id, None)
-        if account is not None:
-            await account._drop_client()
+        if account is None:
+            return
+        client = account._client
+        if client is not None and client.is_connected():
+            try:
+                await client.log_out()
+            except Exception as err:
+                log.warning("account of key #%d: log out after revocation failed: %s",
+                            api_key_id, type(err).__name__)
+        await account._drop_client()
 
     @property
     def connected_accounts(self) -> int:

@@ -30,6 +30,10 @@ from tgws.errors import CloseCode, Refusal
 from tgws.handlers import HANDLERS
 
 log = logging.getLogger("tgws.server")
+# websockets logs frame contents at DEBUG, and a `telegram login` frame holds a code or a
+# password: that logger never goes below INFO, whatever [log] level says.
+_ws_log = logging.getLogger("tgws.websockets")
+_ws_log.setLevel(logging.INFO)
 
 HEALTH_PATH = "/healthz"
 REVOCATION_CHECK_INTERVAL = 2.0  # seconds between checks that connected API keys still exist
@@ -59,7 +63,7 @@ class TgwsServer:
             compression="deflate" if cfg.compression else None,
             ping_interval=cfg.ping_interval or None,
             ping_timeout=cfg.ping_timeout or None,
-            logger=logging.getLogger("tgws.websockets"),
+            logger=_ws_log,
             server_header="tgws",
         )
         self._watcher = asyncio.get_running_loop().create_task(self._watch_revocations())

@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -70,6 +71,10 @@ import aiosqlite
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
 from tgws.errors import StoreError
+
+# aiosqlite logs every statement with its parameters at DEBUG, and those parameters include
+# Telegram session strings: that logger never goes below WARNING, whatever [log] says.
+logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 __all__ = [
     "ENTITY_KINDS",
@@ -547,9 +552,9 @@ class Store:
         async with self._lock:
             db = self._conn()
             self._owner = asyncio.current_task()
-            with _sqlite_errors("starting a transaction"):
-                await db.execute("BEGIN IMMEDIATE")
             try:
+                with _sqlite_errors("starting a transaction"):
+                    await db.execute("BEGIN IMMEDIATE")
                 with _sqlite_errors("in a transaction"):
                     yield
                 with _sqlite_errors("committing a transaction"):

@@ -1,0 +1,48 @@
+"""The in-process sandbox Telegram: a fake world below an unmodified Telethon TelegramClient.
+
+Why this seam (perf-physics.md §7, "seam A"): a SandboxSender replaces the client's
+MTProtoSender, and a World answers each request the way Telegram documents it.
+- In-process and deterministic: no sockets, no threads, ids and dates derive from a seed.
+- No MTProto crypto code to own: no DH, AES-IGE or message containers to get right.
+- Any RPC error can be injected (World.fail) and reaches Telethon as its own exception class.
+- Wire mode (World(wire=True), or per client) still charges Telethon the real TL
+  deserialization: every answer is serialized and read back with request.read_result(), so the
+  sandbox costs Telethon what Telegram does, and a malformed fake object fails loudly.
+
+What it covers: login by code (any phone, code 12345 by default), two-step passwords with a
+real SRP check (srp.py), log-out, sessions that survive a restart with the same seed (keys.py),
+username resolution, channels and megagroups with members and roles, GetHistory and
+GetParticipants with Telegram's paging semantics (history.py, members.py), lazy histories of
+millions of messages (lazy.py). Anything else fails with METHOD_NOT_SUPPORTED_BY_SANDBOX.
+
+    world = World(seed=0)
+    alice = world.user("alice", phone="+15550001")
+    group = world.megagroup("testgroup00001", title="Test group 1")
+    group.join(alice)
+    group.post(alice, "hello")
+    client = make_sandbox_client(world, StringSession(), receive_updates=False)
+"""
+
+from tgws.sandbox.chats import SandboxChat
+from tgws.sandbox.client import make_sandbox_client, sandbox_client
+from tgws.sandbox.demo import build_demo_world, tick
+from tgws.sandbox.errors import SandboxRpcError
+from tgws.sandbox.members import Member
+from tgws.sandbox.messages import SandboxMessage
+from tgws.sandbox.sender import SandboxSender
+from tgws.sandbox.users import SandboxUser
+from tgws.sandbox.world import World
+
+__all__ = [
+    "Member",
+    "SandboxChat",
+    "SandboxMessage",
+    "SandboxRpcError",
+    "SandboxSender",
+    "SandboxUser",
+    "World",
+    "build_demo_world",
+    "make_sandbox_client",
+    "sandbox_client",
+    "tick",
+]

@@ -1,0 +1,41 @@
+"""Unmodified TelegramClients wired to a sandbox world."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from telethon import TelegramClient
+from telethon.sessions import StringSession
+
+from tgws.sandbox.sender import SandboxSender
+from tgws.sandbox.world import World
+
+
+def make_sandbox_client(world: World, session: Any, api_id: int = 1, api_hash: str = "0" * 32,
+                        *, wire: bool | None = None, **client_kwargs: Any) -> TelegramClient:
+    """A real TelegramClient whose MTProtoSender is replaced by a SandboxSender on `world`.
+
+    `session` is anything TelegramClient accepts (a Session, a file name, None).
+    `wire` overrides World.wire for this client. Other keyword arguments go to TelegramClient
+    (e.g. flood_sleep_threshold=0, receive_updates=False). Downloads and other data centres are
+    not supported: Telethon would build real senders for them.
+    """
+    client = TelegramClient(session, api_id, api_hash, **client_kwargs)
+    client._sender = SandboxSender(world, client.session.auth_key,
+                                   auth_key_callback=client._auth_key_callback, wire=wire)
+    return client
+
+
+@contextlib.asynccontextmanager
+async def sandbox_client(world: World, session: Any = None, *, wire: bool | None = None,
+                         **client_kwargs: Any) -> AsyncIterator[TelegramClient]:
+    """A connected sandbox client (a fresh StringSession by default), disconnected on exit."""
+    client = make_sandbox_client(world, StringSession() if session is None else session,
+                                 wire=wire, **client_kwargs)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.disconnect()
