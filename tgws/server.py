@@ -198,15 +198,20 @@ class TgwsServer:
         conns = list(self.app.connections)
         # Streams stop first: what clients confirmed is already committed (streaming.py
         # commits after each acknowledged batch), so cancelling loses nothing.
-        for conn in conns:
-            if conn.stream is not None:
-                conn.stream.cancel()
-        await asyncio.gather(*(_close_quietly(c) for c in conns), return_exceptions=True)
+        streams = [c.stream for c in conns if c.stream is not None]
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
         try:
             async with asyncio.timeout(grace):
+                await asyncio.gather(*(_close_quietly(c) for c in conns),
+                                     return_exceptions=True)
                 await server.wait_closed()
         except TimeoutError:
-            log.warning("shutdown: connections still open after %.1f s", grace)
+            # A client that stopped reading cannot take the close frame: drop it.
+            log.warning("shutdown: connections still open after %.1f s; aborting them", grace)
+            for conn in self.app.connections:
+                conn.ws.transport.abort()
 
 
 async def _close_quietly(conn: Connection) -> None:

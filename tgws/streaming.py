@@ -33,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -52,7 +53,7 @@ from tgws.errors import (
     PeerNotFound,
     Refusal,
 )
-from tgws.gateway import Account, Peer
+from tgws.gateway import Account, MemberPage, Peer
 from tgws.state import Outcome
 from tgws.store import Offset
 
@@ -76,35 +77,61 @@ async def send_frames(ws: ServerConnection, frames: list[bytes]) -> None:
         ws.transport.write(b"".join(protocol.data_to_send()))
 
 
-@dataclass(slots=True)
 class AckBarrier:
-    """Pipelined ping/pong acknowledgements: commit each batch's offset once its pong is in."""
+    """Pipelined ping/pong acknowledgements: commit each batch's mark once its pong is in.
 
-    ws: ServerConnection
-    commit: Callable[[Any], Awaitable[None]]
-    pending: list[tuple[Awaitable[float], Any]] = field(default_factory=list)
+    The sender never waits for a pong: `sent()` queues the ping's waiter, and a committer
+    task awaits the pongs in order and commits the newest confirmed mark, coalescing pongs
+    that arrived together. Commits therefore keep pace with the client even while the
+    sender is blocked on backpressure, and a daemon killed at any moment has committed
+    everything the client had acknowledged a moment earlier.
+    """
+
+    def __init__(self, ws: ServerConnection, commit: Callable[[Any], Awaitable[None]]) -> None:
+        self.ws = ws
+        self.commit = commit
+        # (pong waiter, mark); a None waiter asks the committer to finish.
+        self._pending: deque[tuple[Awaitable[float] | None, Any]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._committer())
 
     async def sent(self, mark: Any) -> None:
-        """A batch whose offset is `mark` was written; ask for proof and commit what is proven."""
+        """A batch whose offset is `mark` was written; ask the client to confirm it."""
+        if self._task.done():
+            await self._task  # re-raise what stopped the committer (connection closed)
         waiter = await self.ws.ping()
-        self.pending.append((waiter, mark))
-        await self._commit_confirmed(wait=False)
+        self._push(waiter, mark)
 
     async def flush(self) -> None:
-        """Wait for every outstanding pong and commit the last mark."""
-        await self._commit_confirmed(wait=True)
+        """Wait until every batch sent so far is confirmed and committed."""
+        self._push(None, None)
+        await self._task
 
-    async def _commit_confirmed(self, wait: bool) -> None:
-        confirmed = None
-        while self.pending:
-            waiter, mark = self.pending[0]
-            if not wait and not _done(waiter):
-                break
+    def stop(self) -> None:
+        """Stop committing (the stream ended or was cancelled); what was committed stays."""
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled():
+            self._task.exception()  # retrieved: a closed connection is not worth a warning
+
+    def _push(self, waiter: Awaitable[float] | None, mark: Any) -> None:
+        self._pending.append((waiter, mark))
+        self._wakeup.set()
+
+    async def _committer(self) -> None:
+        pending = self._pending
+        while True:
+            while not pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            waiter, newest = pending.popleft()
+            if waiter is None:
+                return
             await waiter
-            self.pending.pop(0)
-            confirmed = mark
-        if confirmed is not None:
-            await self.commit(confirmed)
+            # Pongs come in order: later waiters already done are confirmed too.
+            while pending and pending[0][0] is not None and _done(pending[0][0]):
+                newest = pending.popleft()[1]
+            await self.commit(newest)
 
 
 def _done(waiter: Awaitable[float]) -> bool:
@@ -230,13 +257,29 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
     key_id = _key_id(conn)
     since = await store.get_offset(key_id, USERS_KIND, target.peer.id) if request.latest \
         else None
-    newest = since.value if since is not None else -1
-    ties: set[int] = set(since.tie_ids) if since is not None else set()
-    sent = listed = 0
-    progress.start()
-    barrier = AckBarrier(conn.ws, _noop_commit)
     pages = account.member_pages(target.peer, sweep=conn.app.config.telegram.member_sweep,
                                  on_flood=notify)
+    progress.start()
+    barrier = AckBarrier(conn.ws, _noop_commit)
+    try:
+        sent, listed, newest = await _send_members(conn, target, since, barrier, progress,
+                                                   pages)
+        await barrier.flush()
+    finally:
+        barrier.stop()
+    if newest is not None:
+        # The whole group is confirmed: record the newest join date delivered.
+        await store.commit_offset(key_id, USERS_KIND, target.peer.id, newest)
+    return sent, listed
+
+
+async def _send_members(conn: Connection, target: _UserTarget, since: Offset | None,
+                        barrier: AckBarrier, progress: Progress,
+                        pages: AsyncIterator[MemberPage]) -> tuple[int, int, Offset | None]:
+    """Send the members newer than `since`; return (sent, listed, newest join delivered)."""
+    newest = -1
+    ties: set[int] = set()
+    sent = listed = 0
     async for page in pages:
         frames: list[bytes] = []
         for user in page.users:
@@ -255,12 +298,7 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
             sent += len(frames)
             await barrier.sent(None)
         await progress.update(target.name, listed, target.total or page.total)
-    await barrier.flush()
-    if newest >= 0 and (since is None or newest > since.value or ties - set(since.tie_ids)):
-        # Everything of this group is confirmed: record the newest join date delivered.
-        await store.commit_offset(key_id, USERS_KIND, target.peer.id,
-                                  Offset(newest, frozenset(ties)))
-    return sent, listed
+    return sent, listed, (Offset(newest, frozenset(ties)) if newest >= 0 else None)
 
 
 async def _noop_commit(mark: Any) -> None:
@@ -314,15 +352,18 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
     sent = 0
     total: int | None = None
     progress.start()
-    async for page in account.message_pages(peer, after_id=after, batch=batch,
-                                            on_flood=notify):
-        total = page.total
-        frames = [serialize.message_envelope(target.name, m) for m in page.messages]
-        await send_frames(conn.ws, frames)
-        sent += len(frames)
-        await barrier.sent(page.messages[-1].id)
-        await progress.update(target.name, sent, total)
-    await barrier.flush()
+    try:
+        async for page in account.message_pages(peer, after_id=after, batch=batch,
+                                                on_flood=notify):
+            total = page.total
+            frames = [serialize.message_envelope(target.name, m) for m in page.messages]
+            await send_frames(conn.ws, frames)
+            sent += len(frames)
+            await barrier.sent(page.messages[-1].id)
+            await progress.update(target.name, sent, total)
+        await barrier.flush()
+    finally:
+        barrier.stop()
     return sent, total
 
 

@@ -1,0 +1,154 @@
+"""A daemon process killed or stopped mid-stream: the next `latest` resumes without a gap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.daemon_process import DaemonProcess
+from tests.support import ask, collect_stream, expect, recv_json, timeout
+
+GROUP = "testgroup00001"  # 1,000 messages in the demo world
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tgws.toml"
+    path.write_text(f'[server]\nport = 0\nshutdown_timeout = 5.0\n'
+                    f'[store]\npath = "{tmp_path / "t.db"}"\n'
+                    '[telegram]\nbackend = "sandbox"\n')
+    return path
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for proc in started:
+        proc.close()
+
+
+def start(tmp_path: Path, config_file: Path, started: list[DaemonProcess],
+          name: str) -> DaemonProcess:
+    (tmp_path / name).mkdir()
+    proc = DaemonProcess(tmp_path / name, "--config", str(config_file))
+    started.append(proc)
+    proc.wait_ready()
+    return proc
+
+
+def create_key(config_file: Path) -> str:
+    """`tgws apikey create` from another process while the daemon runs (WAL makes it safe)."""
+    out = subprocess.run([sys.executable, "-m", "tgws", "apikey", "--config", str(config_file),
+                          "create", "client"], capture_output=True, text=True, check=True,
+                         timeout=timeout(30))
+    return out.stdout.strip().splitlines()[-1]
+
+
+async def open_client(port: int) -> ClientConnection:
+    # A small queue: the client's websocket stack stops reading (and so stops answering
+    # pings) soon after the application stops reading, like a stalled consumer.
+    return await connect(f"ws://127.0.0.1:{port}/ws/telegram/", max_queue=4,
+                         compression=None)
+
+
+async def start_stream(port: int, key: str) -> tuple[ClientConnection, list[int]]:
+    ws = await open_client(port)
+    reply = await ask(ws, "login", {"apiKey": key})
+    if reply["data"]["message"] == "send phone number":
+        await ask(ws, "telegram login", {"phone": "+919876543210"})
+        expect(await ask(ws, "telegram login", {"code": "12345"}), "telegram login",
+               "success", "logged in successfully")
+    await ws.send(json.dumps({"event": "chats", "data": {
+        "group": [{"name": GROUP, "status": "latest"}], "status": ""}}))
+    expect(await recv_json(ws), "chats", "success", "sending chats")
+    seen = [(await recv_json(ws))["data"]["message"]["chat"]["id"] for _ in range(150)]
+    return ws, seen
+
+
+async def drain(ws: ClientConnection) -> tuple[list[int], int | None]:
+    """Everything the client's websocket stack still delivers, and the close code."""
+    found: list[int] = []
+    while True:
+        try:
+            async with asyncio.timeout(timeout(20)):
+                raw = await ws.recv()
+        except ConnectionClosed:
+            return found, ws.close_code
+        message = json.loads(raw)["data"]["message"]
+        if isinstance(message, dict):
+            found.append(message["chat"]["id"])
+
+
+async def resume(port: int, key: str) -> list[int]:
+    async with await open_client(port) as ws:
+        expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+               "session already exists, call 'users'.")
+        await ws.send(json.dumps({"event": "chats", "data": {
+            "group": [{"name": GROUP, "status": "latest"}], "status": ""}}))
+        items, _ = await collect_stream(ws, "chats")
+    return [item["chat"]["id"] for item in items]
+
+
+def assert_no_gap(received: list[int], resumed: list[int]) -> None:
+    assert received == list(range(1, len(received) + 1)), "the first stream is in order"
+    assert resumed, "the rest must come after the restart"
+    assert resumed[0] <= received[-1] + 1, f"gap: got up to {received[-1]}, resumed at " \
+                                           f"{resumed[0]}"
+    assert resumed == list(range(resumed[0], resumed[-1] + 1))
+    assert resumed[-1] >= 1000
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        result: str = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    return result
+
+
+async def test_sigkill_mid_stream_then_latest_after_restart_has_no_gap(
+        tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
+    first = start(tmp_path, config_file, processes, "first")
+    key = create_key(config_file)
+    ws, seen = await start_stream(first.port, key)
+    await asyncio.sleep(0.5)  # the daemon is now blocked on backpressure mid-stream
+    first.proc.kill()
+    first.proc.wait(timeout(10))
+    more, _ = await drain(ws)
+    assert len(seen + more) < 1000, "the first stream must really have been interrupted"
+    assert integrity(tmp_path / "t.db") == "ok"
+
+    second = start(tmp_path, config_file, processes, "second")
+    resumed = await resume(second.port, key)
+    assert resumed[0] > 1, "confirmed batches were committed before the stop"
+    assert_no_gap(seen + more, resumed)
+
+
+async def test_sigterm_mid_stream_closes_1001_commits_and_resumes_without_a_gap(
+        tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
+    first = start(tmp_path, config_file, processes, "first")
+    key = create_key(config_file)
+    ws, seen = await start_stream(first.port, key)
+    await asyncio.sleep(0.5)
+    first.signal(signal.SIGTERM)
+    more, code = await drain(ws)  # reading again lets the close frame through
+    assert code == 1001
+    assert first.wait_exit() == 0
+    first.wait_notify("STOPPING=1")
+    # The client's stack stopped answering pings after ~200 items: nothing after the last
+    # pong may have been committed, whatever the daemon had written into the socket.
+    assert integrity(tmp_path / "t.db") == "ok"
+
+    second = start(tmp_path, config_file, processes, "second")
+    resumed = await resume(second.port, key)
+    assert resumed[0] > 1, "confirmed batches were committed before the stop"
+    assert_no_gap(seen + more, resumed)
