@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -313,3 +314,24 @@ def _openssl_pem(key: rsa.PublicKey) -> bytes:
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return ("-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines)
             + "\n-----END PUBLIC KEY-----\n").encode()
+
+
+async def test_an_account_disconnects_after_its_last_connection_idles(tmp_path: Path) -> None:
+    d = Daemon(make_config(tmp_path, **{"telegram.idle_disconnect": 0.2}))
+    await d.start()
+    try:
+        assert d.app is not None
+        key = await d.app.store.create_api_key("k")
+        async with await logged_in(d, key):
+            assert d.app.gateway.connected_accounts == 1
+        for _ in range(50):
+            if d.app.gateway.connected_accounts == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert d.app.gateway.connected_accounts == 0
+        async with await logged_in(d, key) as ws:  # and reconnects on the next use
+            await ws.send(json.dumps({"event": "users", "data": {"group": ["testgroup00002"]}}))
+            items, _ = await collect_stream(ws, "users")
+            assert len(items) == 40
+    finally:
+        await d.stop()
