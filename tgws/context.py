@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +89,16 @@ class Connection:
 
     async def failed(self, event: str, message: str, **extra: object) -> None:
         await self.send(protocol.failed(event, message, **extra))
+
+    def flood_notifier(self, event: str) -> Callable[[int], Awaitable[None]]:
+        """Tell the client that Telegram made us wait, with a progress-status reply."""
+
+        async def notify(seconds: int) -> None:
+            await self.send(protocol.reply(event, protocol.PROGRESS,
+                                           protocol.FLOOD_WAITING.format(seconds=seconds),
+                                           wait=seconds))
+
+        return notify
 
     async def close(self, code: CloseCode, reason: str = "") -> None:
         await self.ws.close(int(code), reason)

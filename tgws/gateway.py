@@ -425,15 +425,12 @@ class Account:
             query = queries.pop(0)
             iterator = client.iter_participants(peer.input_peer(), search=query)
             found = 0
-            try:
-                async for items in self._batches(iterator, batch, on_flood):
-                    found += len(items)
-                    fresh = [u for u in items if u.id not in seen]
-                    seen.update(u.id for u in fresh)
-                    if fresh:
-                        yield MemberPage(fresh, getattr(iterator, "total", None))
-            except errors.ChatAdminRequiredError:
-                raise MembersHidden(peer.username) from None
+            async for items in self._batches(iterator, batch, on_flood):
+                found += len(items)
+                fresh = [u for u in items if u.id not in seen]
+                seen.update(u.id for u in fresh)
+                if fresh:
+                    yield MemberPage(fresh, getattr(iterator, "total", None))
             if sweep and found >= MEMBER_CAP:
                 # This query hit Telegram's cap: split it by one more character.
                 queries.extend(query + ch for ch in SWEEP_ALPHABET)
@@ -451,11 +448,10 @@ class Account:
                 item = await self._with_flood_control(iterator.__anext__, on_flood)
             except StopAsyncIteration:
                 break
-            except _UNAUTHORIZED as err:
-                raise NotAuthorized(type(err).__name__) from None
+            except errors.ChatAdminRequiredError:
+                # Listing members of a channel (or a hidden member list) needs admin rights.
+                raise MembersHidden("admin rights required") from None
             except errors.RPCError as err:
-                if isinstance(err, errors.ChatAdminRequiredError):
-                    raise
                 raise _translate(err) from None
             items.append(item)
             if len(items) >= size:

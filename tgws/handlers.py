@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tgws import protocol as p
@@ -19,7 +19,6 @@ from tgws.errors import (
     CloseCode,
     CodeInvalid,
     FloodWait,
-    GatewayError,
     NotAuthorized,
     PasswordInvalid,
     PasswordNeeded,
@@ -35,25 +34,6 @@ log = logging.getLogger("tgws.handlers")
 
 Handler = Callable[[Connection, Any], Coroutine[Any, Any, None]]
 _CLOSE = CloseCode.NORMAL
-
-
-def flood_notifier(conn: Connection, event: str) -> Callable[[int], Awaitable[None]]:
-    """Tell the client that Telegram made us wait, with a progress-status reply."""
-
-    async def notify(seconds: int) -> None:
-        await conn.send(p.reply(event, p.PROGRESS, p.FLOOD_WAITING.format(seconds=seconds),
-                                wait=seconds))
-
-    return notify
-
-
-def gateway_refusal(event: str, err: GatewayError) -> Refusal:
-    """Telegram errors every handler treats alike."""
-    if isinstance(err, FloodWait):
-        return Refusal(event, p.FLOOD_TOO_LONG.format(seconds=err.seconds))
-    if isinstance(err, NotAuthorized):
-        return Refusal(event, p.SESSION_EXPIRED)
-    return Refusal(event, p.TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
 
 
 def account_of(conn: Connection) -> Account:
@@ -96,7 +76,7 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         conn.state.advance(Outcome.SIGNED_IN)
         await conn.success(event, p.SESSION_EXISTS_TELEGRAM)
         return
-    notify = flood_notifier(conn, event)
+    notify = conn.flood_notifier(event)
     try:
         if request.phone is not None:
             await account.send_code(request.phone, notify)
@@ -123,7 +103,7 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
     except PasswordInvalid:
         raise Refusal(event, p.INVALID_PASSWORD, close=_CLOSE) from None
     except (FloodWait, TelegramFailure, NotAuthorized) as err:
-        raise gateway_refusal(event, err) from None
+        raise p.gateway_refusal(event, err) from None
 
 
 async def logout(conn: Connection, request: p.Logout) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tgws.errors import Refusal
+from tgws.errors import FloodWait, GatewayError, NotAuthorized, Refusal
 
 # --- event names -------------------------------------------------------------------------
 LOGIN: Final = "login"
@@ -296,6 +296,15 @@ def success(event: str, message: Any, **extra: Any) -> str:
 
 def failed(event: str, message: str, **extra: Any) -> str:
     return reply(event, FAILED, message, **extra)
+
+
+def gateway_refusal(event: str, err: GatewayError) -> Refusal:
+    """The failed reply for Telegram errors that every request treats alike."""
+    if isinstance(err, FloodWait):
+        return Refusal(event, FLOOD_TOO_LONG.format(seconds=err.seconds))
+    if isinstance(err, NotAuthorized):
+        return Refusal(event, SESSION_EXPIRED)
+    return Refusal(event, TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
 
 
 def refusal_reply(refusal: Refusal) -> str:

@@ -45,7 +45,6 @@ from tgws import serialize
 from tgws.context import Connection
 from tgws.errors import (
     CloseCode,
-    FloodWait,
     GatewayError,
     MembersHidden,
     NotAGroup,
@@ -171,24 +170,11 @@ def _progress(conn: Connection, event: str, enabled: bool) -> Progress:
     return Progress(conn, event, enabled, cfg.progress_every, cfg.progress_interval)
 
 
-def _flood(conn: Connection, event: str) -> Callable[[int], Awaitable[None]]:
-    async def notify(seconds: int) -> None:
-        await conn.send(p.reply(event, p.PROGRESS, p.FLOOD_WAITING.format(seconds=seconds),
-                                wait=seconds))
-    return notify
-
-
 async def _session_lost(conn: Connection, account: Account, event: str) -> Refusal:
     await account.forget_session()
     for other in conn.app.by_api_key(account.api_key_id):
         other.state.advance(Outcome.LOGGED_OUT)
     return Refusal(event, p.SESSION_EXPIRED)
-
-
-def _gateway_refusal(event: str, err: GatewayError) -> Refusal:
-    if isinstance(err, FloodWait):
-        return Refusal(event, p.FLOOD_TOO_LONG.format(seconds=err.seconds))
-    return Refusal(event, p.TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
 
 
 @contextlib.asynccontextmanager
@@ -198,7 +184,7 @@ async def _telegram_errors(conn: Connection, account: Account, event: str) -> As
     except NotAuthorized:
         raise await _session_lost(conn, account, event) from None
     except GatewayError as err:
-        raise _gateway_refusal(event, err) from None
+        raise p.gateway_refusal(event, err) from None
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -211,7 +197,7 @@ class _UserTarget:
 
 async def stream_users(conn: Connection, account: Account, request: p.Users) -> None:
     event = p.USERS
-    notify = _flood(conn, event)
+    notify = conn.flood_notifier(event)
     targets: list[_UserTarget] = []
     async with _telegram_errors(conn, account, event):
         for name in request.groups:
@@ -308,7 +294,7 @@ async def _noop_commit(mark: Any) -> None:
 # --- chats ---------------------------------------------------------------------------------
 async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> None:
     event = p.CHATS
-    notify = _flood(conn, event)
+    notify = conn.flood_notifier(event)
     targets: list[tuple[p.ChatTarget, Peer]] = []
     async with _telegram_errors(conn, account, event):
         for target in request.groups:
