@@ -1,0 +1,121 @@
+"""`tgws demo` as a newcomer runs it, driven by `tgws client`, both as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import timeout
+
+TICK = 1.0
+
+
+class Demo:
+    def __init__(self, tmp: Path) -> None:
+        self.db = tmp / "demo.db"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.env = env
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tgws", "demo", "--port", "0", "--tick", str(TICK),
+             "--db", str(self.db)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.banner: list[str] = []
+        self.started = time.monotonic()
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(timeout(30)):
+            raise AssertionError(f"no demo banner: {self.banner}")
+        text = "".join(self.banner)
+        url = re.search(r"websocket\s+(ws://\S+)", text)
+        key = re.search(r"api key\s+(\S+)", text)
+        assert url and key, text
+        self.url, self.key = url.group(1), key.group(1)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.banner.append(line)
+            if line.startswith("Ctrl-C stops"):
+                self._ready.set()
+
+    def client(self, *args: str, key: str | None = None,
+               stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tgws", "client", "--url", self.url,
+             "--api-key", key or self.key, *args],
+            input=stdin, capture_output=True, text=True, env=self.env, timeout=timeout(60))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout(15))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    running = Demo(tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_demo_end_to_end_with_the_client(demo: Demo) -> None:
+    login = demo.client("login", "--phone", "+919876543210", stdin="12345\n")
+    assert login.returncode == 0, login.stderr
+    assert "logged in successfully" in login.stderr + login.stdout
+
+    members = lines(demo.client("users", "testgroup00001"))
+    assert len(members) == 250
+    assert len({m["id"] for m in members}) == 250
+
+    posts = lines(demo.client("chats", "UnderWorld4444"))
+    ids = [p["id"] for p in posts]
+    elapsed_ticks = (time.monotonic() - demo.started) / TICK
+    # 300 posts at start, one more per tick since: all of them, in order, each once.
+    assert ids == list(range(1, len(ids) + 1))
+    assert 300 <= len(ids) <= 300 + elapsed_ticks + 1
+
+    refused = demo.client("users", "UnderWorld4444")
+    assert refused.returncode != 0
+    assert "UnderWorld4444 is a channel name" in refused.stderr
+
+    time.sleep(2 * TICK + 0.5)
+    fresh = [p["id"] for p in lines(demo.client("chats", "UnderWorld4444", "--latest"))]
+    # Only the new posts: the ones after the last id the full fetch delivered.
+    assert len(fresh) >= 2
+    assert fresh == list(range(ids[-1] + 1, ids[-1] + 1 + len(fresh)))
+
+
+def test_demo_two_step_account_logs_in_through_the_client(demo: Demo) -> None:
+    created = subprocess.run(
+        [sys.executable, "-m", "tgws", "apikey", "--db", str(demo.db), "create", "twofa"],
+        capture_output=True, text=True, env=demo.env, timeout=timeout(30), check=True)
+    key = created.stdout.splitlines()[-1]
+    result = demo.client("login", "--phone", "+19995550002", key=key, stdin="12345\nhunter2\n")
+    assert result.returncode == 0, result.stderr
+    assert "logged in successfully" in result.stderr + result.stdout
+    members = lines(demo.client("users", "testgroup00002", key=key))
+    assert len(members) == 40
