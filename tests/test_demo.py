@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         running.close()
 
 
-def lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+def lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
