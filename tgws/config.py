@@ -144,11 +144,15 @@ class StreamingConfig:
     progress_every: int = 1000
     progress_interval: float = 2.0
     batch_size: int = 100
+    ack_every: int = 1000
+    ack_interval: float = 0.25
 
     def validate(self) -> None:
         _require(self.progress_every >= 1, "streaming.progress_every", "at least 1")
         _require(self.progress_interval > 0, "streaming.progress_interval", "seconds > 0")
         _require(1 <= self.batch_size <= 1000, "streaming.batch_size", "from 1 to 1000")
+        _require(self.ack_every >= 1, "streaming.ack_every", "at least 1")
+        _require(self.ack_interval > 0, "streaming.ack_interval", "seconds > 0")
 
 
 @dataclass(frozen=True, slots=True)
