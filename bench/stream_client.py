@@ -18,10 +18,10 @@ import argparse
 import asyncio
 import json
 import resource
-import sys
 import time
 from typing import Any
 
+from command_loop import Command, serve_commands
 from websockets.asyncio.client import ClientConnection, connect
 
 # Item frames are orjson's compact output (tgws/serialize.py); every other reply goes through
@@ -122,19 +122,10 @@ class Client:
 
 async def serve(args: argparse.Namespace) -> None:
     client = Client(args.url, args.key, args.phone)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    commands = {"login": client.login, "stream": client.stream, "idle": client.idle,
-                "close_idle": client.close_idle}
-    print(json.dumps({"ready": True}), flush=True)
+    commands: dict[str, Command] = {"login": client.login, "stream": client.stream,
+                                    "idle": client.idle, "close_idle": client.close_idle}
     try:
-        while line := await reader.readline():
-            cmd = json.loads(line)
-            if cmd["cmd"] == "quit":
-                break
-            result = await commands[cmd["cmd"]](cmd)
-            print(json.dumps(result), flush=True)
+        await serve_commands({"ready": True}, commands)
     finally:
         await client.close()
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from command_loop import Command, serve_commands
 from telethon.extensions import BinaryReader
 from telethon.sessions import StringSession
 from telethon.tl import functions, types
@@ -303,22 +304,13 @@ class Host:
 async def serve(args: argparse.Namespace) -> None:
     host = Host(args)
     ready = await host.start()
-    print(json.dumps(ready), flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    commands = {
+    commands: dict[str, Command] = {
         "yardstick": host.yardstick, "bare_messages": host.bare_messages,
         "bare_members": host.bare_members, "stats": host.stats, "sample": host.sample,
         "profile": host.profile, "micro": host.micro,
     }
     try:
-        while line := await reader.readline():
-            cmd = json.loads(line)
-            if cmd["cmd"] == "quit":
-                break
-            result = await commands[cmd["cmd"]](cmd)
-            print(json.dumps(result), flush=True)
+        await serve_commands(ready, commands)
     finally:
         await host.client.disconnect()
         await host.daemon.stop()

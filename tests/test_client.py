@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.support import logged_in, make_config, timeout, ws_url
 from tgws import client
 from tgws import protocol as p
+from tgws.config import Config
 from tgws.daemon import Daemon
 
 PHONE = "+919876543210"
@@ -36,26 +37,23 @@ PHONE_2FA = "+19995550002"
 
 # --- fixtures and helpers ----------------------------------------------------------------
 @pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Daemon]:
-    """A daemon on the sandbox Telegram whose world only changes when a test ticks it."""
-    config = make_config(tmp_path, **{
-        "telegram.backend": "sandbox",
+def config(tmp_path: Path) -> Config:
+    """The conftest daemon, with a world that only changes when a test ticks it."""
+    return make_config(tmp_path, **{
         "sandbox.tick": 0,
         "limits.failed_login_delay": 0.0,
         "streaming.progress_every": 100,  # so a 250-member group reports progress
     })
-    daemon = Daemon(config)
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
 
 
 @pytest.fixture
-async def key(sandbox: Daemon) -> str:
-    assert sandbox.app is not None
-    return await sandbox.app.store.create_api_key("client-test")
+def sandbox(daemon: Daemon) -> Daemon:
+    return daemon
+
+
+@pytest.fixture
+def key(api_key: str) -> str:
+    return api_key
 
 
 @pytest.fixture

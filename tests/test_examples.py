@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from functools import partial
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import make_config, timeout, ws_url
+from tests.support import timeout, ws_url
 from tests.test_client import clean_env
 from tgws import protocol as p
 from tgws.daemon import Daemon
@@ -38,20 +38,14 @@ PHONE = "+919876543210"
 
 
 @pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Daemon]:
-    config = make_config(tmp_path, **{"telegram.backend": "sandbox", "sandbox.tick": 0})
-    daemon = Daemon(config)
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
+def sandbox(daemon: Daemon) -> Daemon:
+    """The conftest daemon: sandbox Telegram, a world that stands still."""
+    return daemon
 
 
 @pytest.fixture
-async def key(sandbox: Daemon) -> str:
-    assert sandbox.app is not None
-    return await sandbox.app.store.create_api_key("examples")
+def key(api_key: str) -> str:
+    return api_key
 
 
 async def run(*argv: str, wait: float = 60.0) -> tuple[int, str, str]:

@@ -443,11 +443,16 @@ class Account:
         __anext__ again re-sends the same page: nothing is skipped or repeated.
         """
         items: list[Any] = []
+        next_item = iterator.__anext__
         while True:
+            # The hot loop (once per message): no wrapper coroutine, errors handled inline.
             try:
-                item = await self._with_flood_control(iterator.__anext__, on_flood)
+                item = await next_item()
             except StopAsyncIteration:
                 break
+            except (errors.FloodWaitError, errors.FloodPremiumWaitError) as err:
+                await self._flood_wait(int(err.seconds), on_flood)
+                continue
             except errors.ChatAdminRequiredError:
                 # Listing members of a channel (or a hidden member list) needs admin rights.
                 raise MembersHidden("admin rights required") from None
