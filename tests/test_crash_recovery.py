@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,20 @@ async def test_sigterm_mid_stream_closes_1001_commits_and_resumes_without_a_gap(
     resumed = await resume(second.port, key)
     assert resumed[0] > 1, "confirmed batches were committed before the stop"
     assert_no_gap(seen + more, resumed)
+
+
+async def test_a_second_signal_exits_at_once(
+        tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
+    first = start(tmp_path, config_file, processes, "first")
+    key = create_key(config_file)
+    ws, _ = await start_stream(first.port, key)
+    await asyncio.sleep(0.3)
+    # The client is stalled: a graceful stop would wait up to shutdown_timeout (5 s) for
+    # its close handshake. The operator's second Ctrl-C must not wait for that.
+    first.signal(signal.SIGINT)
+    first.wait_log("shutting down")
+    started = time.monotonic()
+    first.signal(signal.SIGINT)
+    assert first.wait_exit() == 1
+    assert time.monotonic() - started < 3.0
+    ws.transport.abort()
