@@ -460,6 +460,21 @@ async def test_invalid_entities_are_refused_and_nothing_is_cached(store: Store) 
     assert await store.lookup_entity(key_id, "alice") is None
 
 
+async def test_entity_older_than_max_age_counts_as_missing_until_refreshed(
+    store: Store, clock: FakeClock
+) -> None:
+    _, key_id = await new_key(store)
+    record = EntityRecord(1, 2, "megagroup", "grp", "Group")
+    await store.cache_entities(key_id, [record])
+    clock.now += 50
+    assert await store.lookup_entity(key_id, "grp", max_age=100) == record
+    clock.now += 100
+    assert await store.lookup_entity(key_id, "grp", max_age=100) is None
+    assert await store.lookup_entity(key_id, "grp") == record  # no max_age: kept forever
+    await store.cache_entities(key_id, [record])  # re-resolved: fresh again
+    assert await store.lookup_entity(key_id, "grp", max_age=100) == record
+
+
 async def test_forget_entity(store: Store) -> None:
     _, key_id = await new_key(store)
     await store.cache_entities(key_id, [EntityRecord(1, 2, "user", "alice", "")])

@@ -117,6 +117,7 @@ class TelegramConfig:
     idle_disconnect: float = 300.0
     request_retries: int = 5
     member_sweep: bool = False
+    entity_cache_ttl: float = 86400.0
     device_model: str = "tgws"
     server: TelegramServerConfig = field(default_factory=TelegramServerConfig)
 
@@ -128,6 +129,8 @@ class TelegramConfig:
         _require(self.flood_wait_ceiling >= 0, "telegram.flood_wait_ceiling", "seconds >= 0")
         _require(self.idle_disconnect >= 0, "telegram.idle_disconnect", "seconds >= 0")
         _require(self.request_retries >= 0, "telegram.request_retries", "an integer >= 0")
+        _require(self.entity_cache_ttl >= 0, "telegram.entity_cache_ttl",
+                 "seconds >= 0 (0 = keep entries forever)")
         self.server.validate()
 
     def require_credentials(self) -> None:

@@ -357,7 +357,8 @@ class Account:
         username = normalize_name(name)
         if not username:
             raise PeerNotFound(name)
-        cached = await self.store.lookup_entity(self.api_key_id, username)
+        cached = await self.store.lookup_entity(
+            self.api_key_id, username, max_age=self.config.entity_cache_ttl or None)
         if cached is not None:
             return Peer(cached.peer_id, cached.access_hash, cached.kind, cached.title,
                         cached.username)

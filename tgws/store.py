@@ -803,15 +803,22 @@ class Store:
             if active:
                 await db.executemany(_CACHE_ENTITY, rows)
 
-    async def lookup_entity(self, api_key_id: int, username: str) -> EntityRecord | None:
-        """The cached entity for ``username`` (any case, with or without '@'), or None."""
+    async def lookup_entity(
+        self, api_key_id: int, username: str, *, max_age: float | None = None
+    ) -> EntityRecord | None:
+        """The cached entity for ``username`` (any case, with or without '@'), or None.
+
+        With ``max_age`` (seconds), an entry older than that counts as missing: usernames
+        change hands, so a long-running daemon re-resolves now and then.
+        """
         username_lc = _normalize_username(username)
+        oldest = self._now() - max_age if max_age else 0
         async with self._locked("looking up an entity") as db:
             rows = list(
                 await db.execute_fetchall(
                     "SELECT peer_id, access_hash, kind, username, title FROM entities "
-                    "WHERE api_key_id = ? AND username_lc = ?",
-                    (api_key_id, username_lc),
+                    "WHERE api_key_id = ? AND username_lc = ? AND updated_at >= ?",
+                    (api_key_id, username_lc, oldest),
                 )
             )
         if not rows:
