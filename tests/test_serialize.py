@@ -1118,3 +1118,26 @@ def test_date_out_of_range_after_utc_shift_does_not_crash() -> None:
 
 def test_schema_version() -> None:
     assert serialize.SCHEMA_VERSION == 1
+
+
+def _envelope_via_message(group: str, m: Any) -> bytes:
+    return orjson.dumps({"event": "chats", "data": {
+        "status": "success", "message": {"group": group, "chat": serialize.message(m)}}})
+
+
+def test_message_envelope_fast_path_is_byte_identical_to_message() -> None:
+    # message_envelope leaves UTC dates to orjson; it must produce exactly what message()
+    # encoded would, for every media kind and service action, wire-parsed or built.
+    corpus = _corpus() + [wire(m) for m in _corpus()[:5]] + [
+        iterated(id=7, edit_date=ts(MAY_1 + 60)),
+        t.Message(id=8, peer_id=t.PeerChannel(GROUP_ID), date=ts(MAY_1), message="x"),
+    ]
+    for m in corpus:
+        assert serialize.message_envelope("grp", m) == _envelope_via_message("grp", m)
+
+
+@given(seconds=st.integers(min_value=-(2**31), max_value=2**31 - 1))
+def test_message_envelope_dates_match_message_for_every_tl_date(seconds: int) -> None:
+    m = wire(t.Message(id=1, peer_id=t.PeerChannel(GROUP_ID), date=ts(seconds), message="",
+                       edit_date=ts(seconds)))
+    assert serialize.message_envelope("g", m) == _envelope_via_message("g", m)
