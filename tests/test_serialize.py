@@ -1141,3 +1141,18 @@ def test_message_envelope_dates_match_message_for_every_tl_date(seconds: int) ->
     m = wire(t.Message(id=1, peer_id=t.PeerChannel(GROUP_ID), date=ts(seconds), message="",
                        edit_date=ts(seconds)))
     assert serialize.message_envelope("g", m) == _envelope_via_message("g", m)
+
+
+def test_user_envelope_fast_path_is_byte_identical_to_user() -> None:
+    participants = [None, t.ChannelParticipant(user_id=1, date=ts(MAY_1)),
+                    t.ChannelParticipantCreator(user_id=1, admin_rights=_RIGHTS),
+                    t.ChannelParticipantAdmin(user_id=1, promoted_by=2, admin_rights=_RIGHTS,
+                                              date=ts(MAY_1), rank="boss")]
+    statuses = [None, t.UserStatusOnline(expires=ts(MAY_1)),
+                t.UserStatusOffline(was_online=ts(MAY_1 - 5)), t.UserStatusRecently()]
+    for participant in participants:
+        for status in statuses:
+            u = member(ann(status=status), participant)
+            expected = orjson.dumps({"event": "users", "data": {
+                "status": "success", "message": {"group": "g", "user": serialize.user(u)}}})
+            assert serialize.user_envelope("g", u) == expected

@@ -428,10 +428,12 @@ class Account:
             found = 0
             async for items in self._batches(iterator, batch, on_flood):
                 found += len(items)
-                fresh = [u for u in items if u.id not in seen]
-                seen.update(u.id for u in fresh)
-                if fresh:
-                    yield MemberPage(fresh, getattr(iterator, "total", None))
+                if sweep:
+                    # Telethon de-duplicates within one query; a sweep runs many.
+                    items = [u for u in items if u.id not in seen]
+                    seen.update(u.id for u in items)
+                if items:
+                    yield MemberPage(items, getattr(iterator, "total", None))
             if sweep and found >= MEMBER_CAP:
                 # This query hit Telegram's cap: split it by one more character.
                 queries.extend(query + ch for ch in SWEEP_ALPHABET)
