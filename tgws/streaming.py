@@ -6,14 +6,15 @@ Design notes (why it is built this way):
   checked for a hidden member list) before the first item goes out, so a bad name fails
   the request as the seed describes instead of truncating a stream half-way.
 
-* Offsets advance only to what the client provably received. After each batch the stream
-  sends a websocket ping; websockets resolves the ping's waiter when the pong arrives, and
-  a pong follows every frame sent before the ping on the same TCP stream. So "pong k
-  received" proves "every item of batches 1..k received", and only then is the offset of
-  batch k committed. Pings are pipelined (the stream does not stop to wait for each pong),
-  so the barrier costs no round trip per batch. A dropped connection or a killed daemon
-  means the next `latest` resends from the last committed point: duplicates are possible,
-  gaps never.
+* Offsets advance only to what the client provably received. After every
+  [streaming] ack_every items (or ack_interval seconds) the stream sends a websocket ping;
+  websockets resolves the ping's waiter when the pong arrives, and a pong follows every
+  frame sent before the ping on the same TCP stream. So "pong k received" proves "every
+  item before ping k received", and only then is the offset up to ping k committed. Pings
+  are pipelined (a committer task awaits them; the sender never stops for a round trip),
+  and commits keep pace with the client even while the sender waits on backpressure. A
+  dropped connection or a killed daemon means the next `latest` resends from the last
+  committed point: duplicates are possible, gaps never.
 
 * Messages go oldest first, so "the highest id confirmed" is a correct chats offset.
   Members come in Telegram's order, not by join date, so a users offset (newest join date
