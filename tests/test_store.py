@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tgws.store as store_module
+import tgws.schema as schema_module
 from tgws.auth import hash_api_key
 from tgws.errors import StoreError
 from tgws.store import SCHEMA_VERSION, EntityRecord, Offset, Store
@@ -194,8 +194,8 @@ async def test_a_failing_migration_leaves_the_previous_version_intact(
         await db.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (store_module._migrate_v1, broken_v2))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (schema_module._migrate_v1, broken_v2))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 2)
     with pytest.raises(RuntimeError, match="migration bug"):
         await Store.open(db_path)
     assert raw_query(db_path, "PRAGMA user_version") == [(1,)]
@@ -211,8 +211,8 @@ async def test_migrations_run_forward_one_version_at_a_time(
     async def v2(db: aiosqlite.Connection) -> None:
         await db.execute("ALTER TABLE api_keys ADD COLUMN note TEXT NOT NULL DEFAULT ''")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (store_module._migrate_v1, v2))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (schema_module._migrate_v1, v2))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 2)
     async with await Store.open(db_path) as upgraded:
         assert upgraded.schema_version == 2
         assert await upgraded.verify_api_key(key) is not None

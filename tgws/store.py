@@ -59,9 +59,8 @@ import logging
 import os
 import re
 import sqlite3
-import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -70,7 +69,9 @@ from typing import Any, Final, Self
 import aiosqlite
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
+from tgws.dbfile import prepare_path, tighten_side_files
 from tgws.errors import StoreError
+from tgws.schema import SCHEMA_VERSION, migrate, rollback_quietly
 
 # aiosqlite logs every statement with its parameters at DEBUG, and those parameters include
 # Telegram session strings: that logger never goes below WARNING, whatever [log] says.
@@ -90,7 +91,6 @@ __all__ = [
 BUSY_TIMEOUT_MS: Final = 5_000
 """How long a writer waits for another connection's write lock (the CLI vs the daemon)."""
 
-DB_FILE_MODE: Final = 0o600
 
 ENTITY_KINDS: Final = frozenset({"megagroup", "broadcast", "chat", "user", "gigagroup"})
 OFFSET_KINDS: Final = frozenset({"chats", "users"})
@@ -151,73 +151,6 @@ class Offset:
 def valid_api_key_name(name: str) -> bool:
     """Whether ``name`` is 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
     return _NAME_RE.fullmatch(name) is not None
-
-
-# -- schema and migrations --------------------------------------------------------------------
-
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
-
-
-async def _migrate_v1(db: aiosqlite.Connection) -> None:
-    """The first schema. Timestamps are INTEGER unix seconds."""
-    statements = (
-        """
-        CREATE TABLE api_keys (
-            id           INTEGER PRIMARY KEY,
-            name         TEXT    NOT NULL UNIQUE COLLATE NOCASE,
-            key_hash     TEXT    NOT NULL UNIQUE,
-            created_at   INTEGER NOT NULL,
-            last_used_at INTEGER,
-            revoked_at   INTEGER
-        )
-        """,
-        # session: a Telethon StringSession string, i.e. the account's auth key. A secret.
-        """
-        CREATE TABLE tg_sessions (
-            api_key_id INTEGER PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
-            session    TEXT    NOT NULL,
-            user_id    INTEGER,
-            updated_at INTEGER NOT NULL
-        )
-        """,
-        # Per API key because access hashes are per Telegram account. `username` keeps the
-        # spelling Telegram returned; `username_lc` is the lookup key.
-        """
-        CREATE TABLE entities (
-            api_key_id  INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
-            username_lc TEXT    NOT NULL,
-            username    TEXT    NOT NULL,
-            peer_id     INTEGER NOT NULL,
-            access_hash INTEGER NOT NULL,
-            kind        TEXT    NOT NULL,
-            title       TEXT    NOT NULL DEFAULT '',
-            updated_at  INTEGER NOT NULL,
-            PRIMARY KEY (api_key_id, username_lc)
-        ) WITHOUT ROWID
-        """,
-        # tie_ids: JSON array of user ids, sorted (see Offset).
-        """
-        CREATE TABLE offsets (
-            api_key_id INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
-            kind       TEXT    NOT NULL,
-            group_id   INTEGER NOT NULL,
-            value      INTEGER NOT NULL,
-            tie_ids    TEXT    NOT NULL DEFAULT '[]',
-            updated_at INTEGER NOT NULL,
-            PRIMARY KEY (api_key_id, kind, group_id)
-        ) WITHOUT ROWID
-        """,
-    )
-    # Not executescript(): Python's sqlite3 commits before running a script, which would split
-    # the migration out of its transaction.
-    for statement in statements:
-        await db.execute(statement)
-
-
-MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1,)
-"""MIGRATIONS[n] turns schema version n into n + 1. Append only; never edit a released one."""
-
-SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 # -- SQL used on hot paths --------------------------------------------------------------------
@@ -298,95 +231,6 @@ def _check_offset_kind(kind: str) -> None:
         raise ValueError(f"offset kind must be one of {sorted(OFFSET_KINDS)}, not {kind!r}")
 
 
-def _create_private_file(path: str) -> bool:
-    """Create ``path`` empty with mode 0600 unless it exists. Returns whether we created it.
-
-    sqlite would create it with 0644 (under the usual umask); creating it first means the file
-    is never readable by others, not even for a moment.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_FILE_MODE)
-    except FileExistsError:
-        return False
-    try:
-        # The umask can only remove bits from 0600, but a umask like 0o200 would leave a file
-        # sqlite cannot write: set the mode exactly.
-        os.fchmod(fd, DB_FILE_MODE)
-    finally:
-        os.close(fd)
-    return True
-
-
-def _prepare_path(path: str) -> None:
-    """Check that ``path`` can hold the database and create it 0600 if it is new."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise StoreError(f"store directory {parent} does not exist")
-    if os.path.isdir(path):
-        raise StoreError(f"store path {path} is a directory")
-    try:
-        _create_private_file(path)
-    except OSError as exc:
-        raise StoreError(f"cannot create store {path}: {exc.strerror or exc}") from exc
-
-
-def _tighten_side_files(path: str) -> None:
-    """Give -wal and -shm no more permission bits than the database file itself.
-
-    sqlite already creates them with the main file's mode; this is a second line of defence
-    against side files left behind looser (by a copy, an older tool, a different umask).
-    Best effort: a side file owned by another user cannot be changed and is left alone.
-    """
-    try:
-        allowed = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return
-    for suffix in ("-wal", "-shm"):
-        side = path + suffix
-        try:
-            mode = stat.S_IMODE(os.stat(side).st_mode)
-            if mode & ~allowed:
-                os.chmod(side, mode & allowed)
-        except OSError:
-            continue
-
-
-async def _user_version(db: aiosqlite.Connection) -> int:
-    rows = list(await db.execute_fetchall("PRAGMA user_version"))
-    return int(rows[0][0])
-
-
-async def _rollback_quietly(db: aiosqlite.Connection) -> None:
-    """ROLLBACK if a transaction is open; errors are ignored (there may be none open)."""
-    with contextlib.suppress(sqlite3.Error, ValueError):
-        await db.execute("ROLLBACK")
-
-
-async def _migrate(db: aiosqlite.Connection, path: str) -> int:
-    """Bring the schema up to SCHEMA_VERSION; refuse a newer one. Returns the final version."""
-    while True:
-        version = await _user_version(db)
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {path} has schema version {version}, but this tgws only knows versions "
-                f"up to {SCHEMA_VERSION}: upgrade tgws (or restore a backup made by this version)"
-            )
-        if version == SCHEMA_VERSION:
-            return version
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            current = await _user_version(db)
-            if current == version:
-                await MIGRATIONS[version](db)
-                # PRAGMA takes no parameters; the value is our own int.
-                await db.execute(f"PRAGMA user_version = {version + 1}")
-            await db.execute("COMMIT")
-        except BaseException:
-            await _rollback_quietly(db)
-            raise
-
-
 # -- the store --------------------------------------------------------------------------------
 
 
@@ -428,7 +272,7 @@ class Store:
         """
         path = os.fspath(path)
         # A few stat() calls, once at startup: not worth a thread hop.
-        _prepare_path(path)
+        prepare_path(path)
 
         try:
             db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -450,8 +294,8 @@ class Store:
                 await db.execute("PRAGMA foreign_keys = ON")
                 # The offset merge needs sqlite's JSON functions; fail at startup, not mid-stream.
                 await db.execute_fetchall("SELECT json_group_array(value) FROM json_each('[1]')")
-                _tighten_side_files(path)
-                version = await _migrate(db, path)
+                tighten_side_files(path)
+                version = await migrate(db, path)
         except BaseException:
             await db.close()
             raise
@@ -566,7 +410,7 @@ class Store:
                 # was waiting on busy_timeout when we were cancelled runs before this ROLLBACK.
                 # If there is nothing to roll back (BEGIN failed, COMMIT completed), the
                 # ROLLBACK fails harmlessly.
-                await _rollback_quietly(db)
+                await rollback_quietly(db)
                 raise
             finally:
                 self._owner = None
