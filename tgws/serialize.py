@@ -691,6 +691,14 @@ def _encode(obj: dict[str, Any], option: int = 0) -> bytes:
         return _dumps(_clean(obj), option=option)
 
 
+def _envelope(event: str, group: str, key: str, item: dict[str, Any]) -> bytes:
+    """{"event": E, "data": {"status": "success", "message": {"group": G, KEY: item}}}."""
+    return _encode(
+        {"event": event, "data": {"status": "success", "message": {"group": group, key: item}}},
+        _DATE_OPTS,
+    )
+
+
 def user_envelope(group: str, u: Any) -> bytes:
     """The seed's "users" reply for one member, as UTF-8 JSON bytes.
 
@@ -701,13 +709,7 @@ def user_envelope(group: str, u: Any) -> bytes:
         member = _user(u, _utc_or_iso)
     except AttributeError:
         member = user(u)
-    return _encode(
-        {
-            "event": "users",
-            "data": {"status": "success", "message": {"group": group, "user": member}},
-        },
-        _DATE_OPTS,
-    )
+    return _envelope("users", group, "user", member)
 
 
 def message_envelope(group: str, m: Any) -> bytes:
@@ -720,10 +722,4 @@ def message_envelope(group: str, m: Any) -> bytes:
         chat = _message(m, _utc_or_iso)
     except AttributeError:
         chat = message(m)
-    return _encode(
-        {
-            "event": "chats",
-            "data": {"status": "success", "message": {"group": group, "chat": chat}},
-        },
-        _DATE_OPTS,
-    )
+    return _envelope("chats", group, "chat", chat)
