@@ -1,0 +1,53 @@
+"""gateway._batches takes Telethon's loaded pages in slices: same items, same order, same end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from telethon.sessions import StringSession
+
+from tgws.config import TelegramConfig
+from tgws.gateway import Account, Gateway
+from tgws.sandbox import World, sandbox_client
+
+
+async def _batches(iterator: Any, size: int) -> list[list[Any]]:
+    account = Account(Gateway(TelegramConfig(), None, lambda s: None), 1)  # type: ignore[arg-type]
+    return [batch async for batch in account._batches(iterator, size, None)]
+
+
+@pytest.fixture
+def world() -> World:
+    w = World(seed=7)
+    group = w.megagroup("slices")
+    group.populate(450)
+    group.history(1234)
+    w.user("reader", phone="+15550007777")
+    return w
+
+
+@pytest.mark.parametrize(("limit", "size"), [(None, 100), (None, 7), (250, 100), (1, 100),
+                                              (333, 1000)])
+async def test_message_batches_equal_plain_iteration(world: World, limit: int | None,
+                                                     size: int) -> None:
+    reader = world.resolve("reader")
+    session = StringSession(world.session_string(reader))  # type: ignore[arg-type]
+    async with sandbox_client(world, session) as client:
+        plain = [m.id async for m in client.iter_messages("slices", limit=limit, reverse=True,
+                                                           wait_time=0)]
+        batches = await _batches(client.iter_messages("slices", limit=limit, reverse=True,
+                                                      wait_time=0), size)
+    assert [m.id for batch in batches for m in batch] == plain
+    assert all(len(batch) <= size for batch in batches)
+    assert all(len(batch) == size for batch in batches[:-1])
+
+
+async def test_member_batches_equal_plain_iteration(world: World) -> None:
+    reader = world.resolve("reader")
+    session = StringSession(world.session_string(reader))  # type: ignore[arg-type]
+    async with sandbox_client(world, session) as client:
+        plain = [u.id async for u in client.iter_participants("slices")]
+        batches = await _batches(client.iter_participants("slices"), 200)
+    assert [u.id for batch in batches for u in batch] == plain
+    assert len(plain) == 450
