@@ -52,6 +52,7 @@ class ServerConfig:
     write_limit: int = 65536
     compression: bool = False
     shutdown_timeout: float = 10.0
+    gc_threshold: int = 20000
 
     def validate(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "an integer from 0 to 65535")
@@ -63,6 +64,8 @@ class ServerConfig:
         _require(self.ping_timeout >= 0, "server.ping_timeout", "seconds >= 0")
         _require(self.write_limit >= 1024, "server.write_limit", "at least 1024 bytes")
         _require(self.shutdown_timeout > 0, "server.shutdown_timeout", "seconds > 0")
+        _require(self.gc_threshold >= 0, "server.gc_threshold",
+                 "an integer >= 0 (0 = CPython's default)")
 
 
 @dataclass(frozen=True, slots=True)
