@@ -207,7 +207,7 @@ async def test_latest_chats_sends_exactly_the_new_messages(
         nothing, done = await chats(ws, "UnderWorld4444", latest=True)
         assert nothing == [] and done["count"] == 0
         for _ in range(3):
-            daemon.backend.tick()
+            daemon.backend.world.tick()
         fresh, _ = await chats(ws, "UnderWorld4444", latest=True)
         assert ids(fresh) == [301, 302, 303]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from tgws.config import Config
@@ -35,7 +34,7 @@ class SandboxBackend:
     """The demo world behind unmodified Telethon clients, ticking when asked to."""
 
     def __init__(self, config: Config) -> None:
-        from tgws.sandbox import build_demo_world, make_sandbox_client, tick
+        from tgws.sandbox import build_demo_world, make_sandbox_client
 
         self.config = config
         self.world = build_demo_world(seed=config.sandbox.seed)
@@ -47,7 +46,6 @@ class SandboxBackend:
             return make_sandbox_client(world, session, **options)
 
         self.factory: ClientFactory = make
-        self.tick: Callable[[], None] = lambda: tick(world)
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,7 +55,7 @@ class SandboxBackend:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.sandbox.tick)
-            self.tick()
+            self.world.tick()
 
     async def stop(self) -> None:
         if self._ticker is not None:

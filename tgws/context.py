@@ -22,7 +22,7 @@ from tgws import protocol
 from tgws.auth import LoginLimiter
 from tgws.config import Config
 from tgws.errors import CloseCode, Refusal
-from tgws.state import ConnectionState
+from tgws.state import ConnectionState, Outcome
 from tgws.store import ApiKeyRecord, Store
 
 if TYPE_CHECKING:
@@ -65,6 +65,11 @@ class App:
     def by_api_key(self, api_key_id: int) -> list[Connection]:
         return [c for c in self.connections if c.api_key is not None
                 and c.api_key.id == api_key_id]
+
+    def session_ended(self, api_key_id: int) -> None:
+        """The key's Telegram session is gone: its connections are back to "verified"."""
+        for conn in self.by_api_key(api_key_id):
+            conn.state.advance(Outcome.LOGGED_OUT)
 
 
 @dataclass(eq=False)

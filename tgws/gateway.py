@@ -181,6 +181,11 @@ _CODE_ERRORS: tuple[type[BaseException], ...] = (
     errors.PhoneCodeExpiredError,
     errors.PhoneCodeHashEmptyError,
 )
+# Telegram asks us to wait; both carry .seconds.
+_FLOOD_ERRORS: tuple[type[errors.RPCError], ...] = (
+    errors.FloodWaitError,
+    errors.FloodPremiumWaitError,
+)
 _UNAUTHORIZED: tuple[type[BaseException], ...] = (
     errors.AuthKeyUnregisteredError,
     errors.AuthKeyInvalidError,
@@ -265,9 +270,7 @@ class Account:
         while True:
             try:
                 return await attempt()
-            except errors.FloodWaitError as err:
-                await self._flood_wait(int(err.seconds), on_flood)
-            except errors.FloodPremiumWaitError as err:
+            except _FLOOD_ERRORS as err:
                 await self._flood_wait(int(err.seconds), on_flood)
 
     async def _flood_wait(self, seconds: int, on_flood: OnFlood | None) -> None:
@@ -455,7 +458,7 @@ class Account:
                 item = await next_item()
             except StopAsyncIteration:
                 break
-            except (errors.FloodWaitError, errors.FloodPremiumWaitError) as err:
+            except _FLOOD_ERRORS as err:
                 await self._flood_wait(int(err.seconds), on_flood)
                 continue
             except errors.ChatAdminRequiredError:

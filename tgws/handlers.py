@@ -115,9 +115,7 @@ async def logout(conn: Connection, request: p.Logout) -> None:
         if other.stream is not None:
             other.stream.cancel()
     await account.log_out()
-    for other in conn.app.by_api_key(account.api_key_id):
-        if other.state.verified:
-            other.state.advance(Outcome.LOGGED_OUT)
+    conn.app.session_ended(account.api_key_id)
     log.info("%s: telegram session logged out", conn.label())
     await conn.success(p.LOGOUT, p.LOGGED_OUT)
 

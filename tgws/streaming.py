@@ -55,7 +55,6 @@ from tgws.errors import (
     Refusal,
 )
 from tgws.gateway import Account, MemberPage, Peer
-from tgws.state import Outcome
 from tgws.store import Offset
 
 USERS_KIND = "users"
@@ -224,8 +223,7 @@ def _progress(conn: Connection, event: str, enabled: bool) -> Progress:
 
 async def _session_lost(conn: Connection, account: Account, event: str) -> Refusal:
     await account.forget_session()
-    for other in conn.app.by_api_key(account.api_key_id):
-        other.state.advance(Outcome.LOGGED_OUT)
+    conn.app.session_ended(account.api_key_id)
     return Refusal(event, p.SESSION_EXPIRED)
 
 
@@ -298,21 +296,17 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
     pages = account.member_pages(target.peer, sweep=conn.app.config.telegram.member_sweep,
                                  on_flood=notify)
     progress.start()
-    barrier = _barrier(conn, _noop_commit)
-    try:
-        sent, listed, newest = await _send_members(conn, target, since, barrier, progress,
-                                                   pages)
-        await barrier.flush()
-    finally:
-        barrier.stop()
+    sent, listed, newest = await _send_members(conn, target, since, progress, pages)
+    # The users offset is committed once per group (members come in no date order), so one
+    # pong after the last frame is the only acknowledgement the group needs.
+    await (await conn.ws.ping())
     if newest is not None:
-        # The whole group is confirmed: record the newest join date delivered.
         await store.commit_offset(key_id, USERS_KIND, target.peer.id, newest)
     return sent, listed
 
 
 async def _send_members(conn: Connection, target: _UserTarget, since: Offset | None,
-                        barrier: AckBarrier, progress: Progress,
+                        progress: Progress,
                         pages: AsyncIterator[MemberPage]) -> tuple[int, int, Offset | None]:
     """Send the members newer than `since`; return (sent, listed, newest join delivered)."""
     newest = -1
@@ -334,18 +328,8 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
         if frames:
             await send_frames(conn.ws, frames)
             sent += len(frames)
-            await barrier.sent(None, len(frames))
         await progress.update(target.name, listed, target.total or page.total)
     return sent, listed, (Offset(newest, frozenset(ties)) if newest >= 0 else None)
-
-
-def _barrier(conn: Connection, commit: Callable[[Any], Awaitable[None]]) -> AckBarrier:
-    cfg = conn.app.config.streaming
-    return AckBarrier(conn.ws, commit, every=cfg.ack_every, interval=cfg.ack_interval)
-
-
-async def _noop_commit(mark: Any) -> None:
-    return None
 
 
 # --- chats ---------------------------------------------------------------------------------
@@ -391,7 +375,8 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
     async def commit(last_id: Any) -> None:
         await store.commit_offset(key_id, CHATS_KIND, peer.id, Offset(int(last_id)))
 
-    barrier = _barrier(conn, commit)
+    cfg = conn.app.config.streaming
+    barrier = AckBarrier(conn.ws, commit, every=cfg.ack_every, interval=cfg.ack_interval)
     sent = 0
     total: int | None = None
     progress.start()
