@@ -37,12 +37,12 @@ from telethon.tl import functions, types
 from tgws import serialize
 from tgws.config import load
 from tgws.daemon import Daemon, tune_gc
-from tgws.gateway import client_options
 from tgws.sandbox import SandboxChat, SandboxUser, World, make_sandbox_client
 from tgws.sandbox.call import Call
 from tgws.sandbox.rpc import answer
 from tgws.sandbox.wire import encode
 from tgws.store import Offset
+from tgws.telegram_clients import client_options
 
 BENCH_GROUP = "benchgroup00001"  # messages and members rounds
 BIG_GROUP = "benchbig00001"  # the million-message RSS run
@@ -162,8 +162,8 @@ class Host:
         key = await app.store.create_api_key("bench")
         record = await app.store.verify_api_key(key)
         self.key_id = record.id if record is not None else None
-        # The bare baseline client: same factory options as the daemon's (gateway.client_options),
-        # same account, same world, same wire mode.
+        # The bare baseline client: same factory options as the daemon's
+        # (telegram_clients.client_options), same account, same world, same wire mode.
         self.client = make_sandbox_client(
             self.world, StringSession(self.world.session_string(reader)),
             **client_options(self.config.telegram))

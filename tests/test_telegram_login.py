@@ -28,7 +28,7 @@ from tgws import protocol as p
 from tgws.config import load
 from tgws.daemon import Daemon
 from tgws.errors import ConfigError
-from tgws.gateway import register_public_key, telegram_client_factory
+from tgws.telegram_clients import register_public_key, telegram_client_factory
 
 TL = "telegram login"
 

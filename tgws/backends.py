@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from tgws.config import Config
-from tgws.gateway import ClientFactory, client_options, telegram_client_factory
+from tgws.telegram_clients import ClientFactory, client_options, telegram_client_factory
 
 log = logging.getLogger("tgws.backends")
 

@@ -3,6 +3,8 @@
 Every Telethon call tgws makes is here (connect, send code, sign in, 2FA, resolve, iterate
 participants and messages, log out), and every Telethon/RPC exception is translated into
 tgws.errors.GatewayError at this boundary, so the rest of the daemon never imports Telethon.
+Two neighbours serve it and nothing else: telegram_clients.py builds the clients (options,
+connection mode, the operator's RSA key) and rpc_errors.py groups Telegram's RPC errors.
 
 Accounts: one TelegramClient per API key (each API key owns at most one Telegram account),
 shared by all connections of that key and reference-counted; connected on first use,
@@ -27,37 +29,35 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-import rsa as rsa_keys  # Telethon's own dependency, used to read the operator's PEM key
-from telethon import TelegramClient, errors, functions, types
-from telethon.crypto import rsa as telethon_rsa
-from telethon.network import connection as tl_connection
+from telethon import errors, functions, types
 from telethon.requestiter import RequestIter
 from telethon.sessions import StringSession
 
 from tgws.config import TelegramConfig
 from tgws.errors import (
     CodeInvalid,
-    ConfigError,
     FloodWait,
     MembersHidden,
     NotAGroup,
-    NotAuthorized,
     PasswordInvalid,
     PasswordNeeded,
     PeerNotFound,
     PhoneInvalid,
     TelegramFailure,
 )
-from tgws.store import EntityRecord, Store
+from tgws.rpc_errors import CODE_ERRORS, PASSWORD_ERRORS, PEER_ERRORS, PHONE_ERRORS
+from tgws.rpc_errors import FLOOD_ERRORS as _FLOOD_ERRORS
+from tgws.rpc_errors import translate as _translate
+from tgws.store import EntityRecord, Store, normalize_username
+from tgws.telegram_clients import ClientFactory
 
 log = logging.getLogger("tgws.gateway")
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 OnFlood = Callable[[int], Awaitable[None]]
-ClientFactory = Callable[[StringSession], Any]  # returns a telethon TelegramClient
 
 GROUP_KINDS = ("megagroup", "gigagroup", "chat")
 PAGE_MESSAGES = 100  # Telegram's page size for messages.getHistory
@@ -66,13 +66,6 @@ MEMBER_CAP = 10_000  # plain paging lists at most about this many members
 SWEEP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 _PHONE_DIGITS = re.compile(r"^\+?[0-9]{7,15}$")
-_USERNAME_PREFIXES = ("https://t.me/", "http://t.me/", "t.me/", "@")
-
-_CONNECTIONS = {
-    "full": tl_connection.ConnectionTcpFull,
-    "intermediate": tl_connection.ConnectionTcpIntermediate,
-    "abridged": tl_connection.ConnectionTcpAbridged,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,118 +91,11 @@ class Peer:
 
 
 @dataclass(slots=True)
-class MemberPage:
-    """A batch of participants (Telethon User objects with `.participant` set)."""
+class Page(Generic[ItemT]):
+    """One batch of a stream: Telethon Messages, or Users with `.participant` set."""
 
-    users: list[Any]
-    total: int | None
-
-
-@dataclass(slots=True)
-class MessagePage:
-    messages: list[Any]
-    total: int | None
-
-
-# --- building clients ----------------------------------------------------------------------
-def register_public_key(path: str) -> int:
-    """Register the operator's MTProto server RSA key with Telethon; returns its fingerprint."""
-    try:
-        pem = Path(path).read_bytes()
-    except OSError as err:
-        raise ConfigError(
-            f"telegram.server.public_key_file: cannot read {path}: {err.strerror}"
-        ) from None
-    try:
-        if b"BEGIN RSA PUBLIC KEY" in pem:
-            key = rsa_keys.PublicKey.load_pkcs1(pem)
-        else:
-            key = rsa_keys.PublicKey.load_pkcs1_openssl_pem(pem)
-    except Exception:
-        raise ConfigError(
-            f"telegram.server.public_key_file: {path} is not an RSA public key in PEM"
-        ) from None
-    telethon_rsa.add_key(key.save_pkcs1().decode(), old=False)
-    return int(telethon_rsa._compute_fingerprint(key))
-
-
-def telegram_client_factory(config: TelegramConfig) -> ClientFactory:
-    """Clients for Telegram's servers, or the MTProto server named in [telegram.server]."""
-    if config.server.enabled and config.server.public_key_file:
-        register_public_key(config.server.public_key_file)
-    connection = _CONNECTIONS[config.connection]
-
-    def make(session: StringSession) -> Any:
-        if config.server.enabled and session.auth_key is None:
-            # Only a fresh session is pointed at the override; a saved one knows its DC.
-            session.set_dc(config.server.dc_id, config.server.host, config.server.port)
-        return TelegramClient(session, config.api_id, config.api_hash, **client_options(
-            config, connection=connection))
-
-    return make
-
-
-def client_options(config: TelegramConfig, **extra: Any) -> dict[str, Any]:
-    """TelegramClient keyword arguments shared by every backend."""
-    options: dict[str, Any] = {
-        # We handle flood waits ourselves, to tell the websocket client and to cap them.
-        "flood_sleep_threshold": 0,
-        # tgws only pulls; an update loop would cost memory and CPU per account for nothing.
-        "receive_updates": False,
-        "catch_up": False,
-        "request_retries": config.request_retries,
-        "device_model": config.device_model,
-        "app_version": "tgws",
-        "base_logger": "tgws.telethon",
-    }
-    options.update(extra)
-    return options
-
-
-# --- error translation ---------------------------------------------------------------------
-_PHONE_ERRORS: tuple[type[BaseException], ...] = (
-    errors.PhoneNumberInvalidError,
-    errors.PhoneNumberBannedError,
-    errors.PhoneNumberUnoccupiedError,
-    errors.PhoneNumberFloodError,
-    errors.PhoneNumberAppSignupForbiddenError,
-    errors.PhonePasswordFloodError,
-)
-_CODE_ERRORS: tuple[type[BaseException], ...] = (
-    errors.PhoneCodeInvalidError,
-    errors.PhoneCodeEmptyError,
-    errors.PhoneCodeExpiredError,
-    errors.PhoneCodeHashEmptyError,
-)
-# Telegram asks us to wait; both carry .seconds.
-_FLOOD_ERRORS: tuple[type[errors.RPCError], ...] = (
-    errors.FloodWaitError,
-    errors.FloodPremiumWaitError,
-)
-_UNAUTHORIZED: tuple[type[BaseException], ...] = (
-    errors.AuthKeyUnregisteredError,
-    errors.AuthKeyInvalidError,
-    errors.SessionRevokedError,
-    errors.SessionExpiredError,
-    errors.UserDeactivatedError,
-    errors.UserDeactivatedBanError,
-)
-
-
-def _translate(err: errors.RPCError) -> Exception:
-    if isinstance(err, _UNAUTHORIZED):
-        return NotAuthorized(type(err).__name__)
-    message = getattr(err, "message", None) or type(err).__name__
-    return TelegramFailure(str(message))
-
-
-def normalize_name(name: str) -> str:
-    """'@Name', 't.me/Name' and 'Name' all name the same group."""
-    name = name.strip()
-    for prefix in _USERNAME_PREFIXES:
-        if name.lower().startswith(prefix):
-            name = name[len(prefix):]
-    return name.strip("/")
+    items: list[ItemT]
+    total: int | None  # Telegram's count of the whole listing, when it gave one
 
 
 def classify(entity: Any) -> str:
@@ -231,7 +117,7 @@ class Account:
     def __init__(self, gateway: Gateway, api_key_id: int) -> None:
         self.gateway = gateway
         self.api_key_id = api_key_id
-        self.users = 0  # connections holding this account
+        self.holders = 0  # connections holding this account (a reference count)
         self._client: Any = None
         self._connect_lock = asyncio.Lock()
         self._login_phone: str | None = None
@@ -288,7 +174,7 @@ class Account:
             raise PhoneInvalid("malformed phone number")
         try:
             await self._call(lambda c: c.send_code_request(compact), on_flood)
-        except _PHONE_ERRORS:
+        except PHONE_ERRORS:
             raise PhoneInvalid("Telegram refused the phone number") from None
         except errors.RPCError as err:
             raise _translate(err) from None
@@ -304,9 +190,9 @@ class Account:
             await self._call(lambda c: c.sign_in(phone=phone, code=code.strip()), on_flood)
         except errors.SessionPasswordNeededError:
             raise PasswordNeeded() from None
-        except _CODE_ERRORS:
+        except CODE_ERRORS:
             raise CodeInvalid("Telegram refused the code") from None
-        except _PHONE_ERRORS:
+        except PHONE_ERRORS:
             raise PhoneInvalid("Telegram refused the phone number") from None
         except errors.RPCError as err:
             raise _translate(err) from None
@@ -317,8 +203,7 @@ class Account:
             raise PasswordInvalid("empty password")
         try:
             await self._call(lambda c: c.sign_in(password=password), on_flood)
-        except (errors.PasswordHashInvalidError, errors.SrpIdInvalidError,
-                errors.PasswordEmptyError):
+        except PASSWORD_ERRORS:
             raise PasswordInvalid("Telegram refused the password") from None
         except errors.RPCError as err:
             raise _translate(err) from None
@@ -358,7 +243,7 @@ class Account:
 
     # -- resolving ------------------------------------------------------------------------
     async def resolve(self, name: str, on_flood: OnFlood | None = None) -> Peer:
-        username = normalize_name(name)
+        username = normalize_username(name)
         if not username:
             raise PeerNotFound(name)
         cached = await self.store.lookup_entity(
@@ -370,11 +255,8 @@ class Account:
             entity = await self._call(lambda c: c.get_entity(username), on_flood)
         except ValueError:  # Telethon's answer to USERNAME_NOT_OCCUPIED and friends
             raise PeerNotFound(name) from None
-        except (errors.UsernameInvalidError, errors.UsernameNotOccupiedError,
-                errors.ChannelPrivateError, errors.ChannelInvalidError):
+        except PEER_ERRORS:
             raise PeerNotFound(name) from None
-        except _UNAUTHORIZED as err:
-            raise NotAuthorized(type(err).__name__) from None
         except errors.RPCError as err:
             raise _translate(err) from None
         peer = Peer(
@@ -391,7 +273,7 @@ class Account:
 
     # -- streaming ------------------------------------------------------------------------
     async def message_pages(self, peer: Peer, *, after_id: int, batch: int = PAGE_MESSAGES,
-                            on_flood: OnFlood | None = None) -> AsyncIterator[MessagePage]:
+                            on_flood: OnFlood | None = None) -> AsyncIterator[Page[Any]]:
         """Messages with id > after_id, oldest first, in batches of `batch`."""
         client = await self._ensure_client()
         # wait_time=0: Telethon would otherwise sleep 1 s per page past 3000 messages;
@@ -399,7 +281,7 @@ class Account:
         iterator = client.iter_messages(peer.input_peer(), limit=None, reverse=True,
                                         min_id=after_id, wait_time=0)
         async for items in self._batches(iterator, batch, on_flood):
-            yield MessagePage(items, getattr(iterator, "total", None))
+            yield Page(items, getattr(iterator, "total", None))
 
     async def member_total(self, peer: Peer, on_flood: OnFlood | None = None) -> int | None:
         """Telegram's participant count; raises MembersHidden when we may not list them."""
@@ -419,7 +301,7 @@ class Account:
         return int(count) if count is not None else None
 
     async def member_pages(self, peer: Peer, *, sweep: bool, batch: int = PAGE_MEMBERS,
-                           on_flood: OnFlood | None = None) -> AsyncIterator[MemberPage]:
+                           on_flood: OnFlood | None = None) -> AsyncIterator[Page[Any]]:
         """All members Telegram will list; with `sweep`, also search prefixes past the cap."""
         if not peer.is_group:
             raise NotAGroup(peer.username)
@@ -437,7 +319,7 @@ class Account:
                     items = [u for u in items if u.id not in seen]
                     seen.update(u.id for u in items)
                 if items:
-                    yield MemberPage(items, getattr(iterator, "total", None))
+                    yield Page(items, getattr(iterator, "total", None))
             if sweep and found >= MEMBER_CAP:
                 # This query hit Telegram's cap: split it by one more character.
                 queries.extend(query + ch for ch in SWEEP_ALPHABET)
@@ -514,15 +396,15 @@ class Gateway:
         account = self._accounts.get(api_key_id)
         if account is None:
             account = self._accounts[api_key_id] = Account(self, api_key_id)
-        account.users += 1
+        account.holders += 1
         if account._idle_task is not None:
             account._idle_task.cancel()
             account._idle_task = None
         return account
 
     def release(self, account: Account) -> None:
-        account.users -= 1
-        if account.users > 0:
+        account.holders -= 1
+        if account.holders > 0:
             return
         delay = self.config.idle_disconnect
         account._idle_task = asyncio.get_running_loop().create_task(
@@ -530,7 +412,7 @@ class Gateway:
 
     async def _disconnect_when_idle(self, account: Account, delay: float) -> None:
         await asyncio.sleep(delay)
-        if account.users == 0 and self._accounts.get(account.api_key_id) is account:
+        if account.holders == 0 and self._accounts.get(account.api_key_id) is account:
             del self._accounts[account.api_key_id]
             await account.disconnect()
             log.debug("account of key #%d: disconnected after idle", account.api_key_id)

@@ -213,9 +213,20 @@ def _dt(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
 
-def _normalize_username(username: str) -> str:
-    """Telegram usernames are ASCII and case-insensitive; a leading '@' is not part of one."""
-    return username.strip().removeprefix("@").lower()
+_USERNAME_PREFIXES = ("https://t.me/", "http://t.me/", "t.me/", "@")
+
+
+def normalize_username(name: str) -> str:
+    """'@Name', 't.me/Name' and 'Name' all name the same group: 'Name', case kept.
+
+    Telegram usernames are ASCII and case-insensitive, so the entity cache compares them
+    by ``normalize_username(name).lower()``; the case is kept for display.
+    """
+    name = name.strip()
+    for prefix in _USERNAME_PREFIXES:
+        if name.lower().startswith(prefix):
+            name = name[len(prefix):]
+    return name.strip("/")
 
 
 def _encode_ties(tie_ids: Iterable[int]) -> str:
@@ -618,7 +629,8 @@ class Store:
         now = self._now()
         rows: list[tuple[int, str, str, int, int, str, str, int]] = []
         for record in records:
-            username_lc = _normalize_username(record.username)
+            username = normalize_username(record.username)
+            username_lc = username.lower()
             if not username_lc:
                 raise ValueError(f"entity {record.peer_id} has no username to cache it under")
             if record.kind not in ENTITY_KINDS:
@@ -627,7 +639,7 @@ class Store:
                 (
                     api_key_id,
                     username_lc,
-                    record.username.strip().removeprefix("@"),
+                    username,
                     record.peer_id,
                     record.access_hash,
                     record.kind,
@@ -655,7 +667,7 @@ class Store:
         With ``max_age`` (seconds), an entry older than that counts as missing: usernames
         change hands, so a long-running daemon re-resolves now and then.
         """
-        username_lc = _normalize_username(username)
+        username_lc = normalize_username(username).lower()
         oldest = self._now() - max_age if max_age else 0
         async with self._locked("looking up an entity") as db:
             rows = list(
@@ -680,7 +692,7 @@ class Store:
         async with self._locked("forgetting an entity") as db:
             cursor = await db.execute(
                 "DELETE FROM entities WHERE api_key_id = ? AND username_lc = ?",
-                (api_key_id, _normalize_username(username)),
+                (api_key_id, normalize_username(username).lower()),
             )
             return cursor.rowcount > 0
 

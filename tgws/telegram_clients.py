@@ -1,0 +1,83 @@
+"""Building TelegramClients: connection mode, options, and the operator's server RSA key.
+
+The gateway never constructs a client itself; it is handed a `ClientFactory` (this module's
+`telegram_client_factory` in production, the sandbox's in tests and `tgws demo`), so the
+same Account code runs against Telegram, an operator's MTProto server, or the sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rsa as rsa_keys  # Telethon's own dependency, used to read the operator's PEM key
+from telethon import TelegramClient
+from telethon.crypto import rsa as telethon_rsa
+from telethon.network import connection as tl_connection
+from telethon.sessions import StringSession
+
+from tgws.config import TelegramConfig
+from tgws.errors import ConfigError
+
+ClientFactory = Callable[[StringSession], Any]  # returns a telethon TelegramClient
+
+_CONNECTIONS = {
+    "full": tl_connection.ConnectionTcpFull,
+    "intermediate": tl_connection.ConnectionTcpIntermediate,
+    "abridged": tl_connection.ConnectionTcpAbridged,
+}
+
+
+def register_public_key(path: str) -> int:
+    """Register the operator's MTProto server RSA key with Telethon; returns its fingerprint."""
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(
+            f"telegram.server.public_key_file: cannot read {path}: {err.strerror}"
+        ) from None
+    try:
+        if b"BEGIN RSA PUBLIC KEY" in pem:
+            key = rsa_keys.PublicKey.load_pkcs1(pem)
+        else:
+            key = rsa_keys.PublicKey.load_pkcs1_openssl_pem(pem)
+    except Exception:
+        raise ConfigError(
+            f"telegram.server.public_key_file: {path} is not an RSA public key in PEM"
+        ) from None
+    telethon_rsa.add_key(key.save_pkcs1().decode(), old=False)
+    return int(telethon_rsa._compute_fingerprint(key))
+
+
+def telegram_client_factory(config: TelegramConfig) -> ClientFactory:
+    """Clients for Telegram's servers, or the MTProto server named in [telegram.server]."""
+    if config.server.enabled and config.server.public_key_file:
+        register_public_key(config.server.public_key_file)
+    connection = _CONNECTIONS[config.connection]
+
+    def make(session: StringSession) -> Any:
+        if config.server.enabled and session.auth_key is None:
+            # Only a fresh session is pointed at the override; a saved one knows its DC.
+            session.set_dc(config.server.dc_id, config.server.host, config.server.port)
+        return TelegramClient(session, config.api_id, config.api_hash, **client_options(
+            config, connection=connection))
+
+    return make
+
+
+def client_options(config: TelegramConfig, **extra: Any) -> dict[str, Any]:
+    """TelegramClient keyword arguments shared by every backend."""
+    options: dict[str, Any] = {
+        # We handle flood waits ourselves, to tell the websocket client and to cap them.
+        "flood_sleep_threshold": 0,
+        # tgws only pulls; an update loop would cost memory and CPU per account for nothing.
+        "receive_updates": False,
+        "catch_up": False,
+        "request_retries": config.request_retries,
+        "device_model": config.device_model,
+        "app_version": "tgws",
+        "base_logger": "tgws.telethon",
+    }
+    options.update(extra)
+    return options
