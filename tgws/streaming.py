@@ -31,161 +31,30 @@ Design notes (why it is built this way):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import struct
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
-
 from tgws import protocol as p
 from tgws import serialize
+from tgws.acks import AckBarrier
 from tgws.context import Connection
 from tgws.errors import (
     CloseCode,
     GatewayError,
     MembersHidden,
-    NotAGroup,
     NotAuthorized,
     PeerNotFound,
     Refusal,
 )
-from tgws.gateway import Account, Page, Peer
+from tgws.frames import send_frames
+from tgws.gateway import Account, MemberPage, Peer
 from tgws.store import Offset
 
 USERS_KIND = "users"
 CHATS_KIND = "chats"
-_CLOSE = CloseCode.NORMAL
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented text frame (RFC 6455 §5.2), as a server sends it.
-
-    websockets builds a Frame object per message (~1 µs); with no extension negotiated the
-    header is 2, 4 or 10 bytes we can write directly (~0.15 µs). Byte-identical output is
-    checked against websockets' own serializer in tests/test_streaming_frames.py.
-    """
-    size = len(payload)
-    if size < 126:
-        return _HEADER_SMALL(0x81, size) + payload
-    if size < 65536:
-        return _HEADER_MEDIUM(0x81, 126, size) + payload
-    return _HEADER_LARGE(0x81, 127, size) + payload
-
-
-_HEADER_SMALL = struct.Struct("!BB").pack
-_HEADER_MEDIUM = struct.Struct("!BBH").pack
-_HEADER_LARGE = struct.Struct("!BBQ").pack
-
-
-async def send_frames(ws: ServerConnection, frames: list[bytes]) -> None:
-    """Send many text frames with one write, then wait while the buffer is full.
-
-    websockets has no public "send many"; send_context() is its documented way for user
-    code to write through the connection: it checks the connection is open, and on exit
-    writes what the protocol queued and drains with flow control (our backpressure). One
-    JSON message per frame is kept (the seed's format); only the syscalls are shared.
-    """
-    async with ws.send_context():
-        protocol = ws.protocol
-        if protocol.extensions:
-            # permessage-deflate: the protocol object must compress each frame.
-            for frame in frames:
-                protocol.send_text(frame)
-            data = b"".join(protocol.data_to_send())
-        else:
-            # Control frames the protocol queued (a pong, say) go first, in order.
-            data = b"".join([*protocol.data_to_send(), *map(text_frame, frames)])
-        ws.transport.write(data)
-
-
-_NOTHING: Any = object()
-
-
-class AckBarrier:
-    """Pipelined ping/pong acknowledgements: commit each batch's mark once its pong is in.
-
-    The sender never waits for a pong: `sent()` queues the ping's waiter, and a committer
-    task awaits the pongs in order and commits the newest confirmed mark, coalescing pongs
-    that arrived together. Commits therefore keep pace with the client even while the
-    sender is blocked on backpressure, and a daemon killed at any moment has committed
-    everything the client had acknowledged a moment earlier.
-    """
-
-    def __init__(self, ws: ServerConnection, commit: Callable[[Any], Awaitable[None]], *,
-                 every: int = 1000, interval: float = 0.25) -> None:
-        self.ws = ws
-        self.commit = commit
-        # Ask for a pong after `every` items or `interval` seconds, whichever comes first:
-        # each acknowledgement costs a ping, a pong, a wake-up and one sqlite commit
-        # (~100 µs), so per 100-item batch it was ~1-4 µs per message (bench/README.md).
-        self.every = every
-        self.interval = interval
-        self._unconfirmed = 0
-        self._unpinged: Any = _NOTHING
-        self._last_ping = 0.0
-        # (pong waiter, mark); a None waiter asks the committer to finish.
-        self._pending: deque[tuple[Awaitable[float] | None, Any]] = deque()
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._committer())
-
-    async def sent(self, mark: Any, count: int) -> None:
-        """`count` items up to `mark` were written; ask the client to confirm them in time."""
-        if self._task.done():
-            await self._task  # re-raise what stopped the committer (connection closed)
-        self._unconfirmed += count
-        self._unpinged = mark
-        now = time.monotonic()
-        if self._unconfirmed >= self.every or now - self._last_ping >= self.interval:
-            await self._ping(now)
-
-    async def _ping(self, now: float) -> None:
-        waiter = await self.ws.ping()
-        self._push(waiter, self._unpinged)
-        self._unconfirmed = 0
-        self._unpinged = _NOTHING
-        self._last_ping = now
-
-    async def flush(self) -> None:
-        """Wait until every item sent so far is confirmed and committed."""
-        if self._unpinged is not _NOTHING:
-            await self._ping(time.monotonic())
-        self._push(None, None)
-        await self._task
-
-    def stop(self) -> None:
-        """Stop committing (the stream ended or was cancelled); what was committed stays."""
-        if not self._task.done():
-            self._task.cancel()
-        elif not self._task.cancelled():
-            self._task.exception()  # retrieved: a closed connection is not worth a warning
-
-    def _push(self, waiter: Awaitable[float] | None, mark: Any) -> None:
-        self._pending.append((waiter, mark))
-        self._wakeup.set()
-
-    async def _committer(self) -> None:
-        pending = self._pending
-        while True:
-            while not pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            waiter, newest = pending.popleft()
-            if waiter is None:
-                return
-            await waiter
-            # Pongs come in order: later waiters already done are confirmed too.
-            while pending and pending[0][0] is not None and _done(pending[0][0]):
-                newest = pending.popleft()[1]
-            await self.commit(newest)
-
-
-def _done(waiter: Awaitable[float]) -> bool:
-    return isinstance(waiter, asyncio.Future) and waiter.done()
 
 
 @dataclass(slots=True)
@@ -214,6 +83,11 @@ class Progress:
         self.next_time = now + self.interval
         await self.conn.send(p.reply(self.event, p.PROGRESS,
                                      {"group": group, "sent": sent, "total": total}))
+
+
+def _refused(event: str, message: str) -> Refusal:
+    """A request refused before anything streamed: the seed closes the socket (1000)."""
+    return Refusal(event, message, close=CloseCode.NORMAL)
 
 
 def _progress(conn: Connection, event: str, enabled: bool) -> Progress:
@@ -254,15 +128,15 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
             try:
                 peer = await account.resolve(name, notify)
             except PeerNotFound:
-                raise Refusal(event, p.DOES_NOT_EXIST.format(group=name), close=_CLOSE) from None
+                raise _refused(event, p.DOES_NOT_EXIST.format(group=name)) from None
             if peer.kind == "broadcast":
-                raise Refusal(event, p.IS_A_CHANNEL.format(group=name), close=_CLOSE)
+                raise _refused(event, p.IS_A_CHANNEL.format(group=name))
             if not peer.is_group:
-                raise Refusal(event, p.DOES_NOT_EXIST.format(group=name), close=_CLOSE)
+                raise _refused(event, p.DOES_NOT_EXIST.format(group=name))
             try:
                 total = await account.member_total(peer, notify)
             except MembersHidden:
-                raise Refusal(event, p.MEMBERS_HIDDEN.format(group=name), close=_CLOSE) from None
+                raise _refused(event, p.MEMBERS_HIDDEN.format(group=name)) from None
             targets.append(_UserTarget(name, peer, total))
 
         await conn.success(event, p.SENDING_USERS)
@@ -307,14 +181,14 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
 
 async def _send_members(conn: Connection, target: _UserTarget, since: Offset | None,
                         progress: Progress,
-                        pages: AsyncIterator[Page[Any]]) -> tuple[int, int, Offset | None]:
+                        pages: AsyncIterator[MemberPage]) -> tuple[int, int, Offset | None]:
     """Send the members newer than `since`; return (sent, listed, newest join delivered)."""
     newest = -1
     ties: set[int] = set()
     sent = listed = 0
     async for page in pages:
         frames: list[bytes] = []
-        for user in page.items:
+        for user in page.users:
             listed += 1
             joined = serialize.join_date(user) or 0
             if since is not None and (joined < since.value or
@@ -341,10 +215,10 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
         for target in request.groups:
             try:
                 peer = await account.resolve(target.name, notify)
-            except (PeerNotFound, NotAGroup):
-                raise Refusal(event, p.INVALID_REQUEST, close=_CLOSE) from None
+            except PeerNotFound:
+                raise _refused(event, p.INVALID_REQUEST) from None
             if peer.kind == "user":
-                raise Refusal(event, p.INVALID_REQUEST, close=_CLOSE)
+                raise _refused(event, p.INVALID_REQUEST)
             targets.append((target, peer))
 
         await conn.success(event, p.SENDING_CHATS)
@@ -384,10 +258,10 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
         async for page in account.message_pages(peer, after_id=after, batch=batch,
                                                 on_flood=notify):
             total = page.total
-            frames = [serialize.message_envelope(target.name, m) for m in page.items]
+            frames = [serialize.message_envelope(target.name, m) for m in page.messages]
             await send_frames(conn.ws, frames)
             sent += len(frames)
-            await barrier.sent(page.items[-1].id, len(frames))
+            await barrier.sent(page.messages[-1].id, len(frames))
             await progress.update(target.name, sent, total)
         await barrier.flush()
     finally:
