@@ -50,7 +50,7 @@ from tgws.errors import (
     Refusal,
 )
 from tgws.frames import send_frames
-from tgws.gateway import Account, MemberPage, Peer
+from tgws.gateway import Account, Page, Peer
 from tgws.store import Offset
 
 USERS_KIND = "users"
@@ -181,14 +181,14 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
 
 async def _send_members(conn: Connection, target: _UserTarget, since: Offset | None,
                         progress: Progress,
-                        pages: AsyncIterator[MemberPage]) -> tuple[int, int, Offset | None]:
+                        pages: AsyncIterator[Page[Any]]) -> tuple[int, int, Offset | None]:
     """Send the members newer than `since`; return (sent, listed, newest join delivered)."""
     newest = -1
     ties: set[int] = set()
     sent = listed = 0
     async for page in pages:
         frames: list[bytes] = []
-        for user in page.users:
+        for user in page.items:
             listed += 1
             joined = serialize.join_date(user) or 0
             if since is not None and (joined < since.value or
@@ -258,10 +258,10 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
         async for page in account.message_pages(peer, after_id=after, batch=batch,
                                                 on_flood=notify):
             total = page.total
-            frames = [serialize.message_envelope(target.name, m) for m in page.messages]
+            frames = [serialize.message_envelope(target.name, m) for m in page.items]
             await send_frames(conn.ws, frames)
             sent += len(frames)
-            await barrier.sent(page.messages[-1].id, len(frames))
+            await barrier.sent(page.items[-1].id, len(frames))
             await progress.update(target.name, sent, total)
         await barrier.flush()
     finally:
