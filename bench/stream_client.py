@@ -24,7 +24,7 @@ from typing import Any
 from command_loop import Command, serve_commands
 from websockets.asyncio.client import ClientConnection, connect
 
-# Item frames are orjson's compact output (tgws/serialize.py); every other reply goes through
+# Item frames are orjson's compact output (tgws/serialize/); every other reply goes through
 # json.dumps with spaces (tgws/protocol.py). So a prefix test classifies a frame without parsing
 # it, and no message text can fake a "done".
 _ITEM_PREFIX = {
