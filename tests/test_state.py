@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tgws import protocol as p
 from tgws.errors import CloseCode, Refusal
-from tgws.state import TRANSITIONS, Canned, ConnectionState, Outcome, Phase
+from tgws.state import Canned, ConnectionState, Outcome, Phase
 
 NEW, VERIFIED, CODE_SENT, PASSWORD_NEEDED, LOGGED_IN = (
     Phase.NEW, Phase.VERIFIED, Phase.CODE_SENT, Phase.PASSWORD_NEEDED, Phase.LOGGED_IN,
@@ -129,28 +129,47 @@ EXPECTED_TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
 }
 
 
-def path_to(phase: Phase) -> list[Outcome]:
-    """The shortest run of outcomes leading from NEW to `phase` (breadth-first)."""
-    queue: deque[tuple[Phase, list[Outcome]]] = deque([(NEW, [])])
-    seen = {NEW}
-    while queue:
-        here, path = queue.popleft()
-        if here is phase:
-            return path
-        for (source, outcome), target in TRANSITIONS.items():
-            if source is here and target not in seen:
-                seen.add(target)
-                queue.append((target, [*path, outcome]))
-    raise AssertionError(f"{phase} cannot be reached from NEW")
+# How a connection gets to each phase, as the seed's login flows go (no look at tgws.state's
+# own table: the machine is driven only through advance()).
+PATH_TO: dict[Phase, list[Outcome]] = {
+    NEW: [],
+    VERIFIED: [Outcome.KEY_ACCEPTED],
+    CODE_SENT: [Outcome.KEY_ACCEPTED, Outcome.CODE_SENT],
+    PASSWORD_NEEDED: [Outcome.KEY_ACCEPTED, Outcome.CODE_SENT, Outcome.PASSWORD_NEEDED],
+    LOGGED_IN: [Outcome.KEY_ACCEPTED_WITH_SESSION],
+}
 
 
 def machine_in(phase: Phase, *, streaming: bool = False) -> ConnectionState:
     state = ConnectionState()
-    for outcome in path_to(phase):
+    for outcome in PATH_TO[phase]:
         state.advance(outcome)
     assert state.phase is phase
     state.streaming = streaming
     return state
+
+
+def reachable_by_advancing() -> tuple[set[Phase], dict[tuple[Phase, Outcome], Phase]]:
+    """Explore the machine through advance() alone, breadth-first from a fresh connection:
+    the phases it can reach, and every (phase, outcome) it accepts with where it leads."""
+    paths: dict[Phase, list[Outcome]] = {NEW: []}
+    accepted: dict[tuple[Phase, Outcome], Phase] = {}
+    queue: deque[Phase] = deque([NEW])
+    while queue:
+        here = queue.popleft()
+        for outcome in Outcome:
+            state = ConnectionState()
+            for step in paths[here]:
+                state.advance(step)
+            try:
+                target = state.advance(outcome)
+            except RuntimeError:
+                continue
+            accepted[(here, outcome)] = target
+            if target not in paths:
+                paths[target] = [*paths[here], outcome]
+                queue.append(target)
+    return set(paths), accepted
 
 
 def answer(state: ConnectionState, request: p.Request) -> Any:
@@ -289,8 +308,57 @@ def test_only_the_seeds_verify_first_refusal_closes_the_socket() -> None:
 
 
 # --- transitions ---------------------------------------------------------------------------------
-def test_transition_table_is_the_documented_one() -> None:
-    assert dict(TRANSITIONS) == EXPECTED_TRANSITIONS
+# What a handler reports after each request it was allowed to run, and where that leads.
+HANDLER_OUTCOMES: list[tuple[Phase, str, Outcome, Phase]] = [
+    (NEW, "login", Outcome.KEY_ACCEPTED, VERIFIED),
+    (NEW, "login", Outcome.KEY_ACCEPTED_WITH_SESSION, LOGGED_IN),
+    (VERIFIED, "phone", Outcome.CODE_SENT, CODE_SENT),
+    # Another connection of the same key signed in meanwhile: the store says so.
+    (VERIFIED, "phone", Outcome.SIGNED_IN, LOGGED_IN),
+    (CODE_SENT, "code", Outcome.SIGNED_IN, LOGGED_IN),
+    (CODE_SENT, "code", Outcome.PASSWORD_NEEDED, PASSWORD_NEEDED),
+    (PASSWORD_NEEDED, "password", Outcome.SIGNED_IN, LOGGED_IN),
+    (VERIFIED, "logout", Outcome.LOGGED_OUT, VERIFIED),
+    (CODE_SENT, "logout", Outcome.LOGGED_OUT, VERIFIED),
+    (PASSWORD_NEEDED, "logout", Outcome.LOGGED_OUT, VERIFIED),
+    (LOGGED_IN, "logout", Outcome.LOGGED_OUT, VERIFIED),
+]
+
+
+@pytest.mark.parametrize(("phase", "name", "outcome", "target"), HANDLER_OUTCOMES,
+                         ids=[f"{ph.name}-{n}-{o.name}" for ph, n, o, _ in HANDLER_OUTCOMES])
+def test_each_allowed_request_leads_where_its_outcome_says(
+    phase: Phase, name: str, outcome: Outcome, target: Phase
+) -> None:
+    state = machine_in(phase)
+    assert state.check(REQUESTS[name]) is None, "the request is allowed in this phase"
+    assert state.advance(outcome) is target
+    assert (state.phase, state.verified) == (target, True)
+
+
+def test_exploring_through_advance_reaches_every_phase_and_only_the_expected_moves() -> None:
+    phases, accepted = reachable_by_advancing()
+    assert phases == set(Phase)
+    assert accepted == EXPECTED_TRANSITIONS
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_an_illegal_transition_raises_naming_it_and_changes_nothing(streaming: bool) -> None:
+    state = machine_in(LOGGED_IN, streaming=streaming)
+    with pytest.raises(RuntimeError, match=r"no transition from .*LOGGED_IN.* on .*CODE_SENT"):
+        state.advance(Outcome.CODE_SENT)
+    assert (state.phase, state.streaming) == (LOGGED_IN, streaming)
+    # The machine still works after the refused move.
+    assert state.advance(Outcome.LOGGED_OUT) is VERIFIED
+
+
+def test_a_second_login_cannot_move_a_verified_connection() -> None:
+    for phase in (VERIFIED, CODE_SENT, PASSWORD_NEEDED, LOGGED_IN):
+        for outcome in (Outcome.KEY_ACCEPTED, Outcome.KEY_ACCEPTED_WITH_SESSION):
+            state = machine_in(phase)
+            with pytest.raises(RuntimeError):
+                state.advance(outcome)
+            assert state.phase is phase
 
 
 @pytest.mark.parametrize(
@@ -318,7 +386,13 @@ def test_every_phase_is_reachable_from_new() -> None:
 
 
 def test_nothing_leads_back_to_new() -> None:
-    assert NEW not in TRANSITIONS.values()
+    for phase, outcome in itertools.product(Phase, Outcome):
+        state = machine_in(phase)
+        try:
+            target = state.advance(outcome)
+        except RuntimeError:
+            continue
+        assert target is not NEW, (phase, outcome)
 
 
 def test_verified_is_false_only_in_new() -> None:
@@ -394,8 +468,9 @@ class ConnectionMachine(RuleBasedStateMachine):
         if isinstance(request, p.Cancel):
             self.state.streaming = False
             return
-        if (self.state.phase, outcome) in TRANSITIONS:
-            self.state.advance(outcome)
+        target = EXPECTED_TRANSITIONS.get((self.state.phase, outcome))
+        if target is not None:
+            assert self.state.advance(outcome) is target
         else:
             with pytest.raises(RuntimeError):
                 self.state.advance(outcome)
@@ -407,8 +482,8 @@ class ConnectionMachine(RuleBasedStateMachine):
 
     @rule()
     def session_lost_elsewhere(self) -> None:
-        if (self.state.phase, Outcome.LOGGED_OUT) in TRANSITIONS:
-            self.state.advance(Outcome.LOGGED_OUT)
+        if (self.state.phase, Outcome.LOGGED_OUT) in EXPECTED_TRANSITIONS:
+            assert self.state.advance(Outcome.LOGGED_OUT) is VERIFIED
             self.state.streaming = False
 
     @invariant()
