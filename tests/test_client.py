@@ -26,8 +26,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.support import logged_in, make_config, timeout, ws_url
-from tgws import client
 from tgws import protocol as p
+from tgws.client.output import OUT_CHUNK, Output
+from tgws.client.session import masked
 from tgws.config import Config
 from tgws.daemon import Daemon
 
@@ -427,26 +428,26 @@ async def test_a_large_stream_is_written_quickly() -> None:
 # --- pieces, without a server ------------------------------------------------------------
 def test_output_writes_in_chunks() -> None:
     sink = io.BytesIO()
-    out = client.Output(sink)
+    out = Output(sink)
     out.write(b"x" * 100 + b"\n")
     assert sink.getvalue() == b""  # buffered
-    for _ in range(client.OUT_CHUNK // 100):
+    for _ in range(OUT_CHUNK // 100):
         out.write(b"y" * 99 + b"\n")
-    assert len(sink.getvalue()) >= client.OUT_CHUNK
+    assert len(sink.getvalue()) >= OUT_CHUNK
     out.flush()
     assert sink.getvalue().count(b"\n") == out.lines
 
 
 def test_transcript_masks_the_api_key_and_password_only() -> None:
     frame: dict[str, Any] = {"event": "login", "data": {"apiKey": "tgws_abcdefghijklmnop"}}
-    assert client._masked(frame) == {"event": "login", "data": {"apiKey": "tgws_abc…"}}
+    assert masked(frame) == {"event": "login", "data": {"apiKey": "tgws_abc…"}}
     assert frame["data"]["apiKey"] == "tgws_abcdefghijklmnop"  # the frame sent is untouched
     short: dict[str, Any] = {"event": "login", "data": {"apiKey": "secret"}}
-    assert client._masked(short)["data"] == {"apiKey": "…"}
+    assert masked(short)["data"] == {"apiKey": "…"}
     password: dict[str, Any] = {"event": "telegram login", "data": {"password": "hunter2"}}
-    assert client._masked(password)["data"] == {"password": "********"}
+    assert masked(password)["data"] == {"password": "********"}
     code: dict[str, Any] = {"event": "telegram login", "data": {"code": "12345"}}
-    assert client._masked(code) is code
+    assert masked(code) is code
 
 
 def test_help_documents_the_output_shape(capsys: pytest.CaptureFixture[str]) -> None:
