@@ -12,6 +12,17 @@ from tgws.config import Config
 from tgws.daemon import Daemon
 
 
+@pytest.fixture(params=[False, True], ids=["objects", "wire"])
+def sandbox_wire(request: pytest.FixtureRequest) -> bool:
+    """[sandbox] wire, both ways, for modules that ask for it.
+
+    wire = true makes the sandbox encode every answer to TL bytes and Telethon parse them, as
+    it parses Telegram's; false hands Telethon ready-made objects (faster).
+    """
+    wire: bool = request.param
+    return wire
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
