@@ -1,29 +1,60 @@
-"""A sandbox megagroup or broadcast channel: its members, its messages, and its TL faces.
+"""A sandbox megagroup, broadcast channel or basic group: members, messages, TL faces.
 
-Message ids are dense (1..top_id), as in a channel where nothing was deleted: ids 1..L may come
-from a lazy history (lazy.py), the rest are explicit records appended by `post`. Dates never go
-backwards with the id, which is what lets GetHistory's offset_date be a binary search.
+Message ids run 1..top_id: ids 1..L may come from a lazy history (lazy.py), the rest are
+explicit records appended by `post`. Dates never go backwards with the id, which is what lets
+GetHistory's offset_date be a binary search. Ids can be deleted (`delete`, `delete_range`):
+they keep their slot and date, but Telegram's answers skip them and `count` drops (history.py).
+Messages can be edited (`edit`), members can leave, be kicked or banned (`leave`), and every such
+change is logged in `world.churn_log` (truth.py). Hooks run after each history or participants
+page the sandbox serves for this chat (`on_history_page`, `on_member_page`, `after_history_pages`,
+`after_member_pages`), which is how a test changes the world in the middle of a stream.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from telethon.tl import types
 
 from tgws.sandbox.derive import derive, mix64, when
-from tgws.sandbox.lazy import LazyHistory
+from tgws.sandbox.lazy import TEXTS, LazyHistory
 from tgws.sandbox.media import MEDIA_KINDS, build_action
 from tgws.sandbox.members import ROLES, Member, admin_rights
 from tgws.sandbox.messages import SandboxMessage
+from tgws.sandbox.truth import record
 from tgws.sandbox.users import SandboxUser
 
 if TYPE_CHECKING:
     from tgws.sandbox.world import World
 
 _DAY = 86_400
+DEPARTURE_KINDS = {"left": "leave", "kicked": "kick", "banned": "ban"}
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One page the sandbox served for a chat, as page hooks see it."""
+
+    kind: str  # "history" or "members"
+    number: int  # 1 for the chat's first page of this kind
+    offset: int  # participants: the request's offset; history: the page's start position
+    ids: tuple[int, ...]  # message ids, or member user ids, in the order served
+
+
+PageHook = Callable[["SandboxChat", Served], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TruthMessage:
+    id: int
+    date: int
+    text: str
+    edit_date: int | None
+
 
 
 class SandboxChat:
@@ -39,18 +70,30 @@ class SandboxChat:
         self.broadcast = broadcast
         self.date = date
         self.about = about
+        self.basic = False  # a basic group (types.Chat); see World.basic_group
         self.participants_hidden = False
         self.creator: SandboxUser | None = None
+        self.migrated_to: SandboxChat | None = None  # basic group -> its supergroup
+        self.migrated_from: SandboxChat | None = None  # supergroup -> its old basic group
+        self.history_pages_served = 0
+        self.member_pages_served = 0
         self._members: dict[int, Member] = {}
         self._order: list[Member] = []  # ascending (date, seq)
         self._newest: list[Member] | None = None
+        self._banned: dict[int, Member] = {}  # ChannelParticipantsKicked: the ban list
+        self._seq = 0
         self._lazy: LazyHistory | None = None
         self._messages: list[SandboxMessage] = []
+        self._deleted: list[int] = []  # sorted
+        self._deleted_set: set[int] = set()
+        self._edited: dict[int, SandboxMessage] = {}  # edited lazy messages
+        self._history_hooks: list[PageHook] = []
+        self._member_hooks: list[PageHook] = []
 
     def __repr__(self) -> str:
-        kind = "channel" if self.broadcast else "megagroup"
+        kind = "channel" if self.broadcast else "basic group" if self.basic else "megagroup"
         name = self.username or self.id
-        return f"<{kind} {name}: {len(self._members)} members, {self.top_id} msgs>"
+        return f"<{kind} {name}: {len(self._members)} members, {self.count} msgs>"
 
     # --- members ---------------------------------------------------------------------------
 
@@ -68,11 +111,48 @@ class SandboxChat:
             self.creator = user
         if date is None:
             date = self._order[-1].date + 3600 if self._order else self.date
-        member = Member(user, date, inviter, role, rank, seq=len(self._members))
+        member = Member(user, date, inviter, role, rank, seq=self._seq)
+        self._seq += 1
         self._members[user.id] = member
-        bisect.insort(self._order, member, key=lambda m: (m.date, m.seq))
+        self._banned.pop(user.id, None)
+        if self._order and (date, member.seq) < (self._order[-1].date, self._order[-1].seq):
+            bisect.insort(self._order, member, key=lambda m: (m.date, m.seq))
+        else:
+            self._order.append(member)
         self._newest = None
+        record(self, "join", date, user_id=user.id)
         return member
+
+    def leave(self, user: SandboxUser | int, *, how: str = "left",
+              date: int | None = None) -> Member:
+        """End a membership: "left" (by itself), "kicked" (removed, may rejoin) or "banned"
+        (removed and listed under ChannelParticipantsKicked until it joins again). Everyone
+        who joined before it moves up one position in the participants list."""
+        if how not in DEPARTURE_KINDS:
+            raise ValueError(f"how must be one of {tuple(DEPARTURE_KINDS)}, not {how!r}")
+        member = self.member(user)
+        if member is None:
+            raise ValueError(f"{user!r} is not a member of {self.title}")
+        if member.role == "creator":
+            raise ValueError("the creator cannot leave a sandbox chat")
+        del self._members[member.user.id]
+        index = bisect.bisect_left(self._order, (member.date, member.seq),
+                                   key=lambda m: (m.date, m.seq))
+        assert self._order[index] is member
+        del self._order[index]
+        self._newest = None
+        when_ = date if date is not None else self.world.now()
+        if how == "banned":
+            self._banned[member.user.id] = dataclasses.replace(member, date=when_, _wire=None)
+        record(self, DEPARTURE_KINDS[how], when_, user_id=member.user.id)
+        return member
+
+    def is_banned(self, user_id: int) -> bool:
+        return user_id in self._banned
+
+    def banned_newest_first(self) -> list[Member]:
+        """The ban list (each entry dated by its ban), most recent first."""
+        return sorted(self._banned.values(), key=lambda m: (m.date, m.seq), reverse=True)
 
     def populate(self, count: int, *, first_date: int | None = None, interval: int = 60,
                  bots: int = 0) -> list[SandboxUser]:
@@ -113,7 +193,180 @@ class SandboxChat:
 
     @property
     def top_id(self) -> int:
+        """The highest id ever posted (deleted or not)."""
         return (self._lazy.count if self._lazy else 0) + len(self._messages)
+
+    @property
+    def count(self) -> int:
+        """How many messages exist: what Telegram answers as a history's `count`."""
+        return self.top_id - len(self._deleted)
+
+    def exists(self, msg_id: int) -> bool:
+        return 0 < msg_id <= self.top_id and msg_id not in self._deleted_set
+
+    def existing_above(self, msg_id: int) -> int:
+        """How many existing messages have an id > msg_id (0 <= msg_id)."""
+        top = self.top_id
+        if msg_id >= top:
+            return 0
+        msg_id = max(msg_id, 0)
+        deleted = len(self._deleted) - bisect.bisect_right(self._deleted, msg_id)
+        return top - msg_id - deleted
+
+    def newest_ids(self, start: int, size: int) -> list[int]:
+        """`size` existing ids, newest first, skipping the `start` newest ones."""
+        top = self.top_id
+        if not self._deleted:
+            return list(range(top - start, max(top - start - size, 0), -1))
+        # The id at position `start`: the largest id with start + 1 existing ids >= it.
+        lo, hi = 0, top  # existing_above(lo) >= start + 1 > existing_above(hi)
+        if self.existing_above(0) <= start:
+            return []
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.existing_above(mid) >= start + 1:
+                lo = mid
+            else:
+                hi = mid
+        ids: list[int] = []
+        msg_id = hi
+        while msg_id > 0 and len(ids) < size:
+            if msg_id not in self._deleted_set:
+                ids.append(msg_id)
+            msg_id -= 1
+        return ids
+
+    def truth_ids(self) -> list[int]:
+        """Every existing message id, ascending."""
+        gone = self._deleted_set
+        return [i for i in range(1, self.top_id + 1) if i not in gone]
+
+    def message_text(self, msg_id: int) -> str:
+        edited = self._edited.get(msg_id)
+        if edited is not None:
+            return edited.text
+        if self._lazy is not None and msg_id <= self._lazy.count:
+            return TEXTS[self._lazy.text_index(msg_id)]
+        return self._explicit(msg_id).text
+
+    def truth_messages(self) -> list[TruthMessage]:
+        """The messages that exist now, in id order, with their current text and edit date."""
+        out = []
+        for msg_id in self.truth_ids():
+            record_ = self._edited.get(msg_id) or self.message(msg_id)
+            out.append(TruthMessage(msg_id, self.message_date(msg_id), self.message_text(msg_id),
+                                    record_.edit_date if record_ is not None else None))
+        return out
+
+    def truth_members(self) -> list[int]:
+        """Current members' user ids, most recent join first (the participants list order)."""
+        return [m.user.id for m in self.members_newest_first()]
+
+    def delete(self, *msg_ids: int, date: int | None = None) -> list[int]:
+        """Delete messages (ids already gone are ignored); returns the ids deleted now."""
+        top = self.top_id
+        gone = []
+        for msg_id in sorted(set(msg_ids)):
+            if not 0 < msg_id <= top:
+                raise ValueError(f"message {msg_id} was never posted in {self.title}")
+            if msg_id not in self._deleted_set:
+                gone.append(msg_id)
+        if gone:
+            self._deleted_set.update(gone)
+            self._deleted = sorted(self._deleted_set)
+            self.world.pts += 1
+            record(self, "delete", date if date is not None else self.world.now(),
+                   msg_ids=tuple(gone))
+        return gone
+
+    def delete_range(self, first: int, last: int, *, date: int | None = None) -> list[int]:
+        """Delete every id in first..last (inclusive)."""
+        return self.delete(*range(first, last + 1), date=date)
+
+    def edit(self, msg_id: int, text: str, *, date: int | None = None) -> SandboxMessage:
+        """Replace a message's text; it gets an edit_date (default: now, after its date)."""
+        if not self.exists(msg_id):
+            raise ValueError(f"message {msg_id} does not exist in {self.title}")
+        edit_date = date if date is not None else max(self.world.now(),
+                                                      self.message_date(msg_id) + 1)
+        lazy = self._lazy.count if self._lazy else 0
+        if msg_id <= lazy:
+            base = self._edited.get(msg_id) or self._lazy_record(msg_id)
+            edited = dataclasses.replace(base, text=text, edit_date=edit_date, _wire=None)
+            self._edited[msg_id] = edited
+        else:
+            base = self._explicit(msg_id)
+            if base.action is not None:
+                raise ValueError("a service message cannot be edited")
+            edited = dataclasses.replace(base, text=text, edit_date=edit_date, _wire=None)
+            self._messages[msg_id - lazy - 1] = edited
+        self.world.pts += 1
+        record(self, "edit", edit_date, msg_ids=(msg_id,), text=text)
+        return edited
+
+    def _lazy_record(self, msg_id: int) -> SandboxMessage:
+        assert self._lazy is not None
+        spec = self._lazy.spec(msg_id)
+        users = self.world.users
+        shape, values = spec[0], spec[2]
+        return SandboxMessage(
+            id=msg_id, chat_id=self.id, broadcast=self.broadcast, date=values["date"],
+            sender=users.get(values["from_id"]) if "from_id" in values else None,
+            text=TEXTS[spec[1]], reply_to=values.get("reply_id"),
+            fwd_user=users.get(values["fwd_from"]) if "fwd_from" in values else None,
+            fwd_date=values.get("fwd_date"),
+            media=shape if shape in ("photo", "document") else None,
+            views=values.get("views"), forwards=values.get("forwards"))
+
+    # --- page hooks ------------------------------------------------------------------------
+
+    def on_history_page(self, hook: PageHook) -> None:
+        """Run hook(chat, served) after every messages.getHistory page served for this chat."""
+        self._history_hooks.append(hook)
+
+    def on_member_page(self, hook: PageHook) -> None:
+        """Run hook(chat, served) after every channels.getParticipants page of this chat."""
+        self._member_hooks.append(hook)
+
+    def after_history_pages(self, pages: int, *, delete: Iterable[int] = (),
+                            edit: dict[int, str] | None = None) -> None:
+        """Once `pages` history pages have been served: delete ids, then edit others."""
+        doomed, edits = tuple(delete), dict(edit or {})
+
+        def hook(chat: SandboxChat, served: Served) -> None:
+            if served.number == pages:
+                chat.delete(*doomed)
+                for msg_id, text in edits.items():
+                    chat.edit(msg_id, text)
+        self.on_history_page(hook)
+
+    def after_member_pages(self, pages: int, *, leave: Iterable[SandboxUser] = (),
+                           how: str = "left", join: Iterable[SandboxUser] = ()) -> None:
+        """Once `pages` participant pages have been served: members leave, then others join
+        (dated now, so they list first)."""
+        gone, new = tuple(leave), tuple(join)
+
+        def hook(chat: SandboxChat, served: Served) -> None:
+            if served.number == pages:
+                for user in gone:
+                    chat.leave(user, how=how)
+                for user in new:
+                    newest = chat._order[-1].date if chat._order else chat.date
+                    chat.join(user, date=max(chat.world.now(), newest + 1))
+        self.on_member_page(hook)
+
+    def served(self, kind: str, offset: int, ids: Sequence[int]) -> None:
+        """Count a page the sandbox answered for this chat and run that kind's hooks."""
+        if kind == "history":
+            self.history_pages_served += 1
+            number, hooks = self.history_pages_served, self._history_hooks
+        else:
+            self.member_pages_served += 1
+            number, hooks = self.member_pages_served, self._member_hooks
+        if hooks:
+            info = Served(kind, number, offset, tuple(ids))
+            for hook in list(hooks):
+                hook(self, info)
 
     @property
     def last_date(self) -> int | None:
@@ -154,7 +407,7 @@ class SandboxChat:
         unless given. The date defaults to a minute after the last message and may not go back.
         """
         if sender is None and not self.broadcast:
-            raise ValueError("a megagroup message needs a sender")
+            raise ValueError("a group message needs a sender")
         msg_id = self.top_id + 1
         last = self.last_date
         if date is None:
@@ -180,9 +433,11 @@ class SandboxChat:
             sender=None if self.broadcast else sender, text=text, reply_to=reply_id,
             fwd_user=fwd_from_user, fwd_date=fwd_date, media=media, action=action,
             views=views, forwards=forwards, replies=replies, pinned=pinned,
-            edit_date=edit_date, grouped_id=grouped_id, post_author=post_author)
+            edit_date=edit_date, grouped_id=grouped_id, post_author=post_author,
+            basic=self.basic)
         self._messages.append(message)
         self.world.pts += 1
+        record(self, "post", date, msg_ids=(msg_id,))
         return message
 
     def message(self, msg_id: int) -> SandboxMessage | None:
@@ -204,17 +459,20 @@ class SandboxChat:
 
     def message_tl(self, msg_id: int) -> Any:
         if self._lazy is not None and msg_id <= self._lazy.count:
-            return self._lazy.tl(msg_id)
+            edited = self._edited.get(msg_id) if self._edited else None
+            return edited.tl() if edited is not None else self._lazy.tl(msg_id)
         return self._explicit(msg_id).tl()
 
     def message_wire(self, msg_id: int) -> bytes:
         if self._lazy is not None and msg_id <= self._lazy.count:
-            return self._lazy.wire(msg_id)
+            edited = self._edited.get(msg_id) if self._edited else None
+            return edited.wire() if edited is not None else self._lazy.wire(msg_id)
         return self._explicit(msg_id).wire()
 
     def message_user_ids(self, msg_id: int) -> Sequence[int]:
         if self._lazy is not None and msg_id <= self._lazy.count:
-            return self._lazy.user_ids(msg_id)
+            edited = self._edited.get(msg_id) if self._edited else None
+            return edited.user_ids() if edited is not None else self._lazy.user_ids(msg_id)
         return self._explicit(msg_id).user_ids()
 
     def count_before(self, timestamp: int) -> int:
@@ -249,4 +507,6 @@ class SandboxChat:
             admins_count=admins if admin or not self.broadcast else None,
             can_view_participants=admin or not (self.broadcast or self.participants_hidden),
             participants_hidden=self.participants_hidden or None,
-            can_set_username=(self.creator is viewer and viewer is not None) or None)
+            can_set_username=(self.creator is viewer and viewer is not None) or None,
+            migrated_from_chat_id=self.migrated_from.id if self.migrated_from else None,
+            migrated_from_max_id=self.migrated_from.top_id if self.migrated_from else None)

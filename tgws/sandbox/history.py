@@ -9,7 +9,9 @@ Messages are ordered newest first. The call picks a starting position, then a wi
 - min_id / max_id (exclusive) then filter that window. They do not move it, so a max_id far below
   the newest message returns nothing: Telethon works around exactly this by turning max_id into
   offset_id, and notes that Telegram "doesn't like min_id/max_id".
-`count` in the answer is the total number of messages in the chat.
+`count` in the answer is the number of messages that exist, which is not the top id once some
+were deleted. Deleted ids are holes: positions count existing messages only, so a window of
+`limit` skips the holes and still holds `limit` messages where there are that many.
 
 Short pages (World.short_pages) drop part of some windows deterministically, as Telegram does for
 messages it will not show. They drop from the end the *next* request starts from (the oldest end
@@ -45,17 +47,27 @@ def timestamp(value: Any) -> int:
 
 def select_history(chat: SandboxChat, *, offset_id: int, offset_date: int, add_offset: int,
                    limit: int, max_id: int, min_id: int, short: bool) -> list[int]:
-    top = chat.top_id
+    return select_history_page(chat, offset_id=offset_id, offset_date=offset_date,
+                               add_offset=add_offset, limit=limit, max_id=max_id,
+                               min_id=min_id, short=short)[1]
+
+
+def select_history_page(chat: SandboxChat, *, offset_id: int, offset_date: int,
+                        add_offset: int, limit: int, max_id: int, min_id: int,
+                        short: bool) -> tuple[int, list[int]]:
+    """(the window's start position, the ids it returns). Positions count existing messages
+    only, so deleted ids are skipped and never move the window."""
+    count = chat.count
     limit = max(0, min(limit, PAGE_MAX))
     if offset_id > 0:
-        position = max(0, top - offset_id + 1)
+        position = chat.existing_above(offset_id - 1)
     elif offset_date:
-        position = top - chat.count_before(offset_date)
+        position = chat.existing_above(chat.count_before(offset_date))
     else:
         position = 0
     start = max(position + add_offset, 0)
-    end = min(position + add_offset + limit, top)
-    ids = [top - i for i in range(start, end)]
+    end = min(position + add_offset + limit, count)
+    ids = chat.newest_ids(start, end - start) if start < end else []
     if min_id > 0 or max_id > 0:
         ids = [i for i in ids if i > min_id and (max_id <= 0 or i < max_id)]
     if short and len(ids) > 1 and (add_offset < 0 or ids[0] > limit):
@@ -63,4 +75,4 @@ def select_history(chat: SandboxChat, *, offset_id: int, offset_date: int, add_o
         if h % 3 == 0:
             keep = 1 + (h >> 8) % (len(ids) - 1)
             ids = ids[len(ids) - keep :] if add_offset < 0 else ids[:keep]
-    return ids
+    return start, ids

@@ -123,6 +123,13 @@ class LazyHistory:
     def date(self, n: int) -> int:
         return self.first_date + (n - 1) * self.interval
 
+    def text_index(self, n: int) -> int:
+        return (mix64(self.salt + n) >> 8) % len(TEXTS)
+
+    def spec(self, n: int) -> tuple[str, int, dict[str, int]]:
+        """(shape, text index, field values) of message n."""
+        return self._spec(n)
+
     def _spec(self, n: int) -> tuple[str, int, dict[str, int]]:
         h = mix64(self.salt + n)
         r = h & 0xFF

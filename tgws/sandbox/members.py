@@ -6,6 +6,11 @@ Listing follows channels.getParticipants as clients observe it:
   (10,000 on Telegram) can be paged through: an offset past the cap returns nothing, which is
   why clients sweep search prefixes to see everyone in a larger group;
 - a broadcast channel's subscribers are for its admins only: CHAT_ADMIN_REQUIRED otherwise;
+- a member who leaves (or is kicked or banned) moves everyone who joined before it up one
+  position, and one who joins moves everyone down one: Telegram pages by position, so a client
+  paging by offset while that happens skips or repeats a member (chats.py `leave`, page hooks);
+- banned members are listed, for admins only, under ChannelParticipantsKicked as
+  ChannelParticipantBanned (dated by the ban, most recent first);
 - a megagroup whose admins hid the member list shows non-admins only its admins and creator
   (what clients report, e.g. gram-js/gramjs#487: "~9k members but the query returns only ~20
   (all of them admins + original creator)"), with `count` counting just those.
@@ -59,6 +64,11 @@ class Member:
     def tl(self, chat: SandboxChat, viewer: SandboxUser | None) -> Any:
         """The ChannelParticipant* `viewer` sees for this member."""
         user_id = self.user.id
+        if chat.member(user_id) is not self and chat.is_banned(user_id):
+            return types.ChannelParticipantBanned(
+                peer=types.PeerUser(user_id=user_id), left=True,
+                kicked_by=(chat.creator or self.user).id, date=when(self.date),
+                banned_rights=types.ChatBannedRights(until_date=when(0), view_messages=True))
         is_self = viewer is not None and viewer.id == user_id
         if self.role == "creator":
             return types.ChannelParticipantCreator(
@@ -80,14 +90,15 @@ class Member:
 
     def wire(self, chat: SandboxChat, viewer: SandboxUser | None) -> bytes:
         # Only the plain member entry looks the same to every viewer, so only it is cached.
-        if self.role != "member" or (viewer is not None and viewer.id == self.user.id):
+        if (self.role != "member" or (viewer is not None and viewer.id == self.user.id)
+                or chat.member(self.user.id) is not self):
             return bytes(self.tl(chat, viewer))
         if self._wire is None:
             self._wire = bytes(self.tl(chat, viewer))
         return self._wire
 
 
-def _matching(chat: SandboxChat, flt: Any) -> list[Member]:
+def _matching(chat: SandboxChat, flt: Any, viewer: SandboxUser | None) -> list[Member]:
     newest_first = chat.members_newest_first()
     if isinstance(flt, types.ChannelParticipantsRecent):
         return newest_first
@@ -100,9 +111,17 @@ def _matching(chat: SandboxChat, flt: Any) -> list[Member]:
         return admins
     if isinstance(flt, types.ChannelParticipantsBots):
         return [m for m in newest_first if m.user.bot]
-    if isinstance(flt, (types.ChannelParticipantsKicked, types.ChannelParticipantsBanned,
-                        types.ChannelParticipantsContacts)):
-        return []  # the sandbox has no bans and no contact lists
+    if isinstance(flt, types.ChannelParticipantsKicked):
+        if not chat.is_admin(viewer):
+            raise SandboxRpcError(400, "CHAT_ADMIN_REQUIRED")
+        q = (flt.q or "").strip()
+        return [m for m in chat.banned_newest_first() if not q or m.user.matches(q)]
+    if isinstance(flt, types.ChannelParticipantsBanned):
+        if not chat.is_admin(viewer):
+            raise SandboxRpcError(400, "CHAT_ADMIN_REQUIRED")
+        return []  # the sandbox restricts nobody short of a ban
+    if isinstance(flt, types.ChannelParticipantsContacts):
+        return []  # the sandbox has no contact lists
     raise SandboxRpcError(400, "FILTER_NOT_SUPPORTED_BY_SANDBOX")
 
 
@@ -112,7 +131,7 @@ def select_participants(chat: SandboxChat, viewer: SandboxUser | None, flt: Any,
     viewer_admin = chat.is_admin(viewer)
     if chat.broadcast and not viewer_admin:
         raise SandboxRpcError(400, "CHAT_ADMIN_REQUIRED")
-    found = _matching(chat, flt)
+    found = _matching(chat, flt, viewer)
     if chat.participants_hidden and not viewer_admin:
         found = [m for m in found if m.is_admin]
     offset = max(offset, 0)

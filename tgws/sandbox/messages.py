@@ -14,7 +14,8 @@ from tgws.sandbox.users import SandboxUser
 
 @dataclass(eq=False, slots=True)
 class SandboxMessage:
-    """One message record. Immutable once posted, so its serialized form is cached."""
+    """One message record. Never changed in place (an edit replaces the record), so its
+    serialized form is cached."""
 
     id: int
     chat_id: int
@@ -34,12 +35,14 @@ class SandboxMessage:
     edit_date: int | None = None
     grouped_id: int | None = None
     post_author: str | None = None
+    basic: bool = False  # in a basic group: peer_id is a PeerChat
     _wire: bytes | None = field(default=None, repr=False)
 
     def tl(self) -> Any:
         """A fresh TL object: Telethon mutates what it receives (`_finish_init`), so objects
         handed over without the wire round-trip must never be shared between requests."""
-        peer = types.PeerChannel(channel_id=self.chat_id)
+        peer = (types.PeerChat(chat_id=self.chat_id) if self.basic
+                else types.PeerChannel(channel_id=self.chat_id))
         from_id = None if self.sender is None else types.PeerUser(user_id=self.sender.id)
         reply = (None if self.reply_to is None
                  else types.MessageReplyHeader(reply_to_msg_id=self.reply_to))

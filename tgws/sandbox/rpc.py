@@ -1,4 +1,7 @@
-"""Request -> answer: unwrap, inject failures, check the login, run the handler.
+"""Request -> answer: unwrap, check the login and its data centre, run the handler.
+
+Faults (errors, drops, stalls, latency) are decided before a request gets here, by the world's
+fault plan at the sender seam (faults.py, sender.py).
 
 Every request Telethon 1.45 sends for connecting, resolving, reading history and listing members
 has a handler here (or in login.py). Anything else fails loudly with
@@ -13,12 +16,12 @@ from typing import Any
 
 from telethon.tl import functions, types
 
-from tgws.sandbox import login, wire
+from tgws.sandbox import basic, login, wire
 from tgws.sandbox.call import Call, Handler
 from tgws.sandbox.chats import SandboxChat
 from tgws.sandbox.derive import when
 from tgws.sandbox.errors import SandboxRpcError
-from tgws.sandbox.history import select_history, timestamp
+from tgws.sandbox.history import select_history_page, timestamp
 from tgws.sandbox.members import select_participants
 from tgws.sandbox.users import SandboxUser
 from tgws.sandbox.world import World, valid_username
@@ -43,16 +46,18 @@ def unwrap(request: Any) -> Any:
 def answer(call: Call, request: Any) -> Any:
     """The result of `request` for `call`, or raise SandboxRpcError."""
     inner = unwrap(request)
-    name = type(inner).__name__
-    call.world.check_failures(name)
     entry = HANDLERS.get(type(inner))
     if entry is None:
         log.warning("sandbox: %s is not supported; answering METHOD_NOT_SUPPORTED_BY_SANDBOX",
-                    name)
+                    type(inner).__name__)
         raise SandboxRpcError(400, "METHOD_NOT_SUPPORTED_BY_SANDBOX")
     handler, needs_login = entry
-    if needs_login and call.user is None:
-        raise SandboxRpcError(401, "AUTH_KEY_UNREGISTERED")
+    if needs_login:
+        if call.user is None:
+            raise SandboxRpcError(401, "AUTH_KEY_UNREGISTERED")
+        home = call.world.dcs.of_user(call.user)
+        if home != call.dc:  # the account lives elsewhere (dcs.py)
+            raise SandboxRpcError(303, f"USER_MIGRATE_{home}")
     return handler(call, inner)
 
 
@@ -62,7 +67,7 @@ def channel_of(world: World, peer: Any) -> SandboxChat:
     """The chat an InputPeerChannel/InputChannel names; CHANNEL_INVALID on a wrong hash."""
     if isinstance(peer, (types.InputPeerChannel, types.InputChannel)):
         chat = world.chats.get(peer.channel_id)
-        if chat is None or chat.access_hash != peer.access_hash:
+        if chat is None or chat.basic or chat.access_hash != peer.access_hash:
             raise SandboxRpcError(400, "CHANNEL_INVALID")
         return chat
     if isinstance(peer, (types.InputChannelEmpty, types.InputPeerEmpty)):
@@ -98,8 +103,8 @@ def _users(world: World, ids: Iterable[int]) -> list[SandboxUser]:
 def get_config(call: Call, request: Any) -> Any:
     now = call.world.now()
     return types.Config(
-        date=when(now), expires=when(now + 3600), test_mode=False, this_dc=2,
-        dc_options=[types.DcOption(id=2, ip_address="149.154.167.51", port=443)],
+        date=when(now), expires=when(now + 3600), test_mode=False, this_dc=call.dc,
+        dc_options=call.world.dcs.options(),
         dc_txt_domain_name="sandbox.invalid", chat_size_max=200, megagroup_size_max=200_000,
         forwarded_count_max=100, online_update_period_ms=210_000, offline_blur_timeout_ms=5000,
         offline_idle_timeout_ms=30_000, online_cloud_timeout_ms=300_000,
@@ -114,7 +119,7 @@ def get_config(call: Call, request: Any) -> Any:
 
 
 def get_nearest_dc(call: Call, request: Any) -> Any:
-    return types.NearestDc(country="XX", this_dc=2, nearest_dc=2)
+    return types.NearestDc(country="XX", this_dc=call.dc, nearest_dc=call.dc)
 
 
 def ping(call: Call, request: Any) -> Any:
@@ -173,27 +178,30 @@ def get_channels(call: Call, request: Any) -> Any:
 
 def get_full_channel(call: Call, request: Any) -> Any:
     chat = channel_of(call.world, request.channel)
-    return types.messages.ChatFull(full_chat=chat.full_tl(call.user),
-                                   chats=[chat.tl(call.user)], users=[])
+    chats = [chat.tl(call.user)]
+    if chat.migrated_from is not None:  # Telegram sends the old basic group along
+        chats.append(basic.chat_tl(chat.migrated_from, call.user))
+    return types.messages.ChatFull(full_chat=chat.full_tl(call.user), chats=chats, users=[])
 
 
 def _messages_page(call: Call, chat: SandboxChat, ids: list[int]) -> Any:
     """messages.ChannelMessages for `ids`: spliced bytes in wire mode, fresh objects otherwise.
-    Ids the chat does not have come back as MessageEmpty, as Telegram answers them."""
-    top = chat.top_id
-    user_ids = [uid for msg_id in ids if 0 < msg_id <= top
+    Ids the chat does not have (never posted, or deleted) come back as MessageEmpty, as
+    Telegram answers them."""
+    exists = chat.exists
+    user_ids = [uid for msg_id in ids if exists(msg_id)
                 for uid in chat.message_user_ids(msg_id)]
     users = _users(call.world, user_ids)
-    pts, count = max(top, 1), top
+    pts, count = max(chat.top_id, 1), chat.count
     if call.wire:
         return wire.channel_messages(
             pts=pts, count=count,
-            messages=[chat.message_wire(i) if 0 < i <= top else bytes(_empty(chat, i))
+            messages=[chat.message_wire(i) if exists(i) else bytes(_empty(chat, i))
                       for i in ids],
             chats=[bytes(chat.tl(call.user))], users=[_user_wire(call, u) for u in users])
     return types.messages.ChannelMessages(
         pts=pts, count=count, topics=[], chats=[chat.tl(call.user)],
-        messages=[chat.message_tl(i) if 0 < i <= top else _empty(chat, i) for i in ids],
+        messages=[chat.message_tl(i) if exists(i) else _empty(chat, i) for i in ids],
         users=[_user_tl(call, u) for u in users])
 
 
@@ -202,12 +210,16 @@ def _empty(chat: SandboxChat, msg_id: int) -> Any:
 
 
 def get_history(call: Call, request: Any) -> Any:
+    if isinstance(request.peer, types.InputPeerChat):
+        return basic.get_history(call, request)
     chat = channel_of(call.world, request.peer)
-    ids = select_history(
+    start, ids = select_history_page(
         chat, offset_id=request.offset_id, offset_date=timestamp(request.offset_date),
         add_offset=request.add_offset, limit=request.limit, max_id=request.max_id,
         min_id=request.min_id, short=call.world.short_pages)
-    return _messages_page(call, chat, ids)
+    page = _messages_page(call, chat, ids)
+    chat.served("history", start, ids)  # page hooks may change the world for the next page
+    return page
 
 
 def get_messages(call: Call, request: Any) -> Any:
@@ -224,12 +236,15 @@ def get_participants(call: Call, request: Any) -> Any:
                                          request.limit, cap=world.participants_cap,
                                          short=world.short_pages)
     if call.wire:
-        return wire.channel_participants(
+        page: Any = wire.channel_participants(
             count=count, participants=[m.wire(chat, call.user) for m in members], chats=[],
             users=[_user_wire(call, m.user) for m in members])
-    return types.channels.ChannelParticipants(
-        count=count, participants=[m.tl(chat, call.user) for m in members], chats=[],
-        users=[_user_tl(call, m.user) for m in members])
+    else:
+        page = types.channels.ChannelParticipants(
+            count=count, participants=[m.tl(chat, call.user) for m in members], chats=[],
+            users=[_user_tl(call, m.user) for m in members])
+    chat.served("members", request.offset, [m.user.id for m in members])
+    return page
 
 
 def get_participant(call: Call, request: Any) -> Any:
@@ -262,5 +277,7 @@ HANDLERS: dict[type, tuple[Handler, bool]] = {
     functions.channels.GetParticipantRequest: (get_participant, True),
     functions.channels.GetMessagesRequest: (get_messages, True),
     functions.messages.GetHistoryRequest: (get_history, True),
+    functions.messages.GetChatsRequest: (basic.get_chats, True),
+    functions.messages.GetFullChatRequest: (basic.get_full_chat, True),
     **login.HANDLERS,
 }

@@ -82,17 +82,22 @@ class SandboxUser:
         return self._wire
 
     def search_words(self) -> tuple[str, ...]:
-        """Lower-case words a participant search prefix-matches (names, username, full name)."""
+        """Case-folded words a participant search prefix-matches: each word of the first and
+        last name in its own script (Cyrillic, Arabic, CJK...), the username, the full name.
+        A deleted account has no name left to find."""
         if self._words is None:
-            words = f"{self.first_name} {self.last_name or ''}".lower().split()
+            if self.deleted:
+                self._words = ()
+                return self._words
+            words = f"{self.first_name} {self.last_name or ''}".casefold().split()
             if self.username:
-                words.append(self.username.lower())
-            full = self.name.lower()
+                words.append(self.username.casefold())
+            full = self.name.casefold()
             if full and full not in words:
                 words.append(full)
             self._words = tuple(words)
         return self._words
 
     def matches(self, query: str) -> bool:
-        q = query.lower()
+        q = query.casefold()
         return any(word.startswith(q) for word in self.search_words())

@@ -6,11 +6,15 @@
     group.join(alice, role="admin")
     group.post(alice, "hello", media="photo")
     world.fail("GetHistoryRequest", "FLOOD_WAIT_2", times=1, after=3)
+    world.faults.set(rate=0.05, latency=0.01)   # faults.py: the seeded fault plan
+    world.dcs.place(alice, 4)                   # dcs.py: alice's account lives on DC 4
 
 Ids, access hashes and the secret that signs auth keys all derive from the seed (derive.py), so
 a world rebuilt from the same seed by the same code is the same world: sessions saved against one
 process stay logged in against the next (keys.py). Mutable knobs are plain attributes:
-`wire`, `accept_any_phone`, `login_code`, `short_pages`, `participants_cap`, `latency`.
+`wire`, `accept_any_phone`, `login_code`, `short_pages`, `participants_cap`, `latency` (the
+fault plan's). Faults (`world.faults`, faults.py) and data centres (`world.dcs`, dcs.py) are
+rooms of their own; a new World has no faults and one home DC for everybody.
 """
 
 from __future__ import annotations
@@ -19,18 +23,20 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
-from telethon.tl import TLRequest, alltlobjects
 
+from tgws.sandbox.basic import upgrade
 from tgws.sandbox.chats import SandboxChat
+from tgws.sandbox.dcs import DataCentres
 from tgws.sandbox.derive import derive, secret_from_seed, signed64
 from tgws.sandbox.errors import SandboxRpcError
+from tgws.sandbox.faults import FaultPlan
 from tgws.sandbox.keys import issue_key, read_key
 from tgws.sandbox.login import LoginDesk, normalize_phone
+from tgws.sandbox.truth import Churn
 from tgws.sandbox.users import STATUSES, SandboxUser
 
 DEFAULT_EPOCH = 1_700_000_000  # 2023-11-14: every built-in date lies before "now"
@@ -43,8 +49,6 @@ _FIRST_NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heid
 _LAST_NAMES = ("Smith", "Jones", "Garcia", "Müller", "Rossi", "Kim", "Nguyen", "Ivanova",
                "Silva", "Kowalski", "Tanaka", "Okafor", "Dubois", "Larsen", "Novak", "Costa",
                None, None, None)
-_REQUEST_NAMES = frozenset(
-    cls.__name__ for cls in alltlobjects.tlobjects.values() if issubclass(cls, TLRequest))
 
 
 def _ascii(text: str) -> str:
@@ -54,15 +58,6 @@ def _ascii(text: str) -> str:
 def valid_username(name: str) -> bool:
     """Telegram's shape for usernames (3..32 here; Telegram wants 5 for new ones)."""
     return bool(_USERNAME.fullmatch(name)) and not name.endswith("_") and "__" not in name
-
-
-@dataclass(slots=True)
-class _Failure:
-    request: str
-    code: int
-    message: str
-    times: int | None  # None: forever
-    after: int
 
 
 class World:
@@ -80,7 +75,8 @@ class World:
         self.login_code = "12345"
         self.short_pages = False
         self.participants_cap = 10_000
-        self.latency = 0.0  # seconds before each answer arrives (0: next loop iteration)
+        self.faults = FaultPlan(seed)
+        self.dcs = DataCentres(self.secret)
         self.pts = 1
         self.ticker: Callable[[World], None] | None = None
         self.users: dict[int, SandboxUser] = {}
@@ -88,9 +84,18 @@ class World:
         self.login = LoginDesk(self)
         self._names: dict[str, SandboxUser | SandboxChat] = {}
         self._phones: dict[str, SandboxUser] = {}
-        self._failures: list[_Failure] = []
         self._keys: dict[bytes, int] = {}
         self._synthetic = 0
+        self.churn_log: list[Churn] = []  # every post/delete/edit/join/leave (truth.py)
+
+    @property
+    def latency(self) -> float:
+        """Seconds before each answer arrives (0: the next loop iteration); faults.latency."""
+        return self.faults.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.faults.latency = max(0.0, seconds)
 
     def now(self) -> int:
         return int(self.clock())
@@ -198,6 +203,23 @@ class World:
         """A broadcast channel: posts without authors, with views; members are subscribers."""
         return self._chat(username, title, date, about, creator, broadcast=True)
 
+    def basic_group(self, title: str, *, creator: SandboxUser,
+                    date: int | None = None) -> SandboxChat:
+        """A basic group (types.Chat, InputPeerChat): no username, explicit posts only."""
+        chat = self._chat(None, title, date, "", None, broadcast=False)
+        chat.basic = True
+        chat.join(creator, date=chat.date, role="creator")
+        return chat
+
+    def upgrade(self, chat: SandboxChat, *, username: str | None = None,
+                date: int | None = None) -> SandboxChat:
+        """Migrate a basic group to a new megagroup, as Telegram does (basic.py)."""
+        return upgrade(self, chat, username=username, date=date)
+
+    def mark(self) -> int:
+        """A point in `churn_log` to measure a stream against (truth.py)."""
+        return len(self.churn_log)
+
     # --- lookups ---------------------------------------------------------------------------
 
     def resolve(self, username: str) -> SandboxUser | SandboxChat | None:
@@ -248,7 +270,8 @@ class World:
     def session_string(self, user: SandboxUser) -> str:
         """A StringSession already logged in as `user`: skips the login dance in tests."""
         session = StringSession()
-        session.set_dc(2, "149.154.167.51", 443)
+        dc = self.dcs.of_user(user)
+        session.set_dc(dc, *self.dcs.address(dc))
         session.auth_key = AuthKey(self.issue_key(user))
         saved: str = session.save()
         return saved
@@ -258,26 +281,14 @@ class World:
     def fail(self, request: str, error: str, *, times: int | None = 1, after: int = 0,
              code: int | None = None) -> None:
         """Answer the next `times` calls of `request` (class name, with or without "Request")
-        with `error`, after letting `after` matching calls through. times=None: forever."""
-        name = request if request.endswith("Request") else request + "Request"
-        if name not in _REQUEST_NAMES:
-            raise ValueError(f"no Telegram request is called {request!r}")
-        failure = SandboxRpcError.of(error, code)
-        self._failures.append(_Failure(name, failure.code, error, times, after))
+        with `error`, after letting `after` matching calls through. times=None: forever.
+        A scripted fault of the world's fault plan (faults.py)."""
+        self.faults.script_error(request, SandboxRpcError.of(error, code), times=times,
+                                 after=after)
 
     def check_failures(self, request_name: str) -> None:
-        """Raise the first injected failure due for this call (called once per request)."""
-        for rule in self._failures:
-            if rule.request != request_name:
-                continue
-            if rule.after > 0:
-                rule.after -= 1
-                continue
-            if rule.times is not None:
-                if rule.times <= 0:
-                    continue
-                rule.times -= 1
-            raise SandboxRpcError(rule.code, rule.message)
+        """Raise the scripted RPC error due for this call, if any (counts the call)."""
+        self.faults.check(request_name)
 
     # --- login knobs -----------------------------------------------------------------------
 
