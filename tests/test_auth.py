@@ -186,19 +186,13 @@ def test_peer_block_lifts_as_failures_leave_the_sliding_window() -> None:
     limiter.record_failure("p")  # t=10
     limiter.record_failure("p")  # t=10
     assert limiter.peer_blocked("p")
-    assert limiter.blocked_for("p") == pytest.approx(50.0)
     clock.advance(49.9)  # t=59.9: the first failure is still inside
     assert limiter.peer_blocked("p")
     clock.advance(0.1)  # t=60: it has left; two remain
     assert not limiter.peer_blocked("p")
-    assert limiter.blocked_for("p") == 0.0
     assert limiter.peer_failures("p") == 2
     clock.advance(10)
     assert limiter.peer_failures("p") == 0
-
-
-def test_blocked_for_is_zero_for_an_unknown_peer() -> None:
-    assert LoginLimiter(clock=FakeClock()).blocked_for("nobody") == 0.0
 
 
 def test_success_has_no_reset_a_peer_counter_only_ages_out() -> None:

@@ -250,16 +250,6 @@ class LoginLimiter:
         """Whether ``peer`` has at least max_failures_per_peer failures inside the window."""
         return self.peer_failures(peer) >= self._max_peer
 
-    def blocked_for(self, peer: str) -> float:
-        """Seconds until ``peer`` stops being blocked; 0.0 if it is not blocked now."""
-        if not self.peer_blocked(peer):
-            return 0.0
-        stamps = self._failures[peer_key(peer)]
-        # Blocked means the newest max_failures_per_peer stamps are all inside the window; the
-        # block lifts when the oldest of them leaves it.
-        oldest_counted = stamps[-self._max_peer]
-        return max(0.0, oldest_counted + self._window - self._clock())
-
     def connection_blocked(self, conn_failures: int) -> bool:
         """Whether a connection with this many failures must be closed."""
         return conn_failures >= self._max_conn

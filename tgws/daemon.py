@@ -144,9 +144,6 @@ class Daemon:
             await self.stop()
         return 0
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     def _on_stop_signal(self, sig: int) -> None:
         log.info("received %s; shutting down", signal.Signals(sig).name)
         self._stop.set()

@@ -30,12 +30,10 @@ class CloseCode(enum.IntEnum):
     """Websocket close codes tgws uses (documented in docs/protocol.md)."""
 
     NORMAL = 1000  # the seed's "(socket closed)" replies
-    GOING_AWAY = 1001  # daemon shutting down, or API key revoked
-    UNSUPPORTED = 1003  # binary frames are refused this way only when abusive (not used today)
-    POLICY = 1008  # abuse: too many failed logins
-    TOO_BIG = 1009  # incoming frame over [server] max_message_size
+    GOING_AWAY = 1001  # daemon shutting down
+    POLICY = 1008  # too many failed logins, or the API key was revoked
     INTERNAL = 1011  # our bug; logged with a traceback
-    TRY_AGAIN = 1013  # server at [server] max_connections
+    # 1009 (a frame over [server] max_message_size) is sent by websockets itself (max_size).
 
 
 class TgwsError(Exception):

@@ -33,7 +33,6 @@ from tgws.streaming import stream_chats, stream_users
 log = logging.getLogger("tgws.handlers")
 
 Handler = Callable[[Connection, Any], Coroutine[Any, Any, None]]
-_CLOSE = CloseCode.NORMAL
 
 
 def account_of(conn: Connection) -> Account:
@@ -97,11 +96,11 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         conn.state.advance(Outcome.PASSWORD_NEEDED)
         await conn.success(event, p.SEND_PASSWORD)
     except PhoneInvalid:
-        raise Refusal(event, p.INVALID_PHONE, close=_CLOSE) from None
+        raise Refusal(event, p.INVALID_PHONE, close=CloseCode.NORMAL) from None
     except CodeInvalid:
-        raise Refusal(event, p.INVALID_CODE, close=_CLOSE) from None
+        raise Refusal(event, p.INVALID_CODE, close=CloseCode.NORMAL) from None
     except PasswordInvalid:
-        raise Refusal(event, p.INVALID_PASSWORD, close=_CLOSE) from None
+        raise Refusal(event, p.INVALID_PASSWORD, close=CloseCode.NORMAL) from None
     except (FloodWait, TelegramFailure, NotAuthorized) as err:
         raise p.gateway_refusal(event, err) from None
 

@@ -2,7 +2,8 @@
 
 Design (after h11's _state.py):
 
-Rule 1: everything that decides whether a request may run lives in the two tables below.
+Rule 1: everything that decides whether a request may run lives here: `check` (which
+    request is legal in which phase) and the TRANSITIONS table (where an outcome leads).
     Handlers never test the phase themselves; they call `check(request)` first and
     `advance(outcome)` after Telegram or the store has answered.
 Rule 2: no I/O, no asyncio. The machine is a plain object, tested without sockets.
@@ -63,8 +64,6 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (Phase.VERIFIED, Outcome.LOGGED_OUT): Phase.VERIFIED,
 }
 
-_CLOSE = CloseCode.NORMAL
-
 
 @dataclass(frozen=True, slots=True)
 class Canned:
@@ -108,7 +107,7 @@ class ConnectionState:
             return None
         if phase is Phase.NEW:
             # The seed closes the socket for every request made before the API key.
-            raise _refuse(event, p.VERIFY_API_KEY_FIRST, _CLOSE)
+            raise _refuse(event, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL)
         if isinstance(request, p.TelegramLogin):
             return self._check_telegram_login(request)
         if isinstance(request, p.Users | p.Chats):
