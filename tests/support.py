@@ -41,8 +41,9 @@ def ws_url(daemon: Daemon) -> str:
     return f"ws://127.0.0.1:{daemon.port}{daemon.config.server.path}"
 
 
-async def open_ws(daemon: Daemon) -> ClientConnection:
-    return await connect(ws_url(daemon), max_size=2**24, compression=None)
+async def open_ws(daemon: Daemon, **options: Any) -> ClientConnection:
+    """A client connection; `options` override websockets' connect() defaults used here."""
+    return await connect(ws_url(daemon), **{"max_size": 2**24, "compression": None, **options})
 
 
 async def recv_json(ws: ClientConnection, wait: float = 10.0) -> dict[str, Any]:
@@ -75,9 +76,10 @@ async def wait_closed(ws: ClientConnection, wait: float = 10.0) -> int | None:
     return ws.close_code
 
 
-async def logged_in(daemon: Daemon, key: str, phone: str = "+919876543210") -> ClientConnection:
+async def logged_in(daemon: Daemon, key: str, phone: str = "+919876543210",
+                    **options: Any) -> ClientConnection:
     """A connection that passed login and telegram login (code 12345 in the sandbox)."""
-    ws = await open_ws(daemon)
+    ws = await open_ws(daemon, **options)
     reply = await ask(ws, "login", {"apiKey": key})
     if reply["data"]["message"] == "send phone number":
         expect(

@@ -1,12 +1,18 @@
-"""gateway._batches takes Telethon's loaded pages in slices: same items, same order, same end."""
+"""gateway._batches takes Telethon's loaded pages in slices: same items, same order, same end.
+
+Every test runs twice: with the fast path (tgws/fastpath.py slices RequestIter's loaded
+page) and with the public path forced (one __anext__ per item).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from telethon.sessions import StringSession
 
+from tgws import fastpath
 from tgws.config import TelegramConfig
 from tgws.gateway import Account, Gateway
 from tgws.sandbox import World, sandbox_client
@@ -15,6 +21,13 @@ from tgws.sandbox import World, sandbox_client
 async def _batches(iterator: Any, size: int) -> list[list[Any]]:
     account = Account(Gateway(TelegramConfig(), None, lambda s: None), 1)  # type: ignore[arg-type]
     return [batch async for batch in account._batches(iterator, size, None)]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["fast", "public"])
+def public_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    fastpath.force_public(request.param)
+    yield
+    fastpath.force_public(False)
 
 
 @pytest.fixture

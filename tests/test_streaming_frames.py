@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
-from tgws.frames import text_frame
+from tgws.fastpath import text_frame
 
 
 def websockets_frame(payload: bytes) -> bytes:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from telethon import errors, functions, types
-from telethon.requestiter import RequestIter
 from telethon.sessions import StringSession
 
+from tgws import fastpath
 from tgws.config import TelegramConfig
 from tgws.errors import (
     CodeInvalid,
@@ -333,7 +333,8 @@ class Account:
         """
         items: list[Any] = []
         next_item = iterator.__anext__
-        bulk = isinstance(iterator, RequestIter)
+        # Take the rest of Telethon's loaded page in one slice, where its internals allow.
+        bulk = fastpath.can_slice(iterator)
         while True:
             # The hot loop (once per message): no wrapper coroutine, errors handled inline.
             try:
@@ -350,7 +351,7 @@ class Account:
                 raise _translate(err) from None
             items.append(item)
             if bulk:
-                _take_loaded(iterator, items, size)
+                fastpath.take_loaded(iterator, items, size)
             if len(items) >= size:
                 yield items
                 items = []
@@ -363,24 +364,6 @@ class Account:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.disconnect()
-
-
-def _take_loaded(iterator: Any, items: list[Any], size: int) -> None:
-    """Move the rest of the page Telethon already holds into `items`, up to `size`.
-
-    RequestIter.__anext__ hands out its loaded page one await at a time (a coroutine per
-    item, ~0.7 µs); the page is a plain list, so the remainder is taken in one slice and
-    the iterator's own counters (buffer, index, left: RequestIter's state since 1.0) are
-    advanced exactly as that many __anext__ calls would have. The next __anext__ then loads
-    the next page as usual.
-    """
-    buffer = iterator.buffer
-    start = iterator.index
-    take = min(len(buffer) - start, iterator.left, size - len(items))
-    if take > 0:
-        items.extend(buffer[start:start + take])
-        iterator.index = start + take
-        iterator.left -= take
 
 
 class Gateway:

@@ -1,0 +1,214 @@
+"""The one module that relies on library internals: each checked once, each with a public twin.
+
+Two hot loops (once per streamed item) go below the libraries' public APIs, because the
+public path costs several microseconds per item (bench/README.md):
+
+* websockets, writing a batch of frames (`write_frames`): `Connection.send_context()`,
+  `conn.protocol` (`extensions`, `send_text()`, `data_to_send()`) and `conn.transport`, to
+  write a batch of hand-built frames with one syscall. Public twin: `await ws.send(frame,
+  text=True)` per frame, in tgws/frames.py.
+* Telethon, reading a loaded page (`take_loaded`): RequestIter's `buffer`, `index` and
+  `left`, to take the rest of a page in one slice. Public twin: one `__anext__` per item
+  (plain async iteration), in gateway._batches.
+
+Nothing else in tgws touches those names. Each fast path is checked on first use (the
+answer is cached and logged once): the attributes it uses must exist, and a self-test
+must pass (hand-built frames byte-identical to websockets' own Frame serializer; slicing a
+probe RequestIter yields exactly what plain iteration yields). When a check fails, the
+public path is used and a warning names what was missing, so a websockets or Telethon
+release that moves its internals makes tgws slower, never wrong.
+
+`force_public(True)` is the documented switch that reports the internals as missing (for
+the tests that prove the fallback streams correctly, and for benchmarks); `None` goes back
+to checking.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+log = logging.getLogger("tgws.fastpath")
+
+_forced_public = False
+_websockets_ok: dict[type[Any], bool] = {}
+_telethon_ok: bool | None = None
+
+
+def force_public(enabled: bool) -> None:
+    """Report every internal as missing (True), or check them again on next use (False)."""
+    global _forced_public, _telethon_ok
+    _forced_public = enabled
+    _websockets_ok.clear()
+    _telethon_ok = None
+
+
+# --- websockets: hand-built frames, one write per batch ---------------------------------------
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented text frame (RFC 6455 §5.2), as a server sends it.
+
+    websockets builds a Frame object per message (~1 µs); with no extension negotiated the
+    header is 2, 4 or 10 bytes we can write directly (~0.15 µs). Byte-identical output is
+    checked against websockets' own serializer at first use and in
+    tests/test_streaming_frames.py.
+    """
+    size = len(payload)
+    if size < 126:
+        return _HEADER_SMALL(0x81, size) + payload
+    if size < 65536:
+        return _HEADER_MEDIUM(0x81, 126, size) + payload
+    return _HEADER_LARGE(0x81, 127, size) + payload
+
+
+_HEADER_SMALL = struct.Struct("!BB").pack
+_HEADER_MEDIUM = struct.Struct("!BBH").pack
+_HEADER_LARGE = struct.Struct("!BBQ").pack
+
+
+def can_write(ws: ServerConnection) -> bool:
+    """Whether `write_frames` may be used on connections like `ws` (checked once per class)."""
+    ok = _websockets_ok.get(type(ws))
+    if ok is None:
+        ok = _websockets_ok[type(ws)] = _check("websockets", lambda: _websockets_missing(ws))
+    return ok
+
+
+async def write_frames(ws: ServerConnection, frames: list[bytes]) -> None:
+    """Write many text frames with one transport write, then drain (backpressure).
+
+    send_context() checks the connection is open, and on exit writes what the protocol
+    queued and waits in drain() while the buffer is above the write limit.
+    """
+    async with ws.send_context():
+        protocol = ws.protocol
+        if protocol.extensions:
+            # permessage-deflate: the protocol object must compress each frame.
+            for frame in frames:
+                protocol.send_text(frame)
+            data = b"".join(protocol.data_to_send())
+        else:
+            # Control frames the protocol queued (a pong, say) go first, in order.
+            data = b"".join([*protocol.data_to_send(), *map(text_frame, frames)])
+        ws.transport.write(data)
+
+
+def _websockets_missing(ws: ServerConnection) -> str | None:
+    from websockets.frames import Frame, Opcode  # websockets' own serializer, as reference
+
+    if not callable(getattr(type(ws), "send_context", None)):
+        return "Connection.send_context()"
+    protocol = getattr(ws, "protocol", None)
+    for name in ("send_text", "data_to_send"):
+        if not callable(getattr(protocol, name, None)):
+            return f"Connection.protocol.{name}()"
+    if not isinstance(getattr(protocol, "extensions", None), list):
+        return "Connection.protocol.extensions"
+    if not callable(getattr(getattr(ws, "transport", None), "write", None)):
+        return "Connection.transport.write()"
+    for size in (0, 125, 126, 65535, 65536):
+        payload = b"x" * size
+        if text_frame(payload) != Frame(Opcode.TEXT, payload).serialize(mask=False,
+                                                                         extensions=[]):
+            return f"a frame of {size} bytes equal to websockets' Frame.serialize()"
+    return None
+
+
+# --- Telethon: the rest of a loaded page in one slice ---------------------------------------
+def can_slice(iterator: Any) -> bool:
+    """Whether `take_loaded` may be used on this Telethon iterator."""
+    global _telethon_ok
+    if _telethon_ok is None:
+        _telethon_ok = _check("Telethon", _telethon_missing)
+    if not _telethon_ok:
+        return False
+    from telethon.requestiter import RequestIter
+
+    # A subclass with its own __anext__ could hand out items differently from the slice.
+    return isinstance(iterator, RequestIter) and \
+        type(iterator).__anext__ is RequestIter.__anext__
+
+
+def take_loaded(iterator: Any, items: list[Any], size: int) -> None:
+    """Move the rest of the page Telethon already holds into `items`, up to `size`.
+
+    RequestIter.__anext__ hands out its loaded page one await at a time (a coroutine per
+    item, ~0.7 µs); the page is a plain list, so the remainder is taken in one slice and
+    the iterator's own counters (buffer, index, left: RequestIter's state since 1.0) are
+    advanced exactly as that many __anext__ calls would have. The next __anext__ then loads
+    the next page as usual.
+    """
+    buffer = iterator.buffer
+    start = iterator.index
+    take = min(len(buffer) - start, iterator.left, size - len(items))
+    if take > 0:
+        items.extend(buffer[start:start + take])
+        iterator.index = start + take
+        iterator.left -= take
+
+
+def _telethon_missing() -> str | None:
+    try:
+        from telethon.requestiter import RequestIter
+    except ImportError:
+        return "telethon.requestiter.RequestIter"
+
+    class Probe(RequestIter):  # type: ignore[misc]  # Telethon has no type hints
+        """Three pages of known items, loaded without I/O."""
+
+        async def _init(self) -> None:
+            self.pages = [[1, 2, 3], [4, 5, 6, 7], [8]]
+
+        async def _load_next_chunk(self) -> bool:
+            self.buffer.extend(self.pages.pop(0))
+            return not self.pages
+
+    async def plain(limit: int | None) -> list[int]:
+        return [item async for item in Probe(None, limit)]
+
+    async def sliced(limit: int | None) -> list[int]:
+        iterator = Probe(None, limit).__aiter__()
+        out: list[int] = []
+        while True:
+            try:
+                out.append(await iterator.__anext__())
+            except StopAsyncIteration:
+                return out
+            take_loaded(iterator, out, len(out) + 2)
+
+    for limit in (None, 5, 1):
+        expected, got = _run(plain(limit)), _run(sliced(limit))
+        if expected != list(range(1, 9))[:limit] or got != expected:
+            return f"RequestIter buffer/index/left (probe, limit {limit}: {got} != {expected})"
+    return None
+
+
+def _run(coroutine: Awaitable[list[int]]) -> list[int]:
+    """Run a coroutine that never suspends (the probe does no I/O) without an event loop."""
+    step = coroutine.__await__()
+    try:
+        step.send(None)
+    except StopIteration as done:
+        result: list[int] = done.value
+        return result
+    step.close()
+    raise RuntimeError("the probe iterator suspended")
+
+
+def _check(library: str, missing: Callable[[], str | None]) -> bool:
+    if _forced_public:
+        log.info("%s: public path (forced)", library)
+        return False
+    try:
+        what = missing()
+    except Exception as err:  # any failure of a self-test means: do not rely on internals
+        what = f"self-test raised {type(err).__name__}: {err}"
+    if what is not None:
+        log.warning("%s: internals missing (%s): using the public path, which is slower",
+                    library, what)
+        return False
+    log.info("%s: fast path in use", library)
+    return True
