@@ -25,7 +25,7 @@ from tgws.sandbox.lazy import TEXTS, LazyHistory
 from tgws.sandbox.media import MEDIA_KINDS, build_action
 from tgws.sandbox.members import ROLES, Member, admin_rights
 from tgws.sandbox.messages import SandboxMessage
-from tgws.sandbox.truth import record
+from tgws.sandbox.truth import Expectation, expected_members, expected_messages, record
 from tgws.sandbox.users import SandboxUser
 
 if TYPE_CHECKING:
@@ -261,6 +261,14 @@ class SandboxChat:
     def truth_members(self) -> list[int]:
         """Current members' user ids, most recent join first (the participants list order)."""
         return [m.user.id for m in self.members_newest_first()]
+
+    def expected_messages(self, mark: int) -> Expectation:
+        """What a history stream started at world.mark() `mark` must/may deliver (truth.py)."""
+        return expected_messages(self, mark)
+
+    def expected_members(self, mark: int) -> Expectation:
+        """What a member listing started at `mark` must/may deliver (truth.py)."""
+        return expected_members(self, mark)
 
     def delete(self, *msg_ids: int, date: int | None = None) -> list[int]:
         """Delete messages (ids already gone are ignored); returns the ids deleted now."""
