@@ -27,6 +27,7 @@ from tgws.sandbox.chats import SandboxChat
 from tgws.sandbox.client import make_sandbox_client, sandbox_client
 from tgws.sandbox.demo import build_demo_world, tick
 from tgws.sandbox.errors import SandboxRpcError
+from tgws.sandbox.hostile import build_hostile_world
 from tgws.sandbox.members import Member
 from tgws.sandbox.messages import SandboxMessage
 from tgws.sandbox.sender import SandboxSender
@@ -42,6 +43,7 @@ __all__ = [
     "SandboxUser",
     "World",
     "build_demo_world",
+    "build_hostile_world",
     "make_sandbox_client",
     "sandbox_client",
     "tick",

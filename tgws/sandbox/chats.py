@@ -201,6 +201,11 @@ class SandboxChat:
         """How many messages exist: what Telegram answers as a history's `count`."""
         return self.top_id - len(self._deleted)
 
+    @property
+    def deleted_ids(self) -> set[int]:
+        """The deleted ids (read-only by convention; use delete() to add)."""
+        return self._deleted_set
+
     def exists(self, msg_id: int) -> bool:
         return 0 < msg_id <= self.top_id and msg_id not in self._deleted_set
 
