@@ -18,6 +18,7 @@ class Call:
     user: SandboxUser | None  # who that key is logged in as
     wire: bool  # answer with serialized bytes where a handler can splice them
     new_key: bytes | None = None  # set by a successful login: the sender installs it
+    dc: int = 2  # the data centre the client's connection reaches (dcs.py)
 
 
 # A handler answers one (unwrapped) request: a TL object, a list (a TL Vector), or, in wire mode

@@ -19,12 +19,17 @@ def make_sandbox_client(world: World, session: Any, api_id: int = 1, api_hash: s
 
     `session` is anything TelegramClient accepts (a Session, a file name, None).
     `wire` overrides World.wire for this client. Other keyword arguments go to TelegramClient
-    (e.g. flood_sleep_threshold=0, receive_updates=False). Downloads and other data centres are
-    not supported: Telethon would build real senders for them.
+    (e.g. flood_sleep_threshold=0, receive_updates=False, connection_retries=2, retry_delay=0).
+    Switching data centres works (Telethon's _switch_dc reuses this sender); downloads from
+    other DCs do not: Telethon would build real senders for them.
     """
     client = TelegramClient(session, api_id, api_hash, **client_kwargs)
+    # The sender reconnects the way Telethon's would, with the client's own settings.
     client._sender = SandboxSender(world, client.session.auth_key,
-                                   auth_key_callback=client._auth_key_callback, wire=wire)
+                                   auth_key_callback=client._auth_key_callback, wire=wire,
+                                   retries=client._connection_retries,
+                                   delay=client._retry_delay,
+                                   auto_reconnect=client._auto_reconnect)
     return client
 
 

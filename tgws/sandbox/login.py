@@ -14,6 +14,10 @@ Phone rules (Telegram's behaviour where the sandbox has a choice):
 - an account with a password answers the right code with SESSION_PASSWORD_NEEDED (401); the
   key may then call account.getPassword and auth.checkPassword, which runs the server side of
   SRP (srp.py) and answers a wrong proof with PASSWORD_HASH_INVALID.
+Data centres (dcs.py): auth.sendCode for a phone whose account lives on another DC answers
+PHONE_MIGRATE_X; a phone without an account gets its code on any DC, and auth.signIn sent to
+a DC other than the phone's answers USER_MIGRATE_X (before consuming the code, so Telethon's
+retry on DC X signs in with the same hash).
 A successful login asks the sender to replace the client's auth key with one bound to the
 account (keys.py); auth.logOut revokes the key in use.
 """
@@ -136,8 +140,12 @@ def _authorize(call: Call, user: SandboxUser) -> Any:
 
 
 def send_code(call: Call, request: Any) -> Any:
-    desk = call.world.login
+    world, desk = call.world, call.world.login
     phone = _phone(request.phone_number, desk)
+    if world.by_phone(phone) is not None:
+        home = world.dcs.of_phone(phone)
+        if home != call.dc:
+            raise SandboxRpcError(303, f"PHONE_MIGRATE_{home}")
     return _sent_code(call, desk.issue_code(phone))
 
 
@@ -156,6 +164,9 @@ def sign_in(call: Call, request: Any) -> Any:
         raise SandboxRpcError(400, "PHONE_CODE_EMPTY")
     if request.phone_code != world.login_code:
         raise SandboxRpcError(400, "PHONE_CODE_INVALID")
+    home = world.dcs.of_phone(phone)
+    if home != call.dc:
+        raise SandboxRpcError(303, f"USER_MIGRATE_{home}")
     user = world.account_for_phone(phone, create=world.accept_any_phone)
     if user is None:
         return types.auth.AuthorizationSignUpRequired(terms_of_service=types.help.TermsOfService(

@@ -3,12 +3,28 @@
 TelegramClient 1.45 touches its `_sender` only through: connect(connection) -> bool,
 disconnect(), is_connected(), _transport_connected(), _keepalive_ping(id), the `disconnected`
 future, send(request | list, ordered=False) -> future | list of futures, the `auth_key` object
-(shared with the session), and `_connection` (set_proxy pokes it). The real sender's other
-duties (DH key exchange, encryption, acks, reconnects) have no counterpart here.
+(shared with the session), and `_connection` (set_proxy pokes it). DH, encryption and acks have
+no counterpart here; connecting, reconnecting and losing answers do, because that is where
+Telegram's faults meet Telethon:
 
-Answers arrive on a later loop iteration (`call_soon`, or `call_later` with World.latency), never
-inside send(): a caller that awaits a request yields to the event loop as it does against
-Telegram, so a long history stream cannot starve the rest of the process.
+- connect(connection) reads the data centre from Telethon's Connection object (dcs.py) and
+  "dials" it as MTProtoSender._connect does: `retries` attempts `delay` seconds apart, then
+  ConnectionError("Connection to Telegram failed N time(s)"). A fresh key is made (the key
+  exchange) when the session has none; that exchange hangs while the world is stalled.
+- every transmitted request gets a Decision from the world's FaultPlan (faults.py): an answer
+  or an RPC error after the plan's latency, or a dropped connection.
+- a dropped connection loses every answer in flight; as MTProtoSender._reconnect does, the
+  sender reconnects in the background and re-sends every request still waiting (each gets a
+  new Decision). If reconnecting fails `retries` times (the world refuses connections), the
+  waiting futures fail with ConnectionError, `disconnected` resolves with it, is_connected()
+  turns False, and later sends raise ConnectionError until connect() is called again.
+- while the world is stalled, answers are held (not lost) until it resumes. _keepalive_ping
+  behaves as Telethon's: a ping still unanswered at the next keep-alive starts a reconnect.
+
+The sender takes `retries`, `delay` and `auto_reconnect` from the client it replaces
+(connection_retries, retry_delay, auto_reconnect), so tgws's settings reach it as they would
+reach Telethon's own sender. Answers arrive on a later loop iteration (`call_soon`, or
+`call_later` with latency), never inside send().
 """
 
 from __future__ import annotations
@@ -17,15 +33,20 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from telethon.crypto import AuthKey
 from telethon.extensions import BinaryReader
+from telethon.helpers import retry_range
+from telethon.tl.functions import InitConnectionRequest, PingRequest
 from telethon.utils import is_list_like
 
 from tgws.sandbox.call import Call
+from tgws.sandbox.dcs import DEFAULT_DC
 from tgws.sandbox.errors import SandboxRpcError
-from tgws.sandbox.rpc import answer
+from tgws.sandbox.faults import EXEMPT, Decision
+from tgws.sandbox.rpc import answer, unwrap
 from tgws.sandbox.wire import encode
 from tgws.sandbox.world import World
 
@@ -34,57 +55,121 @@ log = logging.getLogger("tgws.sandbox")
 AuthKeyCallback = Callable[[Any], Awaitable[None]]
 
 
+@dataclass(slots=True)
+class _Inflight:
+    """One request waiting for its answer."""
+
+    request: Any
+    future: asyncio.Future[Any]
+    decision: Decision | None = None  # None until transmitted on the current connection
+    handle: asyncio.Handle | None = None  # the scheduled arrival
+    held: bool = False  # arrived while the world stalled; delivered on resume
+
+
+def _describe(request: Any) -> tuple[str, bool]:
+    """(the inner request's class name, exempt from random faults)."""
+    name = type(unwrap(request)).__name__
+    wrapped = request
+    while hasattr(wrapped, "query") and not isinstance(wrapped, InitConnectionRequest):
+        wrapped = wrapped.query
+    return name, name in EXEMPT or isinstance(wrapped, InitConnectionRequest)
+
+
 class SandboxSender:
     def __init__(self, world: World, auth_key: Any = None, *,
                  auth_key_callback: AuthKeyCallback | None = None,
-                 wire: bool | None = None) -> None:
+                 wire: bool | None = None, retries: int = 5, delay: float = 1.0,
+                 auto_reconnect: bool = True) -> None:
         self.world = world
         # The same AuthKey object the session holds: replacing its bytes in place after a
         # login is what makes StringSession.save() return the logged-in key.
         self.auth_key: Any = auth_key if auth_key is not None else AuthKey(None)
         self._auth_key_callback = auth_key_callback
         self._wire = wire
+        self._retries = retries
+        self._delay = delay
+        self._auto_reconnect = auto_reconnect
+        self.dc = DEFAULT_DC  # the data centre of the current (or last) connection
         self._connection: Any = None
         self._user_connected = False
+        self._reconnecting = False
+        self._reconnect_task: asyncio.Task[None] | None = None
         self._disconnected_future: asyncio.Future[None] | None = None
-        self._pending: dict[asyncio.Future[Any], asyncio.Handle] = {}
+        self._inflight: dict[asyncio.Future[Any], _Inflight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ping: int | None = None
+        self.reconnects = 0  # successful reconnects after drops (tests read it)
 
     @property
     def wire(self) -> bool:
         """Serialize every answer and parse it back with Telethon (per client, else the world's)."""
         return self.world.wire if self._wire is None else self._wire
 
+    # --- connecting ------------------------------------------------------------------------
+
     async def connect(self, connection: Any) -> bool:
         if self._user_connected:
             return False
         self._connection = connection
-        if not self.auth_key:
-            # What a Diffie-Hellman exchange yields: a random key nobody is logged in with.
-            self.auth_key.key = os.urandom(256)
-            if self._auth_key_callback is not None:
-                await self._auth_key_callback(self.auth_key)
+        await self._dial()
         self._user_connected = True
         self._disconnected_future = asyncio.get_running_loop().create_future()
+        self.world.faults.attach(self)
         return True
+
+    async def _dial(self) -> None:
+        """MTProtoSender._connect: reach the DC (retrying), then make a key if there is none."""
+        faults = self.world.faults
+        for attempt in retry_range(self._retries):
+            dc = self.world.dcs.identify(self._connection)
+            if dc is None or faults.refusing:
+                log.debug("sandbox: connection attempt %d refused", attempt)
+                await asyncio.sleep(self._delay)
+                continue
+            self.dc = dc
+            if not self.auth_key:
+                await faults.until_answering()  # a stalled endpoint never finishes the exchange
+                # What a Diffie-Hellman exchange yields: a random key nobody is logged in with.
+                self.auth_key.key = os.urandom(256)
+                if self._auth_key_callback is not None:
+                    await self._auth_key_callback(self.auth_key)
+            return
+        raise ConnectionError(f"Connection to Telegram failed {self._retries} time(s)")
 
     def is_connected(self) -> bool:
         return self._user_connected
 
     def _transport_connected(self) -> bool:
-        return self._user_connected
+        return self._user_connected and not self._reconnecting
 
     def _keepalive_ping(self, rnd_id: int) -> None:
-        """Nothing to keep alive in-process."""
+        """MTProtoSender's: a ping still unanswered at the next keep-alive means a dead link."""
+        if self._ping is None:
+            self._ping = rnd_id
+            future = self._enqueue(PingRequest(rnd_id))
+            future.add_done_callback(self._pong)
+        else:
+            self._start_reconnect()
+
+    def _pong(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        if getattr(future.result(), "ping_id", None) == self._ping:
+            self._ping = None
 
     async def disconnect(self) -> None:
+        """The user's disconnect: waiting requests are cancelled, as Telethon's are."""
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
         if not self._user_connected:
             return
         self._user_connected = False
-        for future, handle in list(self._pending.items()):
-            handle.cancel()
-            future.cancel()
-        self._pending.clear()
+        self._reconnecting = False
+        self.world.faults.detach(self)
+        for entry in list(self._inflight.values()):
+            self._unschedule(entry)
+            entry.future.cancel()
+        self._inflight.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -99,6 +184,70 @@ class SandboxSender:
             self._disconnected_future.set_result(None)
         return asyncio.shield(self._disconnected_future)
 
+    # --- losing the connection -------------------------------------------------------------
+
+    def drop_connection(self) -> None:
+        """The TCP connection dies: answers in flight are lost; reconnect and re-send."""
+        if not self._user_connected:
+            return
+        for entry in self._inflight.values():
+            self._unschedule(entry)
+        self._start_reconnect()
+
+    def _start_reconnect(self) -> None:
+        if self._user_connected and not self._reconnecting:
+            self._reconnecting = True
+            for entry in self._inflight.values():
+                self._unschedule(entry)
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        try:
+            if not self._auto_reconnect:
+                raise ConnectionError("Connection to Telegram lost (auto_reconnect is off)")
+            await self._dial()
+        except ConnectionError as error:
+            log.info("sandbox: reconnecting failed: %s", error)
+            self._fail(error)
+            return
+        self._reconnecting = False
+        self.reconnects += 1
+        for entry in list(self._inflight.values()):
+            if entry.decision is None:
+                self._transmit(entry)
+
+    def _fail(self, error: Exception) -> None:
+        """MTProtoSender._disconnect(error): waiting requests and `disconnected` fail."""
+        self._user_connected = False
+        self._reconnecting = False
+        self.world.faults.detach(self)
+        for entry in list(self._inflight.values()):
+            self._unschedule(entry)
+            if not entry.future.done():
+                entry.future.set_exception(error)
+        self._inflight.clear()
+        done = self._disconnected_future
+        if done is not None and not done.done():
+            done.set_exception(error)
+            done.add_done_callback(lambda f: f.exception())  # nobody need be listening
+
+    def _unschedule(self, entry: _Inflight) -> None:
+        if entry.handle is not None:
+            entry.handle.cancel()
+        entry.handle = None
+        entry.decision = None
+        entry.held = False
+
+    def release_held(self) -> None:
+        """The world resumed answering: deliver what arrived while it stalled."""
+        loop = asyncio.get_running_loop()
+        for entry in list(self._inflight.values()):
+            if entry.held and entry.decision is not None:
+                entry.held = False
+                entry.handle = loop.call_soon(self._arrive, entry, entry.decision)
+
+    # --- requests --------------------------------------------------------------------------
+
     def send(self, request: Any, ordered: bool = False) -> Any:
         """A future per request, like MTProtoSender; answers keep the order of sending."""
         if not self._user_connected:
@@ -109,20 +258,42 @@ class SandboxSender:
 
     def _enqueue(self, request: Any) -> asyncio.Future[Any]:
         bytes(request)  # MTProtoSender serializes on send: a malformed request fails right here
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        latency = self.world.latency
-        handle: asyncio.Handle = (loop.call_later(latency, self._answer, request, future)
-                                  if latency > 0 else loop.call_soon(self._answer, request, future))
-        self._pending[future] = handle
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry = _Inflight(request, future)
+        self._inflight[future] = entry
+        if not self._reconnecting:  # else it goes out when the connection is back
+            self._transmit(entry)
         return future
 
-    def _answer(self, request: Any, future: asyncio.Future[Any]) -> None:
-        self._pending.pop(future, None)
+    def _transmit(self, entry: _Inflight) -> None:
+        name, exempt = _describe(entry.request)
+        decision = self.world.faults.decide(name, exempt=exempt)
+        entry.decision = decision
+        loop = asyncio.get_running_loop()
+        entry.handle = (loop.call_later(decision.delay, self._arrive, entry, decision)
+                        if decision.delay > 0 else loop.call_soon(self._arrive, entry, decision))
+
+    def _arrive(self, entry: _Inflight, decision: Decision) -> None:
+        entry.handle = None
+        future = entry.future
         if future.done():
+            self._inflight.pop(future, None)
             return
+        if self.world.faults.stalled:
+            entry.held = True
+            return
+        if decision.kind == "drop":
+            self.drop_connection()
+            return
+        self._inflight.pop(future, None)
+        if decision.error is not None:
+            future.set_exception(decision.error.to_telethon(entry.request))
+            return
+        self._answer(entry.request, future)
+
+    def _answer(self, request: Any, future: asyncio.Future[Any]) -> None:
         key = self.auth_key.key or b""
-        call = Call(self.world, key, self.world.user_for_key(key), self.wire)
+        call = Call(self.world, key, self.world.user_for_key(key), self.wire, dc=self.dc)
         try:
             result = answer(call, request)
             if call.wire:
