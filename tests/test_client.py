@@ -339,7 +339,9 @@ async def test_connection_lost_mid_stream_exits_3() -> None:
         await ws.send(p.success(p.CHATS, p.SENDING_CHATS))
         for n in (1, 2):
             await ws.send(item("g", n).decode())
-        await asyncio.sleep(0.1)
+        # The pong proves the client received both items (an abort would drop them if they
+        # were still in a buffer); then the connection drops without a close frame.
+        await (await ws.ping())
         ws.transport.abort()
 
     server, url = await scripted(script)
