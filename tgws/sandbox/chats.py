@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from telethon.tl import types
 
 from tgws.sandbox.derive import derive, mix64, when
+from tgws.sandbox.hooks import PageHooks
 from tgws.sandbox.lazy import TEXTS, LazyHistory
 from tgws.sandbox.media import MEDIA_KINDS, build_action
 from tgws.sandbox.members import ROLES, Member, admin_rights
@@ -36,19 +37,6 @@ DEPARTURE_KINDS = {"left": "leave", "kicked": "kick", "banned": "ban"}
 
 
 @dataclass(frozen=True, slots=True)
-class Served:
-    """One page the sandbox served for a chat, as page hooks see it."""
-
-    kind: str  # "history" or "members"
-    number: int  # 1 for the chat's first page of this kind
-    offset: int  # participants: the request's offset; history: the page's start position
-    ids: tuple[int, ...]  # message ids, or member user ids, in the order served
-
-
-PageHook = Callable[["SandboxChat", Served], None]
-
-
-@dataclass(frozen=True, slots=True)
 class TruthMessage:
     id: int
     date: int
@@ -57,7 +45,7 @@ class TruthMessage:
 
 
 
-class SandboxChat:
+class SandboxChat(PageHooks):
     """Build it through World.megagroup() / World.channel(); every builder call returns data."""
 
     def __init__(self, world: World, *, chat_id: int, access_hash: int, username: str | None,
@@ -75,8 +63,6 @@ class SandboxChat:
         self.creator: SandboxUser | None = None
         self.migrated_to: SandboxChat | None = None  # basic group -> its supergroup
         self.migrated_from: SandboxChat | None = None  # supergroup -> its old basic group
-        self.history_pages_served = 0
-        self.member_pages_served = 0
         self._members: dict[int, Member] = {}
         self._order: list[Member] = []  # ascending (date, seq)
         self._newest: list[Member] | None = None
@@ -87,8 +73,7 @@ class SandboxChat:
         self._deleted: list[int] = []  # sorted
         self._deleted_set: set[int] = set()
         self._edited: dict[int, SandboxMessage] = {}  # edited lazy messages
-        self._history_hooks: list[PageHook] = []
-        self._member_hooks: list[PageHook] = []
+        self._init_hooks()
 
     def __repr__(self) -> str:
         kind = "channel" if self.broadcast else "basic group" if self.basic else "megagroup"
@@ -330,56 +315,6 @@ class SandboxChat:
             fwd_date=values.get("fwd_date"),
             media=shape if shape in ("photo", "document") else None,
             views=values.get("views"), forwards=values.get("forwards"))
-
-    # --- page hooks ------------------------------------------------------------------------
-
-    def on_history_page(self, hook: PageHook) -> None:
-        """Run hook(chat, served) after every messages.getHistory page served for this chat."""
-        self._history_hooks.append(hook)
-
-    def on_member_page(self, hook: PageHook) -> None:
-        """Run hook(chat, served) after every channels.getParticipants page of this chat."""
-        self._member_hooks.append(hook)
-
-    def after_history_pages(self, pages: int, *, delete: Iterable[int] = (),
-                            edit: dict[int, str] | None = None) -> None:
-        """Once `pages` history pages have been served: delete ids, then edit others."""
-        doomed, edits = tuple(delete), dict(edit or {})
-
-        def hook(chat: SandboxChat, served: Served) -> None:
-            if served.number == pages:
-                chat.delete(*doomed)
-                for msg_id, text in edits.items():
-                    chat.edit(msg_id, text)
-        self.on_history_page(hook)
-
-    def after_member_pages(self, pages: int, *, leave: Iterable[SandboxUser] = (),
-                           how: str = "left", join: Iterable[SandboxUser] = ()) -> None:
-        """Once `pages` participant pages have been served: members leave, then others join
-        (dated now, so they list first)."""
-        gone, new = tuple(leave), tuple(join)
-
-        def hook(chat: SandboxChat, served: Served) -> None:
-            if served.number == pages:
-                for user in gone:
-                    chat.leave(user, how=how)
-                for user in new:
-                    newest = chat._order[-1].date if chat._order else chat.date
-                    chat.join(user, date=max(chat.world.now(), newest + 1))
-        self.on_member_page(hook)
-
-    def served(self, kind: str, offset: int, ids: Sequence[int]) -> None:
-        """Count a page the sandbox answered for this chat and run that kind's hooks."""
-        if kind == "history":
-            self.history_pages_served += 1
-            number, hooks = self.history_pages_served, self._history_hooks
-        else:
-            self.member_pages_served += 1
-            number, hooks = self.member_pages_served, self._member_hooks
-        if hooks:
-            info = Served(kind, number, offset, tuple(ids))
-            for hook in list(hooks):
-                hook(self, info)
 
     @property
     def last_date(self) -> int | None:

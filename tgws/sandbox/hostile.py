@@ -23,10 +23,11 @@ hooks change is logged in world.churn_log (truth.py).
 
 from __future__ import annotations
 
-from tgws.sandbox.chats import SandboxChat, Served
+from tgws.sandbox.chats import SandboxChat
 from tgws.sandbox.demo import OWNER_PHONE, build_demo_world
 from tgws.sandbox.demo import tick as demo_tick
 from tgws.sandbox.derive import mix64
+from tgws.sandbox.hooks import Served
 from tgws.sandbox.names import SCRIPT_NAMES, international_user
 from tgws.sandbox.users import SandboxUser
 from tgws.sandbox.world import World
