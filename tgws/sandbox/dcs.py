@@ -108,3 +108,16 @@ class DataCentres:
             self._placed[who.phone] = dc
         else:
             self._placed[f"id:{who.id}"] = dc
+
+
+# Where the hostile world puts the demo's phones, so its logins meet every migration:
+# the owner's and the 2FA account's sendCode answer PHONE_MIGRATE_1 / PHONE_MIGRATE_4, and the
+# banner's example phone (no account yet) signs in through USER_MIGRATE_5.
+HOSTILE_PLACES: dict[str, int] = {"15550000001": 1, "19995550002": 4, "919876543210": 5}
+
+
+def spread_accounts(dcs: DataCentres) -> None:
+    """Make `dcs` a hostile world's map: accounts over all five DCs, the demo's pinned."""
+    dcs.spread = True
+    for digits, dc in HOSTILE_PLACES.items():
+        dcs.place(digits, dc)

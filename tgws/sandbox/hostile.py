@@ -16,6 +16,8 @@ build_hostile_world(seed) starts from build_demo_world(seed) (its three chats, c
   script (users.py).
 - BASIC_TITLE / UPGRADED_GROUP: a basic group with 150 messages upgraded to the megagroup
   UPGRADED_GROUP with 200 more (basic.py): one history in two chats.
+Accounts live on five data centres (dcs.spread_accounts): logging in meets PHONE_MIGRATE /
+USER_MIGRATE. Faults are off until asked for (world.faults; the backend applies [sandbox]).
 The ticker (world.tick()) runs the demo's tick, then posts in the hostile chats, deletes and edits
 in HOLEY_GROUP, and churns CHURN_GROUP's and BIG_GROUP's members. Everything it and the page
 hooks change is logged in world.churn_log (truth.py).
@@ -26,6 +28,7 @@ from __future__ import annotations
 from tgws.sandbox.chats import SandboxChat
 from tgws.sandbox.demo import OWNER_PHONE, build_demo_world
 from tgws.sandbox.demo import tick as demo_tick
+from tgws.sandbox.dcs import spread_accounts
 from tgws.sandbox.derive import mix64
 from tgws.sandbox.hooks import Served
 from tgws.sandbox.names import SCRIPT_NAMES, international_user
@@ -79,6 +82,7 @@ def build_hostile_world(seed: int = 0) -> World:
     _big_group(world, owner, crowd, epoch)
     _upgraded_group(world, owner, crowd, epoch)
     world.ticker = HostileTicker(crowd)
+    spread_accounts(world.dcs)  # accounts on five DCs; the demo's phones migrate (dcs.py)
     return world
 
 
