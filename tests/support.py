@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,18 @@ async def wait_closed(ws: ClientConnection, wait: float = 10.0) -> int | None:
     async with asyncio.timeout(timeout(wait)):
         await ws.wait_closed()
     return ws.close_code
+
+
+async def eventually(check: Callable[[], bool], what: str, wait: float = 10.0) -> None:
+    """Wait until `check()` holds, polling; fail naming `what` after the scaled `wait`.
+
+    For conditions that nothing signals (a counter in the daemon that drops after a timer):
+    the test waits on the condition itself, never for a guessed number of seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout(wait)
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # poll interval
 
 
 async def logged_in(daemon: Daemon, key: str, phone: str = "+919876543210",
