@@ -353,3 +353,26 @@ def test_default_demo_world_has_no_holes_or_churn() -> None:
     assert all(c.count == c.top_id for c in world.chats.values())
     assert not any(c.kind in ("delete", "leave", "kick", "ban") for c in world.churn_log)
     assert world.resolve(HOLEY_GROUP) is None and world.by_phone(OWNER_PHONE) is not None
+
+
+def test_expectations_name_missing_duplicate_unexpected_and_disorder() -> None:
+    world, group, _ = holey_world(False)
+    mark = world.mark()
+    group.delete(5)
+    newcomer = group.post(group.creator, "late")  # id 251
+    expectation = group.expected_messages(mark)
+    assert 5 in expectation.may and 251 in expectation.may and 5 not in expectation.must
+    good = [i for i in group.truth_ids() if i != 251]
+    assert expectation.check(good) == [] and expectation.check([*good, 251]) == []
+    assert expectation.check([*good, 5]) == ["out of order"]  # 5 is allowed, but not there
+    assert expectation.check(sorted([*good, 7])) == ["unexpected 7"]  # gone before the mark
+    assert expectation.check([*good, good[-1]]) == [f"duplicate {good[-1]}"]
+    assert expectation.check(good[1:]) == [f"missing {[good[0]]}"]
+    latest = group.expected_messages(mark, after_id=240)
+    assert latest.must == tuple(i for i in good if i > 240) and latest.may == {newcomer.id}
+    members = group.truth_members()
+    late = world.user("late_member", first_name="Late")
+    joined = group.join(late, date=world.epoch + 10)
+    by_date = group.expected_members(mark, joined_after=joined.date - 1)
+    assert by_date.must == () and by_date.may == {late.id}
+    assert group.expected_members(mark).must == tuple(members)

@@ -44,9 +44,9 @@ class TruthMessage:
     edit_date: int | None
 
 
-
 class SandboxChat(PageHooks):
-    """Build it through World.megagroup() / World.channel(); every builder call returns data."""
+    """Build it through World.megagroup() / channel() / basic_group(); every builder call
+    returns data."""
 
     def __init__(self, world: World, *, chat_id: int, access_hash: int, username: str | None,
                  title: str, broadcast: bool, date: int, about: str) -> None:
@@ -252,13 +252,15 @@ class SandboxChat(PageHooks):
         """Current members' user ids, most recent join first (the participants list order)."""
         return [m.user.id for m in self.members_newest_first()]
 
-    def expected_messages(self, mark: int) -> Expectation:
-        """What a history stream started at world.mark() `mark` must/may deliver (truth.py)."""
-        return expected_messages(self, mark)
+    def expected_messages(self, mark: int, *, after_id: int = 0) -> Expectation:
+        """What a history stream started at world.mark() `mark` must/may deliver (truth.py);
+        `after_id`: only newer ids, as a `latest` stream from that offset."""
+        return expected_messages(self, mark, after_id=after_id)
 
-    def expected_members(self, mark: int) -> Expectation:
-        """What a member listing started at `mark` must/may deliver (truth.py)."""
-        return expected_members(self, mark)
+    def expected_members(self, mark: int, *, joined_after: int | None = None) -> Expectation:
+        """What a member listing started at `mark` must/may deliver (truth.py);
+        `joined_after`: only members who joined later than that date."""
+        return expected_members(self, mark, joined_after=joined_after)
 
     def delete(self, *msg_ids: int, date: int | None = None) -> list[int]:
         """Delete messages (ids already gone are ignored); returns the ids deleted now."""

@@ -87,7 +87,8 @@ def churn_since(chat: SandboxChat, mark: int) -> list[Churn]:
     return [c for c in chat.world.churn_log[mark:] if c.chat_id == chat.id]
 
 
-def expected_messages(chat: SandboxChat, mark: int) -> Expectation:
+def expected_messages(chat: SandboxChat, mark: int, *, after_id: int = 0) -> Expectation:
+    """`after_id`: only ids above it (a `latest` stream resuming after its offset)."""
     posted: set[int] = set()
     changed: set[int] = set()
     for churn in churn_since(chat, mark):
@@ -96,12 +97,17 @@ def expected_messages(chat: SandboxChat, mark: int) -> Expectation:
             changed.update(churn.msg_ids)
         elif churn.kind == "delete":
             changed.update(churn.msg_ids)
-    must = tuple(i for i in chat.truth_ids() if i not in posted)
-    return Expectation(must, frozenset(changed))
+    must = tuple(i for i in chat.truth_ids() if i > after_id and i not in posted)
+    return Expectation(must, frozenset(i for i in changed if i > after_id))
 
 
-def expected_members(chat: SandboxChat, mark: int) -> Expectation:
+def expected_members(chat: SandboxChat, mark: int, *, joined_after: int | None = None
+                     ) -> Expectation:
+    """`joined_after`: only members whose join date is later (a `latest` listing). A member who
+    churned since the mark is in `may` whatever its date."""
     churned = {c.user_id for c in churn_since(chat, mark)
                if c.kind in MEMBERSHIP and c.user_id is not None}
-    must = tuple(u for u in chat.truth_members() if u not in churned)
+    members = chat.members_newest_first()
+    must = tuple(m.user.id for m in members if m.user.id not in churned
+                 and (joined_after is None or m.date > joined_after))
     return Expectation(must, frozenset(churned))
