@@ -5,7 +5,8 @@ build_hostile_world(seed) starts from build_demo_world(seed) (its three chats, c
 - HOLEY_GROUP: a megagroup whose 3,000-message history has holes: single deleted ids, whole
   deleted ranges (one across a page boundary), id 1 and the newest id deleted, a few edits; so
   its `count` is not its top id. While a history stream runs, every third page served deletes
-  three ids just below that page and edits one below them (the next pages skip and show them).
+  two ids on each side of that page and edits one beyond each edge (whichever way a stream
+  pages, the next pages skip the deleted and show the edited).
 - HOLEY_CHANNEL: a broadcast channel of 800 posts with holes (deleted ranges and singles).
 - CHURN_GROUP: a megagroup of 400 members named in Cyrillic, Arabic, CJK, Greek, Latin and
   emoji, with deleted accounts. While a participants listing runs, after every page served one
@@ -26,9 +27,9 @@ hooks change is logged in world.churn_log (truth.py).
 from __future__ import annotations
 
 from tgws.sandbox.chats import SandboxChat
+from tgws.sandbox.dcs import spread_accounts
 from tgws.sandbox.demo import OWNER_PHONE, build_demo_world
 from tgws.sandbox.demo import tick as demo_tick
-from tgws.sandbox.dcs import spread_accounts
 from tgws.sandbox.derive import mix64
 from tgws.sandbox.hooks import Served
 from tgws.sandbox.names import SCRIPT_NAMES, international_user
@@ -127,20 +128,21 @@ def _holey_group(world: World, owner: SandboxUser, crowd: _Crowd, epoch: int) ->
         msg_id = 2 + mix64(h + 1000 + i) % (top - 2)
         if group.exists(msg_id):
             group.edit(msg_id, f"(edited) {_LINES[i % len(_LINES)]}", date=epoch + i)
-    group.on_history_page(_delete_below_page)
+    group.on_history_page(_delete_around_page)
 
 
-def _delete_below_page(chat: SandboxChat, served: Served) -> None:
-    """Every third page served: delete three ids just below it, edit one below those."""
+def _delete_around_page(chat: SandboxChat, served: Served) -> None:
+    """Every third page served: delete two ids on each side of it and edit one ten ids beyond
+    each edge, so a stream meets the change ahead of it whichever way it pages."""
     if served.number % 3 or not served.ids:
         return
-    low = min(served.ids)
-    doomed = [i for i in range(low - 4, low - 1) if chat.exists(i)]
+    low, high = min(served.ids), max(served.ids)
+    doomed = [i for i in (low - 3, low - 2, high + 2, high + 3) if chat.exists(i)]
     if doomed:
         chat.delete(*doomed)
-    target = low - 10
-    if chat.exists(target):
-        chat.edit(target, f"edited while page {served.number} was read")
+    for target in (low - 10, high + 10):
+        if chat.exists(target):
+            chat.edit(target, f"edited while page {served.number} was read")
 
 
 def _holey_channel(world: World, owner: SandboxUser, epoch: int) -> None:
