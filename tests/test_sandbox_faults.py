@@ -13,9 +13,15 @@ from telethon import TelegramClient, errors, functions
 from telethon.sessions import StringSession
 
 from tests.support import timeout
+from tgws.backends import build_world
+from tgws.config import SANDBOX_FAULT_KINDS, SandboxConfig
+from tgws.config import load as load_config
+from tgws.errors import ConfigError
 from tgws.sandbox import SandboxSender, World, build_demo_world, sandbox_client
+from tgws.sandbox.banner import demo_banner
 from tgws.sandbox.demo import GROUP_1, GROUP_1_MESSAGES, OWNER_PHONE
 from tgws.sandbox.faults import KINDS, FaultPlan
+from tgws.sandbox.hostile import HOLEY_GROUP
 
 
 @pytest.fixture(params=[False, True], ids=["objects", "wire"])
@@ -85,6 +91,7 @@ async def outcomes(world: World, calls: int) -> list[str]:
     seen: list[str] = []
     async with client_for(world, request_retries=0, connection_retries=1,
                           retry_delay=0) as client:
+        world.faults.set(rate=0.4, kinds=("flood", "drop"), methods=["GetState"])
         for _ in range(calls):
             fired = len(world.faults.log)
             try:
@@ -106,7 +113,6 @@ async def test_same_seed_gives_the_same_fault_sequence() -> None:
     def hostile(seed: int) -> World:
         world = demo(False, seed=1)
         world.faults.seed = seed
-        world.faults.set(rate=0.4, kinds=("flood", "drop"), methods=["GetState"])
         return world
 
     first = await outcomes(hostile(7), 60)
@@ -249,8 +255,9 @@ async def test_an_endpoint_that_goes_down_fails_waiting_calls_with_connection_er
     world = demo(False)
     world.latency = 0.01
     async with client_for(world, connection_retries=2, retry_delay=0) as client:
+        before = world.faults.calls
         call = asyncio.ensure_future(client(get_state()))
-        await until(lambda: world.faults.calls > 0)
+        await until(lambda: world.faults.calls > before)  # sent, its answer not yet in
         world.faults.refuse()
         with pytest.raises(ConnectionError):
             await call
@@ -336,3 +343,63 @@ async def test_latency_and_jitter_delay_every_answer() -> None:
         for _ in range(3):
             await client(get_state())
         assert time.monotonic() - started >= 3 * 0.02 * 0.9
+
+
+# --- [sandbox] config, the backend's world and the demo banner ---------------------------------
+
+def test_config_builds_the_calm_or_the_hostile_world() -> None:
+    calm = build_world(SandboxConfig())
+    assert calm.faults.quiet and calm.latency == 0 and not calm.dcs.spread
+    assert calm.resolve(HOLEY_GROUP) is None
+    hostile = build_world(SandboxConfig(hostile=True, seed=3, fault_rate=0.1,
+                                        fault_kinds="drop, flood", flood_wait=4, latency=0.05))
+    assert (hostile.faults.rate, hostile.faults.kinds, hostile.faults.flood_wait) == (
+        0.1, ("drop", "flood"), 4)
+    assert hostile.faults.seed == 3 and hostile.latency == 0.05 and hostile.dcs.spread
+    assert hostile.resolve(HOLEY_GROUP) is not None and hostile.resolve(GROUP_1) is not None
+    # The fault knobs are the hostile world's: a calm world ignores them (latency aside).
+    ignored = build_world(SandboxConfig(fault_rate=0.5, latency=0.01))
+    assert ignored.faults.rate == 0 and ignored.latency == 0.01
+    assert SANDBOX_FAULT_KINDS == KINDS
+
+
+def test_config_refuses_unknown_fault_kinds_and_rates() -> None:
+    with pytest.raises(ConfigError, match=r"sandbox\.fault_kinds"):
+        load_config(None, environ={}, overrides={"sandbox.fault_kinds": "internal,meteor"})
+    with pytest.raises(ConfigError, match=r"sandbox\.fault_rate"):
+        load_config(None, environ={}, overrides={"sandbox.fault_rate": 2.0})
+    loaded = load_config(None, environ={}, overrides={"sandbox.hostile": True})
+    assert loaded.sandbox.hostile and loaded.sandbox.fault_rate == 0.05
+
+
+CALM_BANNER = """\
+tgws demo: the sandbox Telegram, no account needed.
+
+  websocket  ws://h/ws
+  api key    K
+  login      any phone (e.g. +919876543210), code 12345;
+             +19995550002 also needs the 2FA password hunter2
+  groups     testgroup00001 (250 members, 1000 messages), testgroup00002 (40, 120)
+  channel    UnderWorld4444 (300 posts)
+  the world  one new message per chat every 2.0 s, a new member every 5th tick
+
+  try:  tgws client --url ws://h/ws --api-key K login --phone +919876543210
+        tgws client --url ws://h/ws --api-key K users testgroup00001
+Ctrl-C stops."""
+
+
+def test_the_banner_says_what_is_hostile() -> None:
+    calm = demo_banner(build_world(SandboxConfig()), url="ws://h/ws", key="K", tick=2.0,
+                       hostile=False)
+    assert calm == CALM_BANNER
+    world = build_world(SandboxConfig(hostile=True, fault_rate=0.02, fault_kinds="drop",
+                                      latency=0.05))
+    text = demo_banner(world, url="ws://h/ws", key="K", tick=2.0, hostile=True)
+    assert "2% of calls (seed 0): drop" in text
+    assert "0.05 s before every answer" in text
+    assert "+19995550002 on DC 4 (sendCode answers PHONE_MIGRATE_4)" in text
+    assert "+919876543210 on DC 5 (signIn answers USER_MIGRATE_5)" in text
+    for name in (HOLEY_GROUP, GROUP_1):
+        assert name in text
+    world.faults.set(rate=0)
+    assert "faults     none" in demo_banner(world, url="u", key="k", tick=1, hostile=True)

@@ -4,6 +4,8 @@
 the MTProto server named in [telegram.server].
 `sandbox`: the same unmodified TelegramClient with the in-process sandbox Telegram below
 it (tgws.sandbox), holding the fixed demo world; [sandbox] tick makes that world live.
+[sandbox] hostile = true holds the hostile world instead (docs/sandbox.md), with the fault
+plan the [sandbox] fault keys describe.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 from typing import Any
 
-from tgws.config import Config
+from tgws.config import Config, SandboxConfig
 from tgws.telegram_clients import ClientFactory, client_options, telegram_client_factory
 
 log = logging.getLogger("tgws.backends")
@@ -31,14 +33,13 @@ class TelegramBackend:
 
 
 class SandboxBackend:
-    """The demo world behind unmodified Telethon clients, ticking when asked to."""
+    """The demo (or hostile) world behind unmodified Telethon clients, ticking when asked to."""
 
     def __init__(self, config: Config) -> None:
-        from tgws.sandbox import build_demo_world, make_sandbox_client
+        from tgws.sandbox import make_sandbox_client
 
         self.config = config
-        self.world = build_demo_world(seed=config.sandbox.seed)
-        self.world.wire = config.sandbox.wire
+        self.world = build_world(config.sandbox)
         options = client_options(config.telegram)
         world = self.world
 
@@ -62,6 +63,21 @@ class SandboxBackend:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+
+
+def build_world(settings: SandboxConfig) -> Any:
+    """The sandbox World [sandbox] describes: the calm demo world, or the hostile one with its
+    fault plan switched on (faults are data: the world code never asks whether it is hostile)."""
+    from tgws.sandbox import build_demo_world, build_hostile_world
+
+    world = (build_hostile_world(settings.seed) if settings.hostile
+             else build_demo_world(seed=settings.seed))
+    world.wire = settings.wire
+    world.latency = settings.latency
+    if settings.hostile:
+        world.faults.set(rate=settings.fault_rate, kinds=settings.fault_kinds,
+                         flood_wait=settings.flood_wait)
+    return world
 
 
 def build_backend(config: Config) -> TelegramBackend | SandboxBackend:

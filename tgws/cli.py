@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tick", type=float, default=2.0, metavar="SECONDS",
                       help="every tick new messages land (and every 5th a member joins); "
                            "0 stops the world (default 2)")
+    demo.add_argument("--hostile", action="store_true",
+                      help="serve the hostile world: holes, churn, five DCs, faults "
+                           "(sandbox.hostile; docs/sandbox.md)")
+    demo.add_argument("--seed", type=int, metavar="N",
+                      help="seed of the world and its faults (sandbox.seed, default 0)")
 
     client = sub.add_parser("client", help="command-line client for any tgws server")
     from tgws.client import add_arguments as add_client_arguments
@@ -125,10 +130,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from tgws.daemon import Daemon, setup_logging
+    from tgws.sandbox.banner import demo_banner
 
     with tempfile.TemporaryDirectory(prefix="tgws-demo-") as tmp:
         db = args.db or os.path.join(tmp, "tgws.db")
-        extra = {"telegram.backend": "sandbox", "sandbox.tick": args.tick, "store.path": db}
+        extra = {"telegram.backend": "sandbox", "sandbox.tick": args.tick, "store.path": db,
+                 "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None}
         if args.port is None and not args.config:
             extra["server.port"] = 8000
         config = load_config(args, **extra)
@@ -138,26 +145,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         def announce(daemon: Daemon) -> None:
             host = config.server.host
             url = f"ws://{host}:{daemon.port}{config.server.path}"
-            print(DEMO_BANNER.format(url=url, key=key, tick=args.tick), flush=True)
+            print(demo_banner(daemon.backend.world, url=url, key=key, tick=args.tick,
+                              hostile=config.sandbox.hostile), flush=True)
 
         daemon = Daemon(config, on_ready=announce)
         return asyncio.run(daemon.run())
-
-
-DEMO_BANNER = """\
-tgws demo: the sandbox Telegram, no account needed.
-
-  websocket  {url}
-  api key    {key}
-  login      any phone (e.g. +919876543210), code 12345;
-             +19995550002 also needs the 2FA password hunter2
-  groups     testgroup00001 (250 members, 1000 messages), testgroup00002 (40, 120)
-  channel    UnderWorld4444 (300 posts)
-  the world  one new message per chat every {tick} s, a new member every 5th tick
-
-  try:  tgws client --url {url} --api-key {key} login --phone +919876543210
-        tgws client --url {url} --api-key {key} users testgroup00001
-Ctrl-C stops."""
 
 
 async def _create_demo_key(db: str) -> str:

@@ -28,6 +28,8 @@ from tgws.errors import ConfigError
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CONNECTIONS = ("full", "intermediate", "abridged")
 BACKENDS = ("telegram", "sandbox")
+# tgws.sandbox.faults.KINDS, repeated so config stays free of Telethon (a test keeps them equal).
+SANDBOX_FAULT_KINDS = ("internal", "rpc_call_fail", "timeout", "flood", "drop")
 
 
 def default_db_path(environ: Mapping[str, str] | None = None) -> str:
@@ -168,9 +170,21 @@ class SandboxConfig:
     seed: int = 0
     tick: float = 0.0
     wire: bool = False
+    # The hostile world (docs/sandbox.md); the fault knobs apply only when hostile is true.
+    hostile: bool = False
+    fault_rate: float = 0.05
+    fault_kinds: str = "internal,rpc_call_fail,timeout,flood,drop"
+    flood_wait: int = 1
+    latency: float = 0.0
 
     def validate(self) -> None:
         _require(self.tick >= 0, "sandbox.tick", "seconds >= 0 (0 = the world stands still)")
+        _require(0 <= self.fault_rate <= 1, "sandbox.fault_rate", "a fraction from 0 to 1")
+        kinds = [kind.strip() for kind in self.fault_kinds.split(",") if kind.strip()]
+        _require(all(kind in SANDBOX_FAULT_KINDS for kind in kinds), "sandbox.fault_kinds",
+                 f"a comma-separated list of {', '.join(SANDBOX_FAULT_KINDS)}")
+        _require(self.flood_wait >= 0, "sandbox.flood_wait", "seconds >= 0")
+        _require(self.latency >= 0, "sandbox.latency", "seconds >= 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ calls of one method after `after` of them pass. They are how a test puts a fault
 where it wants one ("drop the 4th GetHistory").
 
 Requests exempt from random faults (`EXEMPT`): keep-alive pings, and the initConnection that
-Telethon's connect() sends outside its retry loop. They still wait out latency and stalls.
+Telethon's connect() sends outside its retry loop. They take no call number, still wait out
+latency and stalls, and meet only faults scripted for them by name.
 """
 
 from __future__ import annotations
@@ -216,9 +217,14 @@ class FaultPlan:
         return self._random_kind(index, method, method in EXEMPT)
 
     def decide(self, method: str, *, exempt: bool = False) -> Decision:
-        """The fate of the next call (the sender calls this once per transmitted request)."""
-        index = self.calls
-        self.calls += 1
+        """The fate of the next call (the sender calls this once per transmitted request).
+        Exempt calls take no number (index -1), so timers (keep-alive pings) cannot shift
+        the sequence the other calls meet."""
+        if exempt:
+            index = -1
+        else:
+            index = self.calls
+            self.calls += 1
         delay = self.latency
         if self.jitter > 0:
             delay += self.jitter * self._unit(index, "jitter")
