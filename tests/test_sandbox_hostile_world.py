@@ -376,3 +376,34 @@ def test_expectations_name_missing_duplicate_unexpected_and_disorder() -> None:
     by_date = group.expected_members(mark, joined_after=joined.date - 1)
     assert by_date.must == () and by_date.may == {late.id}
     assert group.expected_members(mark).must == tuple(members)
+
+
+async def test_deletions_ahead_of_an_upward_stream_are_skipped_too(wire: bool) -> None:
+    world, group, reader = holey_world(wire)
+    # reverse=True pages upwards from id 1: page 1 is 2..~103; then ids ahead of it go away.
+    group.after_history_pages(1, delete=[120, 121, 3], edit={130: "changed"})
+    mark = world.mark()
+    async with as_user(world, reader, wire) as client:
+        messages = [m async for m in client.iter_messages("holes", reverse=True, wait_time=0)]
+    delivered = [m.id for m in messages]
+    assert 3 in delivered and not {120, 121} & set(delivered)
+    assert next(m for m in messages if m.id == 130).message == "changed"
+    assert group.expected_messages(mark).check(delivered) == []
+
+
+async def test_what_the_hostile_ticker_changes_reaches_telethon() -> None:
+    world = build_hostile_world(seed=4)
+    world.clock = lambda: float(world.epoch + 7200)
+    group = hostile_chat(world, HOLEY_GROUP)
+    mark = world.mark()
+    for _ in range(6):
+        world.tick()
+    changes = [c for c in world.churn_log[mark:] if c.chat_id == group.id]
+    deleted = [i for c in changes if c.kind == "delete" for i in c.msg_ids]
+    edited = {c.msg_ids[0]: c.text for c in changes if c.kind == "edit"}
+    assert len(deleted) == 3 and len(edited) == 2
+    async with as_user(world, reader_of(world)) as client:
+        by_id = await client.get_messages(HOLEY_GROUP, ids=[*deleted, *edited])
+    assert by_id[: len(deleted)] == [None] * len(deleted)
+    assert [m and m.message for m in by_id[len(deleted):]] == [
+        edited[i] if group.exists(i) else None for i in edited]
