@@ -183,11 +183,17 @@ async def test_banned_members_are_listed_as_kicked_for_admins_only(wire: bool) -
     async with as_user(world, owner, wire) as client:
         kicked = [u async for u in client.iter_participants(
             "churning", filter=types.ChannelParticipantsKicked)]
+        single = await client(functions.channels.GetParticipantRequest(
+            "churning", await client.get_input_entity(victim.id)))
     assert [u.id for u in kicked] == [victim.id]
     assert isinstance(kicked[0].participant, types.ChannelParticipantBanned)
+    assert isinstance(single.participant, types.ChannelParticipantBanned)
     async with as_user(world, reader, wire) as client:
         with pytest.raises(errors.ChatAdminRequiredError):
             await client.get_participants("churning", filter=types.ChannelParticipantsKicked)
+        with pytest.raises(errors.UserNotParticipantError):
+            await client(functions.channels.GetParticipantRequest(
+                "churning", types.InputUser(victim.id, victim.access_hash)))
 
 
 async def test_the_hostile_churn_group_loses_members_to_telethons_offset_paging() -> None:

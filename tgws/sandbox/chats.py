@@ -135,6 +135,10 @@ class SandboxChat(PageHooks):
     def is_banned(self, user_id: int) -> bool:
         return user_id in self._banned
 
+    def banned(self, user_id: int) -> Member | None:
+        """The ban record (dated by the ban) of a banned user."""
+        return self._banned.get(user_id)
+
     def banned_newest_first(self) -> list[Member]:
         """The ban list (each entry dated by its ban), most recent first."""
         return sorted(self._banned.values(), key=lambda m: (m.date, m.seq), reverse=True)

@@ -255,6 +255,8 @@ def get_participant(call: Call, request: Any) -> Any:
     chat = channel_of(call.world, request.channel)
     user = _user_of(call, request.participant)
     member = chat.member(user)
+    if member is None and user is not None and chat.is_admin(call.user):
+        member = chat.banned(user.id)  # admins see a ban as ChannelParticipantBanned
     if member is None or user is None:
         raise SandboxRpcError(400, "USER_NOT_PARTICIPANT")
     if chat.broadcast and user is not call.user and not chat.is_admin(call.user):
