@@ -140,13 +140,6 @@ async def test_loose_wal_side_files_are_tightened_on_open(store: Store, db_path:
         await reopened.close()
 
 
-async def test_existing_file_mode_is_left_to_the_operator(db_path: Path) -> None:
-    make_file(db_path, 0o640)
-    opened = await Store.open(db_path)
-    await opened.close()
-    assert file_mode(db_path) == 0o640
-
-
 async def test_open_sets_wal_and_the_connection_pragmas(store: Store, db_path: Path) -> None:
     db = store._conn()
     pragmas = {}
@@ -389,7 +382,8 @@ async def test_delete_session_clears_entities_but_keeps_offsets(store: Store) ->
     assert await store.get_offset(key_id, "chats", 5) == Offset(100)
 
 
-async def test_revoke_deletes_session_entities_and_offsets(store: Store) -> None:
+async def test_revoke_hides_the_session_until_log_out_and_deletes_entities_and_offsets(
+        store: Store) -> None:
     _, key_id = await new_key(store)
     await store.save_session(key_id, "1AAAA", 111)
     await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
@@ -397,6 +391,12 @@ async def test_revoke_deletes_session_entities_and_offsets(store: Store) -> None
     await store.revoke_api_key("bot")
     assert await store.load_session(key_id) is None
     assert await store.lookup_entity(key_id, "grp") is None
+    assert await store.has_session(key_id) is False
+    # Kept for the daemon's revocation sweep, which logs it out at Telegram and deletes it.
+    assert await store.sessions_to_log_out() == [key_id]
+    assert await store.load_session(key_id, revoked=True) == "1AAAA"
+    await store.delete_session(key_id)
+    assert await store.sessions_to_log_out() == []
     assert await store.get_offset(key_id, "chats", 5) is None
     # Late writers (a stream still finishing) cannot bring anything back.
     await store.commit_offset(key_id, "chats", 5, Offset(200))

@@ -1,8 +1,8 @@
 """The database file on disk: created private (0600) before sqlite touches it.
 
 sqlite would create the file with 0644 under the usual umask, and the store holds Telegram
-sessions (secrets): the file is created by us, exclusively, with mode 0600, and any -wal or
--shm side file looser than it is tightened when the store opens.
+sessions (secrets): the file is created by us, exclusively, with mode 0600, and when the store
+opens, the file and its -wal and -shm are brought back to 0600 if something left them looser.
 """
 
 from __future__ import annotations
@@ -49,22 +49,36 @@ def prepare_path(path: str) -> None:
         raise StoreError(f"cannot create store {path}: {exc.strerror or exc}") from exc
 
 
-def tighten_side_files(path: str) -> None:
-    """Give -wal and -shm no more permission bits than the database file itself.
+def tighten_files(path: str) -> list[tuple[str, int]]:
+    """Take away every permission bit beyond 0600 from the database and its -wal and -shm.
 
-    sqlite already creates them with the main file's mode; this is a second line of defence
-    against side files left behind looser (by a copy, an older tool, a different umask).
-    Best effort: a side file owned by another user cannot be changed and is left alone.
+    A database created by an older tgws, copied with ``cp``, or restored from a backup may be
+    0644: readable by every local user, and it holds Telegram sessions. Returns the files
+    changed with their old modes, for the caller to log. A file owned by another user cannot
+    be changed: that is an error for the database itself (we would keep serving secrets from
+    a file others can read) and skipped for the side files (sqlite recreates them from the
+    main file's mode).
     """
-    try:
-        allowed = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return
-    for suffix in ("-wal", "-shm"):
-        side = path + suffix
+    changed: list[tuple[str, int]] = []
+    for suffix in ("", "-wal", "-shm"):
+        name = path + suffix
         try:
-            mode = stat.S_IMODE(os.stat(side).st_mode)
-            if mode & ~allowed:
-                os.chmod(side, mode & allowed)
-        except OSError:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
             continue
+        except OSError as exc:
+            if not suffix:
+                raise StoreError(f"cannot stat store {name}: {exc.strerror or exc}") from exc
+            continue
+        if not mode & ~DB_FILE_MODE:
+            continue
+        try:
+            os.chmod(name, mode & DB_FILE_MODE)
+        except OSError as exc:
+            if not suffix:
+                raise StoreError(
+                    f"store {name} has mode {mode:04o} and cannot be made private (0600): "
+                    f"{exc.strerror or exc}") from exc
+            continue
+        changed.append((name, mode))
+    return changed

@@ -26,11 +26,14 @@ Timestamps
     Stored as INTEGER unix seconds (UTC by definition), the same unit the ``users`` offsets use
     for join dates; returned to Python as timezone-aware UTC datetimes.
 
-File permissions
+File permissions and secrets at rest
     The database holds Telegram session strings (full account access), so a new database file
     is created with mode 0600 before sqlite opens it; sqlite gives its ``-wal`` and ``-shm``
-    files the main file's permissions, and :meth:`Store.open` tightens them again in case they
-    were left looser by something else. The parent directory must already exist.
+    files the main file's permissions, and :meth:`Store.open` brings all three back to 0600
+    (logging a warning) when something left them looser. The parent directory must already
+    exist. ``secure_delete`` zeroes deleted rows, and deleting or resealing a session truncates
+    the WAL, so no old copy lingers. With a keyring ([store] secret_key_file) sessions are
+    sealed (tgws.sealing) before they reach sqlite.
 
 Migrations
     Forward-only, one small function per schema version, recorded in ``PRAGMA user_version``.
@@ -44,10 +47,11 @@ API keys
     Names are 1-64 characters of ``[A-Za-z0-9_.-]`` and unique without regard to case
     ("Bot" and "bot" are one name), so an operator cannot create two keys that look alike.
     Revoking a key keeps its row as a tombstone (``revoked_at`` set): its name is never reused
-    and its hash can never match again. In the same transaction revocation deletes everything
-    the key could reach the account with or had learned: its Telegram session, its entity cache
-    and its offsets. The plaintext key exists only in the return value of
-    :meth:`Store.create_api_key`; the store keeps its SHA-256 (see :mod:`tgws.auth`).
+    and its hash can never match again. In the same transaction revocation deletes what the
+    key had learned (entity cache, offsets); its Telegram session stays, out of the key's
+    reach, until the daemon has logged it out at Telegram and deleted it. The plaintext key
+    exists only in the return value of :meth:`Store.create_api_key`; the store keeps its
+    SHA-256 (see :mod:`tgws.auth`).
 """
 
 from __future__ import annotations
@@ -69,9 +73,12 @@ from typing import Any, Final, Self
 import aiosqlite
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
-from tgws.dbfile import prepare_path, tighten_side_files
+from tgws.dbfile import prepare_path, tighten_files
 from tgws.errors import StoreError
 from tgws.schema import SCHEMA_VERSION, migrate, rollback_quietly
+from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
+
+log = logging.getLogger("tgws.store")
 
 # aiosqlite logs every statement with its parameters at DEBUG, and those parameters include
 # Telegram session strings: that logger never goes below WARNING, whatever [log] says.
@@ -84,6 +91,7 @@ __all__ = [
     "ApiKeyRecord",
     "EntityRecord",
     "Offset",
+    "SessionUnreadable",
     "Store",
     "valid_api_key_name",
 ]
@@ -256,10 +264,16 @@ class Store:
     """
 
     def __init__(
-        self, db: aiosqlite.Connection, path: str, version: int, clock: Callable[[], float]
+        self,
+        db: aiosqlite.Connection,
+        path: str,
+        version: int,
+        clock: Callable[[], float],
+        keyring: Keyring | None = None,
     ) -> None:
         """Internal: use :meth:`open`."""
         self._db: aiosqlite.Connection | None = db
+        self._keyring = keyring
         self._path = path
         self._version = version
         self._clock = clock
@@ -273,17 +287,26 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        keyring: Keyring | None = None,
     ) -> Store:
         """Open (creating if needed, mode 0600) and migrate the database at ``path``.
 
-        ``clock`` returns unix seconds; tests pass a fake one. Raises StoreError when the parent
-        directory is missing, the file is not a usable sqlite database, WAL cannot be enabled
-        (e.g. on a network filesystem), or the schema is newer than this code.
+        ``clock`` returns unix seconds; tests pass a fake one. With ``keyring`` (from
+        [store] secret_key_file) sessions are sealed at rest, and any session not yet sealed
+        with its first key is sealed now. Raises StoreError when the parent directory is
+        missing, the file is not a usable sqlite database, WAL cannot be enabled (e.g. on a
+        network filesystem), or the schema is newer than this code.
         """
         path = os.fspath(path)
         # A few stat() calls, once at startup: not worth a thread hop.
         prepare_path(path)
+        for name, mode in tighten_files(path):
+            log.warning("store file %s had mode %04o; made it 0600 (it holds Telegram "
+                        "sessions)", name, mode)
 
         try:
             db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -303,14 +326,22 @@ class Store:
                 # lose the last commits but never corrupts the database.
                 await db.execute("PRAGMA synchronous = NORMAL")
                 await db.execute("PRAGMA foreign_keys = ON")
+                # Deleted rows (sessions of logged-out or revoked keys) are overwritten with
+                # zeros, not left readable in free pages until sqlite reuses them.
+                await db.execute("PRAGMA secure_delete = ON")
                 # The offset merge needs sqlite's JSON functions; fail at startup, not mid-stream.
                 await db.execute_fetchall("SELECT json_group_array(value) FROM json_each('[1]')")
-                tighten_side_files(path)
                 version = await migrate(db, path)
         except BaseException:
             await db.close()
             raise
-        return cls(db, path, version, clock)
+        store = cls(db, path, version, clock, keyring)
+        try:
+            await store._check_sessions_at_rest()
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
         """Close the connection (waiting for a running transaction). Idempotent."""
@@ -502,10 +533,12 @@ class Store:
     async def revoke_api_key(self, name: str) -> bool:
         """Revoke the active key ``name``; False if there is none (unknown or already revoked).
 
-        One transaction: the key's row gets ``revoked_at`` and stays as a tombstone; its
-        Telegram session, entity cache and offsets are deleted, so nothing of a revoked key can
-        reach the account again. (The daemon should also log the live Telegram client out and
-        close the key's connections; see :meth:`api_key_active`.)
+        One transaction: the key's row gets ``revoked_at`` and stays as a tombstone; its entity
+        cache and offsets are deleted. Its Telegram session is kept, unusable by the key (every
+        session read and write checks ``revoked_at``), until the daemon's revocation sweep has
+        sent auth.LogOut with it and deleted it (:meth:`sessions_to_log_out`): deleting it here
+        would leave the authorization alive at Telegram with nobody able to end it, and a copy
+        of the session (a backup, another host) would keep working.
         """
         async with self.transaction():
             db = self._conn()
@@ -520,7 +553,7 @@ class Store:
             await db.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ?", (self._now(), key_id)
             )
-            for table in ("tg_sessions", "entities", "offsets"):
+            for table in ("entities", "offsets"):
                 await db.execute(f"DELETE FROM {table} WHERE api_key_id = ?", (key_id,))
         return True
 
@@ -573,27 +606,36 @@ class Store:
 
     # -- Telegram sessions ----------------------------------------------------------------
 
-    async def load_session(self, api_key_id: int) -> str | None:
-        """The key's Telethon StringSession string, or None if it has not logged in."""
+    async def load_session(self, api_key_id: int, *, revoked: bool = False) -> str | None:
+        """The key's Telethon StringSession string, or None if it has not logged in.
+
+        A revoked key has no session, unless ``revoked`` is set: the revocation sweep reads
+        the session that waits to be logged out at Telegram (see :meth:`revoke_api_key`).
+        Raises :class:`SessionUnreadable` (a StoreError) for a session sealed with a key
+        this store was not given.
+        """
+        sql = "SELECT s.session FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id " \
+              "WHERE s.api_key_id = ?"
+        if not revoked:
+            sql += " AND k.revoked_at IS NULL"
         async with self._locked("loading a Telegram session") as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT session FROM tg_sessions WHERE api_key_id = ?", (api_key_id,)
-                )
-            )
-        return str(rows[0][0]) if rows else None
+            rows = list(await db.execute_fetchall(sql, (api_key_id,)))
+        if not rows:
+            return None
+        return open_session(self._keyring, api_key_id, str(rows[0][0]))
 
     async def save_session(self, api_key_id: int, session: str, user_id: int | None) -> None:
-        """Store (replace) the key's Telegram session. One statement, one commit.
+        """Store (replace) the key's Telegram session, sealed when a keyring is configured.
 
-        Raises StoreError if the key is unknown or revoked, so a login racing a revocation
-        cannot leave a session behind a revoked key. An empty session is a ValueError: to
-        forget a session use :meth:`delete_session`.
+        One statement, one commit. Raises StoreError if the key is unknown or revoked, so a
+        login racing a revocation cannot leave a session behind a revoked key. An empty session
+        is a ValueError: to forget a session use :meth:`delete_session`.
         """
         if not session:
             raise ValueError("empty Telegram session; use delete_session() to forget one")
+        stored = self._seal(api_key_id, session)
         async with self._locked("saving a Telegram session") as db:
-            cursor = await db.execute(_SAVE_SESSION, (api_key_id, session, user_id, self._now()))
+            cursor = await db.execute(_SAVE_SESSION, (api_key_id, stored, user_id, self._now()))
             saved = cursor.rowcount == 1
         if not saved:
             raise StoreError(f"API key {api_key_id} is unknown or revoked; session not saved")
@@ -602,20 +644,102 @@ class Store:
         """Forget the key's Telegram session and, in the same transaction, its entity cache
         (access hashes belong to the account that resolved them, and the next login may be
         another account). Offsets are kept: a re-login of the same account resumes its streams.
+        Then the WAL is checkpointed and truncated, so no copy of the session stays in it.
         """
         async with self.transaction():
             db = self._conn()
             await db.execute("DELETE FROM tg_sessions WHERE api_key_id = ?", (api_key_id,))
             await db.execute("DELETE FROM entities WHERE api_key_id = ?", (api_key_id,))
+        await self._scrub_wal()
 
     async def has_session(self, api_key_id: int) -> bool:
+        """Whether the (active) key has a stored session, readable or not."""
         async with self._locked("checking a Telegram session") as db:
             rows = list(
                 await db.execute_fetchall(
-                    "SELECT 1 FROM tg_sessions WHERE api_key_id = ?", (api_key_id,)
+                    "SELECT 1 FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+                    "WHERE s.api_key_id = ? AND k.revoked_at IS NULL",
+                    (api_key_id,),
                 )
             )
         return bool(rows)
+
+    async def sessions_to_log_out(self) -> list[int]:
+        """Ids of revoked keys whose session still waits for its auth.LogOut at Telegram."""
+        async with self._locked("listing revoked sessions") as db:
+            rows = await db.execute_fetchall(
+                "SELECT s.api_key_id FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+                "WHERE k.revoked_at IS NOT NULL ORDER BY s.api_key_id"
+            )
+        return [int(row[0]) for row in rows]
+
+    # -- sessions at rest -----------------------------------------------------------------
+
+    def _seal(self, api_key_id: int, session: str) -> str:
+        return session if self._keyring is None else self._keyring.seal(api_key_id, session)
+
+    async def _scrub_wal(self) -> None:
+        """Checkpoint the WAL into the database and truncate it to zero bytes.
+
+        The WAL keeps old page images (a session just deleted or resealed) until they are
+        overwritten; truncating it leaves them nowhere but in freed, zeroed pages (secure_delete).
+        Best effort: a reader in another process (the CLI) can make the checkpoint partial; the
+        next scrub or sqlite's own checkpoints finish the job.
+        """
+        async with self._locked("checkpointing the WAL") as db:
+            await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def reseal_sessions(self) -> tuple[int, int]:
+        """Seal every session that is not sealed with the keyring's first key.
+
+        Plaintext sessions (stored before encryption was switched on) and sessions sealed with
+        an older key are rewritten under the first key, in one transaction, then the WAL is
+        scrubbed. Returns (resealed, unreadable): unreadable ones are sealed with a key this
+        keyring lacks and are left as they are. Without a keyring, returns (0, 0).
+        """
+        keyring = self._keyring
+        if keyring is None:
+            return 0, 0
+        resealed = unreadable = 0
+        async with self.transaction():
+            db = self._conn()
+            rows = list(await db.execute_fetchall("SELECT api_key_id, session FROM tg_sessions"))
+            for api_key_id, value in rows:
+                if sealed_key_id(value) == keyring.primary_id:
+                    continue
+                try:
+                    plain = keyring.open(api_key_id, value)
+                except SessionUnreadable:
+                    unreadable += 1
+                    continue
+                await db.execute(
+                    "UPDATE tg_sessions SET session = ? WHERE api_key_id = ?",
+                    (keyring.seal(api_key_id, plain), api_key_id),
+                )
+                resealed += 1
+        if resealed:
+            await self._scrub_wal()
+        return resealed, unreadable
+
+    async def _check_sessions_at_rest(self) -> None:
+        """At open: seal what is not sealed yet, and say which sessions cannot be opened."""
+        if self._keyring is not None:
+            resealed, unreadable = await self.reseal_sessions()
+            if resealed:
+                log.info("sealed %d stored Telegram session(s) with key %s", resealed,
+                         self._keyring.primary_id)
+            if unreadable:
+                log.error("%d stored Telegram session(s) are sealed with a key that is not in "
+                          "[store] secret_key_file; those API keys cannot reach Telegram",
+                          unreadable)
+            return
+        async with self._locked("counting sealed sessions") as db:
+            rows = list(await db.execute_fetchall(
+                "SELECT count(*) FROM tg_sessions WHERE session LIKE 'tgws-sealed:%'"))
+        if rows[0][0]:
+            log.error("%d stored Telegram session(s) are encrypted at rest and no [store] "
+                      "secret_key_file is configured; those API keys cannot reach Telegram",
+                      rows[0][0])
 
     # -- entity cache ---------------------------------------------------------------------
 
