@@ -312,14 +312,14 @@ class SandboxChat(PageHooks):
         assert self._lazy is not None
         spec = self._lazy.spec(msg_id)
         users = self.world.users
-        shape, values = spec[0], spec[2]
+        values = spec[2]
         return SandboxMessage(
             id=msg_id, chat_id=self.id, broadcast=self.broadcast, date=values["date"],
             sender=users.get(values["from_id"]) if "from_id" in values else None,
             text=TEXTS[spec[1]], reply_to=values.get("reply_id"),
             fwd_user=users.get(values["fwd_from"]) if "fwd_from" in values else None,
             fwd_date=values.get("fwd_date"),
-            media=shape if shape in ("photo", "document") else None,
+            media=self._lazy.tl(msg_id).media,  # the very same photo or document
             views=values.get("views"), forwards=values.get("forwards"))
 
     @property
