@@ -413,3 +413,21 @@ async def test_what_the_hostile_ticker_changes_reaches_telethon() -> None:
     assert by_id[: len(deleted)] == [None] * len(deleted)
     assert [m and m.message for m in by_id[len(deleted):]] == [
         edited[i] if group.exists(i) else None for i in edited]
+
+
+async def test_an_edited_lazy_message_keeps_its_author_and_media(wire: bool) -> None:
+    world = World(seed=6, wire=wire)
+    owner = world.user("owner_o", first_name="Owner")
+    group = world.megagroup("lazyedits", creator=owner)
+    group.populate(5)
+    group.history(300)
+    reader = reader_of(world)
+    async with as_user(world, reader, wire) as client:
+        before = {m.id: m async for m in client.iter_messages("lazyedits", wait_time=0)}
+        photo_id = next(i for i, m in sorted(before.items()) if m.photo is not None)
+        group.edit(photo_id, "new caption")
+        after = (await client.get_messages("lazyedits", ids=[photo_id]))[0]
+    assert after.message == "new caption" and after.edit_date is not None
+    assert after.photo.id == before[photo_id].photo.id
+    assert after.sender_id == before[photo_id].sender_id
+    assert before[photo_id].edit_date is None
