@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import timeout
@@ -20,7 +21,8 @@ _PORT = re.compile(r"listening on port (\d+)")
 class DaemonProcess:
     """`python -m tgws serve …` with stderr collected and sd_notify messages received."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.tmp = tmp
         self.notify_path = str(tmp / "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -32,7 +34,8 @@ class DaemonProcess:
         environ.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tgws", "serve", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environ, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environ, text=True,
+            preexec_fn=preexec_fn)  # e.g. lower RLIMIT_NOFILE (tests/test_abuse_soak.py)
         self.stderr_lines: list[str] = []
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()

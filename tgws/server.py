@@ -1,7 +1,10 @@
 """The websockets server: routing, the per-connection loop, revocation, shutdown.
 
 - The websocket lives at [server] path (default /ws/telegram/); GET /healthz answers JSON;
-  every other path gets HTTP 404, and a full server HTTP 503, before any upgrade.
+  every other path gets HTTP 404, a browser Origin not in [server] allowed_origins HTTP
+  403, and a server with max_connections *logged-in* connections HTTP 503, before any
+  upgrade. Connections that have not logged in have their own pool (tgws.wsguard,
+  tgws.admission): they can never cause a 503.
 - One handler coroutine per connection reads frames and dispatches them:
       frame -> protocol.parse -> state.check -> HANDLERS[event]
   users/chats run as a separate task (Connection.start_stream) so the loop keeps reading
@@ -18,6 +21,8 @@ import http
 import json
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -25,9 +30,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tgws import protocol
+from tgws.admission import client_address, origin_allowed
 from tgws.context import App, Connection
+from tgws.descriptors import AcceptErrorLog, Capacity
 from tgws.errors import CloseCode, Refusal
 from tgws.handlers import HANDLERS
+from tgws.wsguard import CLOSE_TIMEOUT, GuardedConnection
 
 log = logging.getLogger("tgws.server")
 # websockets logs frame contents at DEBUG, and a `telegram login` frame holds a code or a
@@ -40,10 +48,12 @@ REVOCATION_CHECK_INTERVAL = 2.0  # seconds between checks that connected API key
 
 
 class TgwsServer:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, capacity: Capacity | None = None) -> None:
         self.app = app
+        self.capacity = capacity or Capacity.of(app.config.server)
         self._server: Server | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._accept_log = AcceptErrorLog()
 
     @property
     def port(self) -> int:
@@ -53,10 +63,17 @@ class TgwsServer:
 
     async def start(self) -> None:
         cfg = self.app.config.server
+        edge = self.app.edge
+        edge.configure(cfg, max_connections=self.capacity.max_connections,
+                       max_unverified=self.capacity.max_unverified)
+        self._accept_log.install(asyncio.get_running_loop())
         self._server = await serve(
             self._handle,
             cfg.host,
             cfg.port,
+            create_connection=edge.connection_class(),
+            open_timeout=min(10.0, cfg.login_timeout),
+            close_timeout=CLOSE_TIMEOUT,
             process_request=self._route,
             max_size=cfg.max_message_size,
             write_limit=cfg.write_limit,
@@ -78,23 +95,40 @@ class TgwsServer:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
         if self.app.shutting_down:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
-        if len(self.app.connections) >= self.app.config.server.max_connections:
-            log.warning("refusing a connection: %d open (max_connections)",
-                        len(self.app.connections))
+        cfg = self.app.config.server
+        headers = request.headers
+        if isinstance(connection, GuardedConnection) and self.app.edge.trusted:
+            client = client_address(connection.tcp_peer, headers.get_all("Forwarded"),
+                                    headers.get_all("X-Forwarded-For"), self.app.edge.trusted)
+            self.app.edge.client_known(connection, client)
+        origins = headers.get_all("Origin")
+        if len(origins) > 1 or not origin_allowed(origins[0] if origins else None,
+                                                  headers.get("Host"), cfg.allowed_origins):
+            log.warning("refusing a connection: Origin %r not allowed (allowed_origins)",
+                        origins[0] if len(origins) == 1 else origins)
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
+        if self.app.edge.verified_full:
+            log.warning("refusing a connection: %d logged in (max_connections)",
+                        self.app.edge.pools.verified)
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
                                       "Too many connections\n")
         return None
 
     async def _health(self) -> Response:
         store_ok = await self.app.store.healthy()
+        # Accounts whose Telegram calls pass their deadlines (or cannot reach Telegram):
+        # the daemon still serves, so "degraded" keeps HTTP 200.
+        stuck = self.app.gateway.stuck_accounts
+        healthy = "ok" if stuck == 0 else "degraded"
         body = {
-            "status": "ok" if store_ok and not self.app.shutting_down else "unavailable",
+            "status": healthy if store_ok and not self.app.shutting_down else "unavailable",
             "store": store_ok,
             "uptime": round(time.monotonic() - self.app.started_at, 3),
             "connections": len(self.app.connections),
             "accounts": self.app.gateway.connected_accounts,
+            "accounts_stuck": stuck,
         }
-        status = http.HTTPStatus.OK if body["status"] == "ok" else \
+        status = http.HTTPStatus.OK if body["status"] != "unavailable" else \
             http.HTTPStatus.SERVICE_UNAVAILABLE
         data = json.dumps(body).encode()
         headers = Headers([("Content-Type", "application/json"),
@@ -104,7 +138,8 @@ class TgwsServer:
 
     # -- one connection -------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
-        peer = str(ws.remote_address[0]) if ws.remote_address else "?"
+        peer = ws.client if isinstance(ws, GuardedConnection) else \
+            str(ws.remote_address[0]) if ws.remote_address else "?"
         conn = Connection(self.app, ws, peer)
         self.app.connections.add(conn)
         log.info("%s: opened from %s", conn.label(), peer)
@@ -113,7 +148,7 @@ class TgwsServer:
         finally:
             await self._cleanup(conn)
             log.info("%s: closed (code %s%s)", conn.label(), ws.close_code,
-                     f", {ws.close_reason}" if ws.close_reason else "")
+                     f", {ws.close_reason!r}" if ws.close_reason else "")
 
     async def _read_loop(self, conn: Connection) -> None:
         idle = self.app.config.server.idle_timeout
@@ -149,7 +184,24 @@ class TgwsServer:
         if conn.api_key is not None and not await self.app.store.api_key_active(conn.api_key.id):
             await self._revoked(conn)
             return
-        await conn.guarded(event, HANDLERS[event](conn, request))
+        await self._run_until_closed(conn, event, HANDLERS[event](conn, request))
+
+    async def _run_until_closed(self, conn: Connection, event: str,
+                                work: Coroutine[Any, Any, None]) -> None:
+        """Run one request's handler, and stop it if the client closes meanwhile.
+
+        Handlers run inside the read loop (replies keep the order of requests), so one
+        waiting on Telegram would otherwise hide the client's close until Telegram answers:
+        the connection stays counted and its handler keeps working for nobody.
+        """
+        handler = asyncio.get_running_loop().create_task(conn.guarded(event, work))
+        closed = asyncio.get_running_loop().create_task(conn.ws.wait_closed())
+        try:
+            await asyncio.wait((handler, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (handler, closed):
+                task.cancel()
+            await asyncio.gather(handler, closed, return_exceptions=True)
 
     async def _cleanup(self, conn: Connection) -> None:
         self.app.connections.discard(conn)
@@ -170,11 +222,14 @@ class TgwsServer:
     async def check_revocations(self) -> None:
         """Close every connection whose API key was revoked (possibly by another process)."""
         key_ids = {c.api_key.id for c in self.app.connections if c.api_key is not None}
-        for key_id in key_ids:
-            if not await self.app.store.api_key_active(key_id):
-                await self.app.gateway.forget(key_id)
-                for conn in self.app.by_api_key(key_id):
-                    await self._revoked(conn)
+        revoked = [k for k in key_ids if not await self.app.store.api_key_active(k)]
+        conns = [c for k in revoked for c in self.app.by_api_key(k)]
+        # All at once: a client that ignores the close frame must not hold up the others.
+        await asyncio.gather(*(self._revoked(c) for c in conns),
+                             *(self.app.gateway.forget(k) for k in revoked))
+        # Revoked keys' sessions, connected or not, are logged out at Telegram and then
+        # deleted, in the background (the first check after start covers a stopped daemon).
+        self.app.gateway.sweep_revoked()
 
     async def _watch_revocations(self) -> None:
         while True:
@@ -192,6 +247,7 @@ class TgwsServer:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         server = self._server
+        self._accept_log.uninstall()
         if server is None:
             return
         server.close(close_connections=False)
