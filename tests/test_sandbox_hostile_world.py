@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from telethon import TelegramClient, errors, functions, types
 from telethon.sessions import StringSession
 
 from tgws.sandbox import SandboxChat, SandboxUser, World, sandbox_client
 from tgws.sandbox.demo import CHANNEL, GROUP_1, GROUP_2, OWNER_PHONE, PASSWORD_PHONE
+from tgws.sandbox.history import select_history
 from tgws.sandbox.hostile import (
     BASIC_TITLE,
     BIG_GROUP,
@@ -431,3 +434,26 @@ async def test_an_edited_lazy_message_keeps_its_author_and_media(wire: bool) -> 
     assert after.photo.id == before[photo_id].photo.id
     assert after.sender_id == before[photo_id].sender_id
     assert before[photo_id].edit_date is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(top=st.integers(1, 400), deleted=st.sets(st.integers(1, 400), max_size=200),
+       offset_id=st.integers(0, 450), add_offset=st.integers(-120, 120),
+       limit=st.integers(0, 120), min_id=st.integers(0, 50), max_id=st.integers(0, 450))
+def test_get_history_windows_match_a_brute_force_model(
+        top: int, deleted: set[int], offset_id: int, add_offset: int, limit: int, min_id: int,
+        max_id: int) -> None:
+    world = World(seed=1)
+    alice = world.user("alice", first_name="Alice")
+    group = world.megagroup("model", creator=alice)
+    for i in range(top):
+        group.post(alice, f"m{i + 1}")
+    group.delete(*(i for i in deleted if i <= top))
+    existing = [i for i in range(top, 0, -1) if i not in deleted]  # newest first
+    position = sum(1 for i in existing if i >= offset_id) if offset_id > 0 else 0
+    start = max(position + add_offset, 0)
+    window = existing[start:max(position + add_offset + min(limit, 100), 0)]
+    want = [i for i in window if i > min_id and (max_id <= 0 or i < max_id)]
+    got = select_history(group, offset_id=offset_id, offset_date=0, add_offset=add_offset,
+                         limit=limit, max_id=max_id, min_id=min_id, short=False)
+    assert got == want and group.count == len(existing)
