@@ -13,7 +13,9 @@ What it covers: login by code (any phone, code 12345 by default), two-step passw
 real SRP check (srp.py), log-out, sessions that survive a restart with the same seed (keys.py),
 username resolution, channels and megagroups with members and roles, GetHistory and
 GetParticipants with Telegram's paging semantics (history.py, members.py), lazy histories of
-millions of messages (lazy.py). Anything else fails with METHOD_NOT_SUPPORTED_BY_SANDBOX.
+millions of messages (lazy.py), deleted and edited messages, members who leave, changes in the
+middle of a stream (hooks.py), basic groups and their upgrade (basic.py), ground truth (truth.py)
+and the hostile world (hostile.py). Anything else fails with METHOD_NOT_SUPPORTED_BY_SANDBOX.
 
     world = World(seed=0)
     alice = world.user("alice", phone="+15550001")
