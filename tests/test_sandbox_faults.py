@@ -326,6 +326,23 @@ async def test_a_stalled_key_exchange_never_completes_connect() -> None:
     await client.disconnect()
 
 
+async def test_an_endpoint_answering_junk() -> None:
+    """Not MTProto (e.g. an HTTP 400 page): a key exchange fails with IncompleteReadError, as
+    Telethon's does; with a key, calls never complete while the sender reconnects in a loop."""
+    world = demo(False)
+    async with client_for(world) as client:
+        sender = sender_of(client)
+        world.faults.garble()
+        call = asyncio.ensure_future(client(get_state()))
+        await until(lambda: sender.reconnects >= 3)
+        assert not call.done()
+        fresh = _fresh(world)
+        with pytest.raises(asyncio.IncompleteReadError):
+            await fresh.connect()
+        world.faults.resume()
+        assert (await asyncio.wait_for(call, timeout(5))).pts >= 1
+
+
 def _fresh(world: World) -> TelegramClient:
     from tgws.sandbox import make_sandbox_client
     return make_sandbox_client(world, StringSession(), receive_updates=False)

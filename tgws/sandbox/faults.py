@@ -53,6 +53,7 @@ KINDS = ("internal", "rpc_call_fail", "timeout", "flood", "drop")
 SCRIPT_KINDS = (*KINDS, "stall")
 EXEMPT = frozenset({"PingRequest", "PingDelayDisconnectRequest", "InitConnectionRequest"})
 _SCALE = float(1 << 64)
+LOG_LIMIT = 100_000  # FaultPlan.log keeps at least the last LOG_LIMIT // 2 faults
 
 
 def parse_kinds(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -111,9 +112,9 @@ class FaultPlan:
         self.latency = 0.0
         self.jitter = 0.0
         self.calls = 0  # requests decided so far (the next call's index)
-        self.log: list[Decision] = []  # every fault carried out, in call order
+        self.log: list[Decision] = []  # the faults carried out, in call order (see LOG_LIMIT)
         self._rules: list[_Rule] = []
-        self._mode = "up"  # "up", "stall" or "refuse"
+        self._mode = "up"  # "up", "stall", "refuse" or "garbage"
         self._waiters: list[asyncio.Future[None]] = []
         self._senders: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 
@@ -240,6 +241,8 @@ class FaultPlan:
         decision = Decision(index, method, kind, error, delay)
         if kind is not None:
             self.log.append(decision)
+            if len(self.log) > LOG_LIMIT:  # a demo left running for days stays bounded
+                del self.log[: LOG_LIMIT // 2]
         if kind == "stall":
             self.stall()
         return decision
@@ -248,7 +251,8 @@ class FaultPlan:
 
     @property
     def mode(self) -> str:
-        """"up" (answering), "stall" (accepts, never answers) or "refuse" (down)."""
+        """"up" (answering), "stall" (accepts, never answers), "refuse" (down) or "garbage"
+        (answers, but not MTProto)."""
         return self._mode
 
     @property
@@ -258,6 +262,10 @@ class FaultPlan:
     @property
     def refusing(self) -> bool:
         return self._mode == "refuse"
+
+    @property
+    def garbage(self) -> bool:
+        return self._mode == "garbage"
 
     def stall(self) -> None:
         """The endpoint keeps connections open and stops answering: answers in flight and
@@ -271,6 +279,15 @@ class FaultPlan:
         Telethon retries `connection_retries` times and then fails what was waiting with
         ConnectionError (client.connect() raises it too) — until resume()."""
         self._mode = "refuse"
+        self.drop_connections()
+
+    def garble(self) -> None:
+        """The endpoint answers something other than MTProto (say, an HTTP 400 page) and
+        closes. What Telethon 1.45 does with that: a key exchange reads the junk as a packet
+        length and fails with asyncio.IncompleteReadError, which escapes client.connect();
+        with a key, each answer breaks the connection, so the sender reconnects and re-sends
+        for ever (one round every 10 ms here) and the calls never complete — until resume()."""
+        self._mode = "garbage"
         self.drop_connections()
 
     def resume(self) -> None:

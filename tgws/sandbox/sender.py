@@ -18,6 +18,8 @@ Telegram's faults meet Telethon:
   new Decision). If reconnecting fails `retries` times (the world refuses connections), the
   waiting futures fail with ConnectionError, `disconnected` resolves with it, is_connected()
   turns False, and later sends raise ConnectionError until connect() is called again.
+- against an endpoint that answers junk (FaultPlan.garble), a key exchange fails with
+  asyncio.IncompleteReadError and every answer breaks the connection (reconnect, re-send).
 - while the world is stalled, answers are held (not lost) until it resumes. _keepalive_ping
   behaves as Telethon's: a ping still unanswered at the next keep-alive starts a reconnect.
 
@@ -53,6 +55,8 @@ from tgws.sandbox.world import World
 log = logging.getLogger("tgws.sandbox")
 
 AuthKeyCallback = Callable[[Any], Awaitable[None]]
+_HTTP_AS_LENGTH = int.from_bytes(b"HTTP", "little") - 8  # what TcpFull reads "HTTP/1.1" as
+_GARBAGE_ROUND = 0.01  # seconds per connect-send-junk round against a non-MTProto endpoint
 
 
 @dataclass(slots=True)
@@ -129,6 +133,8 @@ class SandboxSender:
             self.dc = dc
             if not self.auth_key:
                 await faults.until_answering()  # a stalled endpoint never finishes the exchange
+                if faults.garbage:  # an HTTP reply read as a packet length, then EOF
+                    raise asyncio.IncompleteReadError(b"", _HTTP_AS_LENGTH)
                 # What a Diffie-Hellman exchange yields: a random key nobody is logged in with.
                 self.auth_key.key = os.urandom(256)
                 if self._auth_key_callback is not None:
@@ -270,8 +276,11 @@ class SandboxSender:
         decision = self.world.faults.decide(name, exempt=exempt)
         entry.decision = decision
         loop = asyncio.get_running_loop()
-        entry.handle = (loop.call_later(decision.delay, self._arrive, entry, decision)
-                        if decision.delay > 0 else loop.call_soon(self._arrive, entry, decision))
+        delay = decision.delay
+        if self.world.faults.garbage:
+            delay = max(delay, _GARBAGE_ROUND)
+        entry.handle = (loop.call_later(delay, self._arrive, entry, decision)
+                        if delay > 0 else loop.call_soon(self._arrive, entry, decision))
 
     def _arrive(self, entry: _Inflight, decision: Decision) -> None:
         entry.handle = None
@@ -282,7 +291,7 @@ class SandboxSender:
         if self.world.faults.stalled:
             entry.held = True
             return
-        if decision.kind == "drop":
+        if decision.kind == "drop" or self.world.faults.garbage:
             self.drop_connection()
             return
         self._inflight.pop(future, None)
