@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tgws.schema as schema_module
+from tests.support import timeout
 from tgws.auth import hash_api_key
 from tgws.errors import StoreError
 from tgws.store import SCHEMA_VERSION, EntityRecord, Offset, Store
@@ -646,20 +647,28 @@ async def test_other_tasks_wait_for_a_transaction_and_survive_its_rollback(
 ) -> None:
     _, key_id = await new_key(store)
     inside = asyncio.Event()
+    calling = asyncio.Event()
+    order: list[str] = []
 
     async def failing_transaction() -> None:
         async with store.transaction():
             await store.commit_offset(key_id, "chats", 1, Offset(100))
             inside.set()
-            await asyncio.sleep(0.05)  # let the other task queue up behind us
+            await calling.wait()  # the bystander's call is under way while we are inside
+            order.append("rolling back")
             raise RuntimeError("rolled back")
 
     async def bystander() -> None:
         await inside.wait()
+        order.append("calling")
+        calling.set()
         await store.commit_offset(key_id, "chats", 2, Offset(200))
+        order.append("written")
 
     results = await asyncio.gather(failing_transaction(), bystander(), return_exceptions=True)
     assert isinstance(results[0], RuntimeError) and results[1] is None
+    # Called during the transaction, finished only after it: it waited, and was not undone.
+    assert order == ["calling", "rolling back", "written"]
     assert await store.get_offset(key_id, "chats", 1) is None
     assert await store.get_offset(key_id, "chats", 2) == Offset(200)
 
@@ -672,7 +681,7 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_store(store: Sto
         async with store.transaction():
             await store.commit_offset(key_id, "chats", 1, Offset(100))
             inside.set()
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # held open until the test cancels us
 
     task = asyncio.create_task(slow())
     await inside.wait()
@@ -710,18 +719,28 @@ async def test_a_second_writer_waits_for_the_first_instead_of_failing(db_path: P
     async with await Store.open(db_path) as daemon, await Store.open(db_path) as cli:
         _, key_id = await new_key(daemon)
         inside = asyncio.Event()
+        writing = asyncio.Event()
+
+        async def cli_write() -> str:
+            await inside.wait()
+            writing.set()
+            return await cli.create_api_key("second")  # blocks on sqlite's busy_timeout
+
+        cli_task = asyncio.create_task(cli_write())
 
         async def long_daemon_transaction() -> None:
             async with daemon.transaction():
                 await daemon.commit_offset(key_id, "chats", 1, Offset(100))
                 inside.set()
-                await asyncio.sleep(0.2)
+                await writing.wait()
+                # The behaviour under test needs a window of time: while we hold sqlite's
+                # write lock the CLI's write neither completes nor fails ("database is
+                # locked"); it is still waiting when the window closes.
+                done, _ = await asyncio.wait({cli_task}, timeout=timeout(0.2))
+                assert not done, "the second writer did not wait for the first"
 
-        async def cli_write() -> str:
-            await inside.wait()
-            return await cli.create_api_key("second")  # blocks on sqlite's busy_timeout
-
-        _, key2 = await asyncio.gather(long_daemon_transaction(), cli_write())
+        await long_daemon_transaction()
+        key2 = await cli_task
         assert await daemon.verify_api_key(key2) is not None
         assert await cli.get_offset(key_id, "chats", 1) == Offset(100)
 
@@ -751,7 +770,10 @@ async def test_cancelled_while_waiting_for_the_write_lock_leaves_no_open_transac
         holder = asyncio.create_task(cli_holds_the_write_lock())
         await cli_inside.wait()
         waiter = asyncio.create_task(daemon_waits())
-        await asyncio.sleep(0.1)  # the waiter is now inside BEGIN IMMEDIATE, in sqlite
+        # Give the waiter time to get into BEGIN IMMEDIATE, where sqlite's busy_timeout holds
+        # it; that it is still waiting there when the window closes is part of what is tested.
+        done, _ = await asyncio.wait({waiter}, timeout=timeout(0.1))
+        assert not done, "BEGIN IMMEDIATE did not wait for the other connection's write lock"
         waiter.cancel()
         release_cli.set()
         await holder
@@ -814,15 +836,17 @@ async def test_close_is_idempotent(store: Store) -> None:
 async def test_close_waits_for_a_running_transaction(store: Store) -> None:
     _, key_id = await new_key(store)
     inside = asyncio.Event()
+    closing = asyncio.Event()
 
     async def writer() -> None:
         async with store.transaction():
             inside.set()
-            await asyncio.sleep(0.05)
+            await closing.wait()  # close() has been called while we are inside
             await store.commit_offset(key_id, "chats", 1, Offset(100))
 
     task = asyncio.create_task(writer())
     await inside.wait()
+    closing.set()
     await store.close()
     await task
     async with await Store.open(store.path) as reopened:
