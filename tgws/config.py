@@ -14,7 +14,9 @@ tgws.toml.example documents every key; tests check the two stay in step.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -55,6 +57,15 @@ class ServerConfig:
     compression: bool = False
     shutdown_timeout: float = 10.0
     gc_threshold: int = 20000
+    # The edge (docs/security.md): what a connection may cost before it proves an API key.
+    login_timeout: float = 10.0
+    max_unverified: int = 64
+    max_unverified_per_address: int = 8
+    max_connections_per_key: int = 32
+    max_write_buffer: int = 1048576
+    write_timeout: float = 60.0
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "an integer from 0 to 65535")
@@ -68,11 +79,28 @@ class ServerConfig:
         _require(self.shutdown_timeout > 0, "server.shutdown_timeout", "seconds > 0")
         _require(self.gc_threshold >= 0, "server.gc_threshold",
                  "an integer >= 0 (0 = CPython's default)")
+        _require(0 < self.login_timeout <= 300, "server.login_timeout",
+                 "seconds > 0 and at most 300")
+        _require(self.max_unverified >= 1, "server.max_unverified", "at least 1")
+        _require(1 <= self.max_unverified_per_address <= self.max_unverified,
+                 "server.max_unverified_per_address", "from 1 to server.max_unverified")
+        _require(self.max_connections_per_key >= 1, "server.max_connections_per_key",
+                 "at least 1")
+        _require(self.max_write_buffer >= 2 * self.write_limit, "server.max_write_buffer",
+                 "at least twice server.write_limit")
+        _require(self.write_timeout > 0, "server.write_timeout", "seconds > 0")
+        for entry in self.trusted_proxies:
+            _require(_is_network(entry), "server.trusted_proxies",
+                     f"IP addresses or CIDR networks, got {entry!r}")
+        for origin in self.allowed_origins:
+            _require(_is_origin(origin), "server.allowed_origins",
+                     f"origins like \"https://example.org\" (scheme://host[:port]), got {origin!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str = field(default_factory=default_db_path)
+    secret_key_file: str = ""  # "" = sessions are not encrypted at rest (tgws.sealing)
 
     def validate(self) -> None:
         _require(bool(self.path), "store.path", "a non-empty file path")
@@ -84,6 +112,9 @@ class LimitsConfig:
     failed_logins_per_peer: int = 20
     failed_login_window: float = 600.0
     failed_login_delay: float = 0.25
+    send_code_per_key: int = 5
+    send_code_per_phone: int = 3
+    send_code_window: float = 3600.0
 
     def validate(self) -> None:
         _require(self.failed_logins_per_connection >= 1,
@@ -91,6 +122,9 @@ class LimitsConfig:
         _require(self.failed_logins_per_peer >= 1, "limits.failed_logins_per_peer", "at least 1")
         _require(self.failed_login_window > 0, "limits.failed_login_window", "seconds > 0")
         _require(self.failed_login_delay >= 0, "limits.failed_login_delay", "seconds >= 0")
+        _require(self.send_code_per_key >= 1, "limits.send_code_per_key", "at least 1")
+        _require(self.send_code_per_phone >= 1, "limits.send_code_per_phone", "at least 1")
+        _require(self.send_code_window > 0, "limits.send_code_window", "seconds > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +155,12 @@ class TelegramConfig:
     flood_wait_ceiling: int = 60
     idle_disconnect: float = 300.0
     request_retries: int = 5
+    # Deadlines and retries when Telegram fails or stalls (docs/protocol.md, "failures").
+    connection_retries: int = 5
+    connect_timeout: float = 15.0
+    call_timeout: float = 30.0
+    stream_retries: int = 5
+    retry_backoff: float = 1.0
     member_sweep: bool = False
     entity_cache_ttl: float = 86400.0
     device_model: str = "tgws"
@@ -134,6 +174,15 @@ class TelegramConfig:
         _require(self.flood_wait_ceiling >= 0, "telegram.flood_wait_ceiling", "seconds >= 0")
         _require(self.idle_disconnect >= 0, "telegram.idle_disconnect", "seconds >= 0")
         _require(self.request_retries >= 0, "telegram.request_retries", "an integer >= 0")
+        _require(self.connection_retries >= 0, "telegram.connection_retries",
+                 "an integer >= 0")
+        _require(0 < self.connect_timeout <= 300, "telegram.connect_timeout",
+                 "seconds > 0 and at most 300")
+        _require(0 < self.call_timeout <= 300, "telegram.call_timeout",
+                 "seconds > 0 and at most 300")
+        _require(self.stream_retries >= 0, "telegram.stream_retries", "an integer >= 0")
+        _require(0 <= self.retry_backoff <= 60, "telegram.retry_backoff",
+                 "seconds from 0 to 60")
         _require(self.entity_cache_ttl >= 0, "telegram.entity_cache_ttl",
                  "seconds >= 0 (0 = keep entries forever)")
         self.server.validate()
@@ -154,6 +203,7 @@ class StreamingConfig:
     batch_size: int = 100
     ack_every: int = 1000
     ack_interval: float = 0.25
+    ack_timeout: float = 60.0
 
     def validate(self) -> None:
         _require(self.progress_every >= 1, "streaming.progress_every", "at least 1")
@@ -161,6 +211,7 @@ class StreamingConfig:
         _require(1 <= self.batch_size <= 1000, "streaming.batch_size", "from 1 to 1000")
         _require(self.ack_every >= 1, "streaming.ack_every", "at least 1")
         _require(self.ack_interval > 0, "streaming.ack_interval", "seconds > 0")
+        _require(self.ack_timeout > 0, "streaming.ack_timeout", "seconds > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +283,21 @@ def _require(ok: bool, key: str, expected: str) -> None:
 
 def _alts(values: tuple[str, ...]) -> str:
     return ", ".join(repr(v) for v in values)
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+_ORIGIN = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
+
+
+def _is_origin(text: str) -> bool:
+    return _ORIGIN.match(text) is not None
 
 
 # Environment variables and the config key each one sets (value parsed to the key's type).
@@ -339,6 +405,8 @@ def _from_string(raw: str, key: str, var: str) -> Any:
 
 
 def _type_name(kind: Any) -> str:
+    if kind == tuple[str, ...]:
+        return "a list of strings"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         kind, "a table"
     )
@@ -386,6 +454,9 @@ def _check_scalar(value: Any, kind: Any, where: str) -> Any:
         value = float(value) if ok else value
     elif kind is str:
         ok = isinstance(value, str)
+    elif kind == tuple[str, ...]:
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
     else:
         ok = False
     if not ok:

@@ -22,8 +22,10 @@ from tgws import protocol
 from tgws.auth import LoginLimiter
 from tgws.config import Config
 from tgws.errors import CloseCode, Refusal
+from tgws.login_guard import SendCodeLimiter
 from tgws.state import ConnectionState, Outcome
 from tgws.store import ApiKeyRecord, Store
+from tgws.wsguard import Edge, close_within
 
 if TYPE_CHECKING:
     from tgws.gateway import Account, Gateway
@@ -60,6 +62,8 @@ class App:
     started_at: float = field(default_factory=time.monotonic)
     connections: set[Connection] = field(default_factory=set)
     offset_locks: OffsetLocks = field(default_factory=OffsetLocks)
+    send_codes: SendCodeLimiter = field(default_factory=SendCodeLimiter)
+    edge: Edge = field(default_factory=Edge)  # connection pools and limits (tgws.wsguard)
     shutting_down: bool = False
 
     def by_api_key(self, api_key_id: int) -> list[Connection]:
@@ -67,9 +71,14 @@ class App:
                 and c.api_key.id == api_key_id]
 
     def session_ended(self, api_key_id: int) -> None:
-        """The key's Telegram session is gone: its connections are back to "verified"."""
+        """The key's Telegram session is gone: its connections are back to "verified".
+
+        A connection whose `login` is still answering (key found, phase still NEW) has no
+        session to lose and is left alone: its login reads the store after this.
+        """
         for conn in self.by_api_key(api_key_id):
-            conn.state.advance(Outcome.LOGGED_OUT)
+            if conn.state.verified:
+                conn.state.advance(Outcome.LOGGED_OUT)
 
 
 @dataclass(eq=False)
@@ -85,6 +94,7 @@ class Connection:
     account: Account | None = None
     failed_logins: int = 0
     stream: asyncio.Task[None] | None = None
+    stream_event: str = ""  # the event of the running stream ('users' or 'chats')
 
     async def send(self, text: str) -> None:
         await self.ws.send(text)
@@ -106,7 +116,9 @@ class Connection:
         return notify
 
     async def close(self, code: CloseCode, reason: str = "") -> None:
-        await self.ws.close(int(code), reason)
+        """Close within a bounded time (abort if the client does not read); the reason is
+        cut to the 123 bytes of UTF-8 a close frame holds."""
+        await close_within(self.ws, int(code), reason)
 
     def label(self) -> str:
         return f"conn#{self.id}"
@@ -121,12 +133,13 @@ class Connection:
         try:
             await work
         except Refusal as refusal:
-            log.info("%s: %s -> failed: %s%s", self.label(), event, refusal.message,
+            # %r: the message may quote a client's group name; a newline must not forge lines.
+            log.info("%s: %s -> failed: %r%s", self.label(), event, refusal.message,
                      f" (close {int(refusal.close)})" if refusal.close else "")
             try:
                 await self.send(protocol.refusal_reply(refusal))
                 if refusal.close is not None:
-                    await self.close(refusal.close, refusal.message[:120])
+                    await self.close(refusal.close, refusal.message)
             except ConnectionClosed:
                 pass
         except ConnectionClosed:
@@ -142,6 +155,7 @@ class Connection:
     def start_stream(self, event: str, work: Coroutine[Any, Any, None]) -> None:
         """Run a users/chats stream as its own task, so this connection keeps reading."""
         self.state.streaming = True
+        self.stream_event = event
 
         async def run() -> None:
             try:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tgws import config as config_mod
+from tgws import descriptors
 from tgws.auth import LoginLimiter
 from tgws.backends import build_backend
 from tgws.config import Config
@@ -31,6 +32,7 @@ from tgws.context import App
 from tgws.errors import ConfigError
 from tgws.gateway import Gateway
 from tgws.sdnotify import Notifier
+from tgws.sealing import load_keyring
 from tgws.server import TgwsServer
 from tgws.store import Store
 
@@ -107,12 +109,14 @@ class Daemon:
 
     async def start(self) -> None:
         self.config.telegram.require_credentials()
-        store = await Store.open(self.config.store.path)
+        store = await Store.open(self.config.store.path,
+                                 keyring=load_keyring(self.config.store.secret_key_file))
         try:
             self.backend = build_backend(self.config)
             gateway = Gateway(self.config.telegram, store, self.backend.factory)
             self.app = App(self.config, store, gateway, limiter_for(self.config))
-            self.server = TgwsServer(self.app)
+            # Start-up warning when RLIMIT_NOFILE cannot hold the connection pools.
+            self.server = TgwsServer(self.app, descriptors.fit(self.config.server))
             await self.server.start()
         except BaseException:
             await store.close()

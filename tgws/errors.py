@@ -10,11 +10,15 @@
         ├── PasswordNeeded       the account has 2FA; ask for the password
         ├── PasswordInvalid      wrong 2FA password
         ├── NotAuthorized        the stored session is no longer valid (revoked elsewhere)
+        ├── SessionLocked        the stored session is sealed with a key we do not have
         ├── FloodWait(seconds)   Telegram asks us to wait longer than we are willing to
+        ├── LoginFlood           too many login attempts (PHONE_NUMBER_FLOOD, ...)
         ├── PeerNotFound         no such username
         ├── NotAGroup            resolved, but not a group or channel
         ├── MembersHidden        the group's admins hide the member list
         └── TelegramFailure      any other RPC error (carries Telegram's error string)
+            └── TelegramUnavailable  no answer in time, a 5xx, a dropped or non-MTProto
+                                     endpoint: worth retrying later
 
 Handlers and state.check raise Refusal; only tgws.server catches it and turns it into
 a reply and, when `close` is set, a websocket close. Telethon's own exceptions never
@@ -33,6 +37,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001  # daemon shutting down
     POLICY = 1008  # too many failed logins, or the API key was revoked
     INTERNAL = 1011  # our bug; logged with a traceback
+    TRY_AGAIN = 1013  # `login` while [server] max_connections are logged in (a race)
     # 1009 (a frame over [server] max_message_size) is sent by websockets itself (max_size).
 
 
@@ -51,11 +56,13 @@ class StoreError(TgwsError):
 class Refusal(TgwsError):
     """A request answered with a failed reply; `close` says whether the socket closes after it."""
 
-    def __init__(self, event: str, message: str, *, close: CloseCode | None = None) -> None:
+    def __init__(self, event: str, message: str, *, close: CloseCode | None = None,
+                 **extra: object) -> None:
         super().__init__(message)
         self.event = event
         self.message = message
         self.close = close
+        self.extra = extra  # more keys of the reply's data, e.g. retry_after
 
     def __repr__(self) -> str:
         return f"Refusal({self.event!r}, {self.message!r}, close={self.close!r})"
@@ -85,9 +92,22 @@ class NotAuthorized(GatewayError):
     pass
 
 
+class SessionLocked(GatewayError):
+    """The stored session is encrypted at rest with a key this daemon was not given."""
+
+
 class FloodWait(GatewayError):
     def __init__(self, seconds: int) -> None:
         super().__init__(f"Telegram asks to wait {seconds} s")
+        self.seconds = seconds
+
+
+class LoginFlood(GatewayError):
+    """Telegram refuses login attempts for a while; `seconds` when it said how long."""
+
+    def __init__(self, what: str, seconds: int | None = None) -> None:
+        super().__init__(what)
+        self.what = what  # 'phone' | 'password'
         self.seconds = seconds
 
 
@@ -105,3 +125,8 @@ class MembersHidden(GatewayError):
 
 class TelegramFailure(GatewayError):
     """Any other RPC error; str(err) is Telegram's error string (e.g. CHANNEL_PRIVATE)."""
+
+
+class TelegramUnavailable(TelegramFailure):
+    """Telegram did not answer in time, failed with a 5xx, dropped the connection, or the
+    endpoint does not speak MTProto. Transient: a stream retries it, a request reports it."""
