@@ -271,6 +271,25 @@ async def test_an_endpoint_that_goes_down_fails_waiting_calls_with_connection_er
         assert (await client(get_state())).pts >= 1
 
 
+async def test_reconnects_that_fail_a_few_times_within_connection_retries_are_survived(
+) -> None:
+    world = demo(False)
+    world.latency = 0.01
+    async with client_for(world, connection_retries=3, retry_delay=0) as client:
+        sender = sender_of(client)
+        before = world.faults.calls
+        call = asyncio.ensure_future(client(get_state()))
+        await until(lambda: world.faults.calls > before)
+        world.faults.refuse(attempts=3)  # attempts 1-3 refused, the 4th (of 1 + 3) gets in
+        assert (await call).pts >= 1
+        assert sender.reconnects == 1 and world.faults.mode == "up"
+        world.faults.refuse(attempts=6)
+        with pytest.raises(ConnectionError):
+            await client(get_state())  # 4 attempts refused: the call fails
+        await client.connect()  # refusals 5 and 6, then the 3rd attempt gets in
+        assert (await client(get_state())).pts >= 1
+
+
 # --- stalls ----------------------------------------------------------------------------------
 
 async def test_a_stall_leaves_the_call_pending_until_resumed(wire: bool) -> None:

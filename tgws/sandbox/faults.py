@@ -115,6 +115,7 @@ class FaultPlan:
         self.log: list[Decision] = []  # the faults carried out, in call order (see LOG_LIMIT)
         self._rules: list[_Rule] = []
         self._mode = "up"  # "up", "stall", "refuse" or "garbage"
+        self._refusals: int | None = None  # refuse(attempts): refusals left (None: no limit)
         self._waiters: list[asyncio.Future[None]] = []
         self._senders: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 
@@ -274,12 +275,28 @@ class FaultPlan:
         reconnect succeeds (TCP is accepted) and the re-sent requests wait again."""
         self._mode = "stall"
 
-    def refuse(self) -> None:
+    def refuse(self, attempts: int | None = None) -> None:
         """The endpoint goes down: every connection drops and new ones are refused, so
         Telethon retries `connection_retries` times and then fails what was waiting with
-        ConnectionError (client.connect() raises it too) — until resume()."""
+        ConnectionError (client.connect() raises it too) — until resume(). With `attempts`,
+        only that many connection attempts (all senders together) are refused; then the
+        endpoint is up again by itself (a reconnect that succeeds on its third try)."""
+        if attempts is not None and attempts < 1:
+            raise ValueError("attempts must be at least 1")
         self._mode = "refuse"
+        self._refusals = attempts
         self.drop_connections()
+
+    def accepts_connection(self) -> bool:
+        """One connection attempt: False while refusing (and counts a limited refusal)."""
+        if self._mode != "refuse":
+            return True
+        if self._refusals is not None:
+            self._refusals -= 1
+            if self._refusals <= 0:
+                self._mode = "up"
+                self._refusals = None
+        return False
 
     def garble(self) -> None:
         """The endpoint answers something other than MTProto (say, an HTTP 400 page) and
@@ -293,6 +310,7 @@ class FaultPlan:
     def resume(self) -> None:
         """Back to answering: held answers are delivered, waiting connects complete."""
         self._mode = "up"
+        self._refusals = None
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

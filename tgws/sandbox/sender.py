@@ -126,7 +126,7 @@ class SandboxSender:
         faults = self.world.faults
         for attempt in retry_range(self._retries):
             dc = self.world.dcs.identify(self._connection)
-            if dc is None or faults.refusing:
+            if dc is None or not faults.accepts_connection():
                 log.debug("sandbox: connection attempt %d refused", attempt)
                 await asyncio.sleep(self._delay)
                 continue
