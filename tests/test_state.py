@@ -297,14 +297,17 @@ def test_cancel_while_streaming_is_allowed() -> None:
 
 
 def test_only_the_seeds_verify_first_refusal_closes_the_socket() -> None:
-    closing = {
-        (phase, streaming, name)
-        for (phase, streaming), row in EXPECTED.items()
-        for name, expected in row.items()
-        if isinstance(expected, tuple) and expected[3] is not None
+    # Asked of the machine itself, not of EXPECTED: every state against every request.
+    answers = {
+        (phase, streaming, name): answer(machine_in(phase, streaming=streaming), request)
+        for phase, streaming in EXPECTED
+        for name, request in REQUESTS.items()
     }
+    closing = {where for where, result in answers.items()
+               if isinstance(result, tuple) and result[3] is not None}
     assert closing == {(NEW, False, n) for n in
                        ("phone", "code", "password", "users", "chats", "logout")}
+    assert {answers[where][2] for where in closing} == {p.VERIFY_API_KEY_FIRST}
 
 
 # --- transitions ---------------------------------------------------------------------------------
