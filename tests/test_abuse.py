@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from tests.support import (
 from tgws import protocol as p
 from tgws.admission import close_reason
 from tgws.daemon import Daemon
+from tgws.wsguard import GuardedConnection
 
 
 @contextlib.asynccontextmanager
@@ -110,8 +113,17 @@ async def test_clients_that_never_log_in_never_push_a_real_client_to_503(
         evicted = [s for s in squatters if s.close_code is not None]
         assert {s.close_code for s in evicted} == {1008}
         assert {s.close_reason for s in evicted} == {"too many connections not logged in"}
+        health = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{d.port}/healthz"))
+        assert health["dropped_not_logged_in"] >= len(evicted)
+        assert health["not_logged_in"] <= 6 and health["logged_in"] == 0
         for s in squatters:
             await s.close()
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout(10)) as response:
+        body: bytes = response.read()
+        return body
 
 
 async def test_only_logged_in_connections_count_towards_503(tmp_path: Path) -> None:
@@ -146,7 +158,8 @@ async def test_connections_per_api_key_are_capped(tmp_path: Path) -> None:
 
 
 # --- 2. a write-buffer ceiling ----------------------------------------------------------------
-async def test_a_ping_flood_that_never_reads_pongs_is_cut_off(tmp_path: Path) -> None:
+async def test_a_ping_flood_that_never_reads_pongs_is_cut_off(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with running(tmp_path, **{"server.write_limit": 16384,
                                     "server.max_write_buffer": 65536}) as (d, _key):
         sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
@@ -161,53 +174,59 @@ async def test_a_ping_flood_that_never_reads_pongs_is_cut_off(tmp_path: Path) ->
             sock.close()
         assert d.app is not None
         await wait_until(lambda: d.app is not None and d.app.edge.pools.unverified == 0)
+    assert "(max_write_buffer)" in caplog.text
 
 
 async def test_output_that_does_not_drain_is_aborted_after_write_timeout(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Under the ceiling, but never read: once write_timeout passes with our buffer above
     # write_limit, the connection goes. Keepalive could not do it (its ping waits behind
     # the unread pongs), and the idle timeout is off here.
     async with running(tmp_path, **{"server.write_timeout": 1.0,
                                     "server.idle_timeout": 0,
                                     "server.write_limit": 4096,
-                                    "server.max_write_buffer": 1 << 20}) as (d, key):
+                                    "server.max_write_buffer": 64 << 20}) as (d, key):
         sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
         try:
-            loop = asyncio.get_running_loop()
-            login = json.dumps({"event": "login", "data": {"apiKey": key}}).encode()
-            await loop.sock_sendall(sock, _masked_text(login))  # no login deadline either
-            await _fill_with_pongs(d, sock)
-            await wait_until(lambda: closed_by_server(sock), wait=10)
+            await _login_and_fill_with_pongs(d, sock, key)
+            await wait_until(lambda: d.app is not None and not d.app.connections, wait=10)
+            assert closed_by_server(sock)
         finally:
             sock.close()
-
-
-async def _fill_with_pongs(d: Daemon, sock: Any) -> None:
-    """Send pings until our side of the server buffers more than write_limit of pongs."""
-    loop = asyncio.get_running_loop()
-    assert d.app is not None
-    async with asyncio.timeout(timeout(10)):
-        while not any(c.ws.paused for c in d.app.connections):
-            await loop.sock_sendall(sock, PING * 64)
+    assert "(write_timeout)" in caplog.text
 
 
 async def test_the_idle_timeout_closes_a_connection_whose_output_never_drains(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tgws")
     async with running(tmp_path, **{"server.idle_timeout": 0.5,
                                     "server.write_limit": 4096,
-                                    "server.max_write_buffer": 1 << 20}) as (d, key):
+                                    "server.max_write_buffer": 64 << 20}) as (d, key):
         sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
         try:
-            # Enough pongs to fill the kernel buffers and then some, well under the ceiling.
-            loop = asyncio.get_running_loop()
-            login = json.dumps({"event": "login", "data": {"apiKey": key}}).encode()
-            await loop.sock_sendall(sock, _masked_text(login))
-            await _fill_with_pongs(d, sock)
+            await _login_and_fill_with_pongs(d, sock, key)
             # The idle close frame cannot be written; the bounded close then aborts.
-            await wait_until(lambda: closed_by_server(sock), wait=20)
+            await wait_until(lambda: d.app is not None and not d.app.connections, wait=20)
+            assert closed_by_server(sock)
         finally:
             sock.close()
+    assert "idle for" in caplog.text
+    assert "(write_timeout)" not in caplog.text and "(max_write_buffer)" not in caplog.text
+
+
+async def _login_and_fill_with_pongs(d: Daemon, sock: Any, key: str) -> None:
+    """Log in (no login deadline), then ping until the server's output passes write_limit.
+
+    Nothing is read here: reading would drain the very buffer the test is about.
+    """
+    loop = asyncio.get_running_loop()
+    login = json.dumps({"event": "login", "data": {"apiKey": key}}).encode()
+    await loop.sock_sendall(sock, _masked_text(login))
+    assert d.app is not None
+    async with asyncio.timeout(timeout(10)):
+        while not any(isinstance(c.ws, GuardedConnection) and c.ws.write_paused
+                      for c in d.app.connections):
+            await loop.sock_sendall(sock, PING * 64)
 
 
 def _masked_text(payload: bytes) -> bytes:

@@ -125,6 +125,10 @@ class TgwsServer:
             "store": store_ok,
             "uptime": round(time.monotonic() - self.app.started_at, 3),
             "connections": len(self.app.connections),
+            # The edge's pools (tgws.wsguard): logged in, and not (handshakes included).
+            "logged_in": self.app.edge.pools.verified,
+            "not_logged_in": self.app.edge.pools.unverified,
+            "dropped_not_logged_in": self.app.edge.dropped,
             "accounts": self.app.gateway.connected_accounts,
             "accounts_stuck": stuck,
         }

@@ -45,6 +45,7 @@ CLOSE_WAIT = CLOSE_TIMEOUT + 1.0
 
 LOGIN_TIMEOUT_REASON = "login timeout"
 EVICTED_REASON = "too many connections not logged in"
+REPORT_INTERVAL = 10.0  # seconds between two log lines about dropped connections
 
 
 class Edge:
@@ -57,7 +58,10 @@ class Edge:
         self.max_write_buffer = 1 << 20
         self.write_timeout = 60.0
         self.trusted = Networks()
+        self.dropped = 0  # unverified connections closed by the deadline or to make room
         self._closing: set[asyncio.Task[None]] = set()
+        self._unreported: dict[str, int] = {}
+        self._next_report = 0.0
 
     def configure(self, cfg: ServerConfig, *, max_connections: int,
                   max_unverified: int) -> None:
@@ -108,8 +112,9 @@ class Edge:
 
     def drop(self, conn: GuardedConnection, reason: str) -> None:
         """Close an unverified connection: 1008 if the websocket is open, else abort."""
-        log.info("closing a connection from %s: %s", conn.client, reason)
         self.pools.gone(conn)
+        self.dropped += 1
+        self._report(reason)
         if conn.state is State.OPEN:
             task = asyncio.get_running_loop().create_task(
                 close_within(conn, CloseCode.POLICY, reason))
@@ -117,6 +122,17 @@ class Edge:
             task.add_done_callback(self._closing.discard)
         else:
             conn.abort()
+
+    def _report(self, reason: str) -> None:
+        """One log line per REPORT_INTERVAL, however many connections are dropped."""
+        self._unreported[reason] = self._unreported.get(reason, 0) + 1
+        now = asyncio.get_running_loop().time()
+        if now < self._next_report:
+            return
+        self._next_report = now + REPORT_INTERVAL
+        log.warning("dropped connections that did not log in: %s",
+                    ", ".join(f"{n} ({why})" for why, n in self._unreported.items()))
+        self._unreported.clear()
 
 
 class GuardedConnection(ServerConnection):
@@ -131,6 +147,11 @@ class GuardedConnection(ServerConnection):
         self.deadline: asyncio.TimerHandle | None = None
         self._io: asyncio.Transport | None = None
         self._stall: asyncio.TimerHandle | None = None
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the output is above write_limit (asyncio paused our writing)."""
+        return self._stall is not None
 
     def abort(self) -> None:
         if self._io is not None:
