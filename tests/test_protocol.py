@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tgws import protocol as p
-from tgws.errors import Refusal
+from tgws.errors import CloseCode, Refusal
 
 SEED = Path(__file__).parent / "data" / "seed-protocol.md"
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "protocol" / "seed-protocol.md"
@@ -256,9 +256,45 @@ def test_telegram_login_overlong_field_is_refused() -> None:
 
 
 # --- users -------------------------------------------------------------------------------------
-def test_users_group_list_parses_in_order() -> None:
+def test_users_group_list_parses_in_order_and_merges_a_group_named_twice() -> None:
     request = p.parse(frame("users", {"group": ["b", "a", "b"], "status": ""}))
-    assert request == p.Users(groups=("b", "a", "b"), latest=False, progress=False)
+    assert request == p.Users(groups=("b", "a"), latest=False, progress=False)
+    # One group in any spelling is one group; its first spelling names it in the replies.
+    request = p.parse(frame("users", {"group": ["@Group_One", "t.me/group_one", "GROUP_ONE/",
+                                                "https://t.me/Group_One", "other_one"]}))
+    assert request == p.Users(groups=("@Group_One", "other_one"), latest=False)
+
+
+def test_chats_group_named_twice_is_one_target_and_everything_wins_over_latest() -> None:
+    request = p.parse(frame("chats", {"group": [
+        {"name": "news_room", "status": "latest"}, "@News_Room", {"name": "t.me/other_room"},
+        {"name": "other_room", "status": "latest"}]}))
+    assert request == p.Chats(groups=(p.ChatTarget("news_room", latest=False),
+                                      p.ChatTarget("t.me/other_room", latest=False)))
+    request = p.parse(frame("chats", {"group": ["news_room"] * 100, "status": "latest"}))
+    assert request == p.Chats(groups=(p.ChatTarget("news_room", latest=True),))
+
+
+@pytest.mark.parametrize("name", [
+    "testgroup00001", "@testgroup00001", "t.me/testgroup00001", "https://t.me/UnderWorld4444/",
+    "http://t.me/abcd", "  spaced_ok  ", "a_b_c_d"])
+def test_usernames_and_links_are_usable_group_names(name: str) -> None:
+    assert p.username_of(name) is not None
+    assert p.unusable_group(p.Users(groups=(name,), latest=False)) is None
+
+
+@pytest.mark.parametrize("name", [
+    "me", "self", "SELF", "@me", "12345678", "-1001234567890", "+919876543210", "919876543210",
+    "Test Group 1", "abc", "t.me/+AbCdEfGh", "t.me/joinchat/AbCdEf", "1group", "a" * 33,
+    "group-name", "évian_group", "line\nbreak", "https://example.org/group"])
+def test_other_names_are_refused_with_the_seeds_replies(name: str) -> None:
+    assert p.username_of(name) is None
+    users = p.unusable_group(p.Users(groups=("testgroup00001", name), latest=False))
+    assert users is not None and users.close == CloseCode.NORMAL
+    assert p.refusal_reply(users) == p.failed("users", f"{name} does not exist")
+    chats = p.unusable_group(p.Chats(groups=(p.ChatTarget(name, False),)))
+    assert chats is not None and chats.close == CloseCode.NORMAL
+    assert p.refusal_reply(chats) == p.failed("chats", "invalid request")
 
 
 def test_users_group_as_single_string_is_a_one_element_list() -> None:

@@ -15,11 +15,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tgws import __version__
 from tgws import config as config_mod
 from tgws.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from tgws.sealing import Keyring
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -71,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key; its connections are closed")
     revoke.add_argument("name")
 
+    secret = sub.add_parser("secret-key",
+                            help="keys that encrypt stored Telegram sessions ([store] "
+                                 "secret_key_file)")
+    secret_actions = secret.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("create", "write a new key file (mode 0600; never over a file)"),
+                         ("rotate", "put a new key first in FILE; old keys still decrypt"),
+                         ("prune", "keep only the first key in FILE (run reseal first)")):
+        secret_actions.add_parser(action, help=text).add_argument("file")
+    reseal = secret_actions.add_parser(
+        "reseal", help="re-encrypt every stored session with the first key of "
+                       "[store] secret_key_file")
+    _add_config_flags(reseal, server=False)
+
     check = sub.add_parser("check-config", help="validate a config and print the settings")
     _add_config_flags(check)
     return parser
@@ -101,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         if args.command == "apikey":
             return cmd_apikey(args)
+        if args.command == "secret-key":
+            from tgws.cli_secret import cmd_secret_key
+            return cmd_secret_key(args)
         if args.command == "check-config":
             return cmd_check_config(args)
     except ConfigError as err:
@@ -171,13 +190,16 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     if args.action != "create" and not Path(path).exists():
         print(f"tgws: no store at {path} (create a key first)", file=sys.stderr)
         return EXIT_FAILURE
-    return asyncio.run(_apikey(args, path))
+    from tgws.sealing import load_keyring
+
+    # With the keyring, opening the store also seals any plaintext session, as the daemon does.
+    return asyncio.run(_apikey(args, path, load_keyring(config.store.secret_key_file)))
 
 
-async def _apikey(args: argparse.Namespace, path: str) -> int:
+async def _apikey(args: argparse.Namespace, path: str, keyring: Keyring | None) -> int:
     from tgws.store import Store
 
-    async with await Store.open(path) as store:
+    async with await Store.open(path, keyring=keyring) as store:
         if args.action == "create":
             key = await store.create_api_key(args.name)
             print(f"created API key {args.name!r} in {path}; it is shown once, keep it safe:")
@@ -191,7 +213,8 @@ async def _apikey(args: argparse.Namespace, path: str) -> int:
                       f"{'revoked ' + _when(r.revoked_at) if r.revoked_at else 'active'}")
             return EXIT_OK
         if await store.revoke_api_key(args.name):
-            print(f"revoked API key {args.name!r}; its connections will be closed")
+            print(f"revoked API key {args.name!r}; the daemon closes its connections and logs "
+                  "its Telegram session out (now if it runs, else when it next starts)")
             return EXIT_OK
         print(f"tgws: no active API key named {args.name!r}", file=sys.stderr)
         return EXIT_FAILURE

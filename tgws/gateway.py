@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -45,12 +44,14 @@ from tgws.errors import (
     PasswordNeeded,
     PeerNotFound,
     PhoneInvalid,
+    SessionLocked,
     TelegramFailure,
 )
+from tgws.login_guard import compact_phone
 from tgws.rpc_errors import CODE_ERRORS, PASSWORD_ERRORS, PEER_ERRORS, PHONE_ERRORS
 from tgws.rpc_errors import FLOOD_ERRORS as _FLOOD_ERRORS
 from tgws.rpc_errors import translate as _translate
-from tgws.store import EntityRecord, Store, normalize_username
+from tgws.store import EntityRecord, SessionUnreadable, Store, normalize_username
 from tgws.telegram_clients import ClientFactory
 
 log = logging.getLogger("tgws.gateway")
@@ -62,10 +63,11 @@ OnFlood = Callable[[int], Awaitable[None]]
 GROUP_KINDS = ("megagroup", "gigagroup", "chat")
 PAGE_MESSAGES = 100  # Telegram's page size for messages.getHistory
 PAGE_MEMBERS = 200  # Telegram's page size for channels.getParticipants
+REVOKE_LOGOUT_DEADLINE = 30.0  # seconds for connect + auth.LogOut of a revoked key's session
+REVOKE_LOGOUT_RETRY = 60  # seconds before a failed revocation log-out is tried again
 MEMBER_CAP = 10_000  # plain paging lists at most about this many members
 SWEEP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
-_PHONE_DIGITS = re.compile(r"^\+?[0-9]{7,15}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,9 @@ class Account:
         self._client: Any = None
         self._connect_lock = asyncio.Lock()
         self._login_phone: str | None = None
+        # The connection that asked for the pending code: only it may send the code (two
+        # connections of one key must not sign in each other's phone).
+        self._login_owner: object = None
         self._idle_task: asyncio.Task[None] | None = None
 
     @property
@@ -139,7 +144,11 @@ class Account:
             if self._client is not None and self._client.is_connected():
                 return self._client
             if self._client is None:
-                saved = await self.store.load_session(self.api_key_id)
+                try:
+                    saved = await self.store.load_session(self.api_key_id)
+                except SessionUnreadable as err:
+                    log.error("account of key #%d: %s", self.api_key_id, err)
+                    raise SessionLocked(str(err)) from None
                 self._client = self.gateway.factory(StringSession(saved or None))
             try:
                 await self._client.connect()
@@ -168,22 +177,32 @@ class Account:
         await asyncio.sleep(seconds)
 
     # -- login ----------------------------------------------------------------------------
-    async def send_code(self, phone: str, on_flood: OnFlood | None = None) -> None:
-        compact = re.sub(r"[\s().-]", "", phone)
-        if not _PHONE_DIGITS.match(compact):
+    @property
+    def login_owner(self) -> object:
+        """The connection that asked for the pending code (or is asking now), or None."""
+        return self._login_owner
+
+    async def send_code(self, phone: str, on_flood: OnFlood | None = None, *,
+                        owner: object = None) -> None:
+        compact = compact_phone(phone)
+        if compact is None:
             raise PhoneInvalid("malformed phone number")
+        # Claimed before the first await, so a second connection asking at the same moment
+        # sees the claim (the handler refuses it) instead of racing this one.
+        self._login_phone, self._login_owner = None, owner
         try:
             await self._call(lambda c: c.send_code_request(compact), on_flood)
         except PHONE_ERRORS:
             raise PhoneInvalid("Telegram refused the phone number") from None
         except errors.RPCError as err:
             raise _translate(err) from None
-        self._login_phone = compact
+        self._login_phone, self._login_owner = compact, owner
 
-    async def sign_in(self, code: str, on_flood: OnFlood | None = None) -> None:
+    async def sign_in(self, code: str, on_flood: OnFlood | None = None, *,
+                      owner: object = None) -> None:
         phone = self._login_phone
-        if phone is None:
-            raise CodeInvalid("no code was sent on this account")
+        if phone is None or owner is not self._login_owner:
+            raise CodeInvalid("no code was sent on this connection")
         if not code.strip():
             raise CodeInvalid("empty code")
         try:
@@ -211,7 +230,7 @@ class Account:
 
     async def _logged_in(self) -> None:
         client = self._client
-        self._login_phone = None
+        self._login_phone = self._login_owner = None
         me = await client.get_me(input_peer=True)
         await self.store.save_session(self.api_key_id, client.session.save(),
                                       getattr(me, "user_id", None))
@@ -222,7 +241,7 @@ class Account:
             try:
                 client = await self._ensure_client()
                 await client.log_out()
-            except (errors.RPCError, TelegramFailure) as err:
+            except (errors.RPCError, TelegramFailure, SessionLocked) as err:
                 # The local session goes anyway: the user asked to be logged out.
                 log.warning("account of key #%d: log out at Telegram failed: %s",
                             self.api_key_id, type(err).__name__)
@@ -236,7 +255,7 @@ class Account:
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
-        self._login_phone = None
+        self._login_phone = self._login_owner = None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.disconnect()
@@ -266,9 +285,13 @@ class Account:
             title=str(getattr(entity, "title", None) or getattr(entity, "first_name", "") or ""),
             username=str(getattr(entity, "username", None) or username),
         )
-        await self.store.cache_entities(self.api_key_id, [EntityRecord(
-            peer_id=peer.id, access_hash=peer.access_hash, kind=peer.kind,
-            username=username, title=peer.title)])
+        # Cached only under the username Telegram confirms the entity has: an answer found
+        # by anything else (an id, a phone, a title) is not a username's and must not pose
+        # as one.
+        if str(getattr(entity, "username", None) or "").lower() == username.lower():
+            await self.store.cache_entities(self.api_key_id, [EntityRecord(
+                peer_id=peer.id, access_hash=peer.access_hash, kind=peer.kind,
+                username=username, title=peer.title)])
         return peer
 
     # -- streaming ------------------------------------------------------------------------
@@ -374,6 +397,8 @@ class Gateway:
         self.store = store
         self.factory = factory
         self._accounts: dict[int, Account] = {}
+        self._sweep: asyncio.Task[None] | None = None
+        self._logout_retry_at: dict[int, float] = {}  # revoked key id -> loop time
 
     def acquire(self, api_key_id: int) -> Account:
         account = self._accounts.get(api_key_id)
@@ -401,29 +426,80 @@ class Gateway:
             log.debug("account of key #%d: disconnected after idle", account.api_key_id)
 
     async def forget(self, api_key_id: int) -> None:
-        """Drop the account of a revoked key right away.
+        """Drop the account of a revoked key from memory right away (its connections close).
 
-        The store has already deleted the session (revocation does that in one
-        transaction); while the client is still in memory, it also logs the authorization
-        out at Telegram so the revoked key leaves nothing usable behind anywhere.
+        Logging the authorization out at Telegram is the revocation sweep's job
+        (:meth:`sweep_revoked`): it works from the stored session, so it reaches accounts
+        that are idle-disconnected, or were revoked while the daemon was down, too.
         """
         account = self._accounts.pop(api_key_id, None)
         if account is None:
             return
-        client = account._client
-        if client is not None and client.is_connected():
-            try:
-                await client.log_out()
-            except Exception as err:
-                log.warning("account of key #%d: log out after revocation failed: %s",
-                            api_key_id, type(err).__name__)
+        if account._idle_task is not None:
+            account._idle_task.cancel()
         await account._drop_client()
+
+    def sweep_revoked(self) -> asyncio.Task[None]:
+        """Start (or join) a sweep that logs out the sessions of revoked keys; its task.
+
+        Called by the revocation watcher every few seconds, so it also runs soon after start.
+        A sweep never blocks the caller: Telegram may take up to REVOKE_LOGOUT_DEADLINE.
+        """
+        if self._sweep is None or self._sweep.done():
+            self._sweep = asyncio.get_running_loop().create_task(self._sweep_revoked())
+        return self._sweep
+
+    async def _sweep_revoked(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for key_id in await self.store.sessions_to_log_out():
+            if self._logout_retry_at.get(key_id, 0.0) > now:
+                continue
+            await self.forget(key_id)
+            if await self._log_out_revoked(key_id):
+                self._logout_retry_at.pop(key_id, None)
+            else:
+                self._logout_retry_at[key_id] = now + REVOKE_LOGOUT_RETRY
+
+    async def _log_out_revoked(self, key_id: int) -> bool:
+        """auth.LogOut with the revoked key's stored session, then delete it.
+
+        The session is deleted only once Telegram has ended the authorization (or says it
+        was already gone): until then it stays, so a later sweep can try again. Returns
+        whether the session is gone.
+        """
+        try:
+            saved = await self.store.load_session(key_id, revoked=True)
+        except SessionUnreadable as err:
+            log.error("revoked key #%d: cannot log out at Telegram: %s", key_id, err)
+            return False
+        if saved is None:
+            return True
+        client = self.factory(StringSession(saved))
+        try:
+            async with asyncio.timeout(REVOKE_LOGOUT_DEADLINE):
+                await client.connect()
+                await client(functions.auth.LogOutRequest())
+        except errors.UnauthorizedError:
+            pass  # Telegram no longer knows the authorization: nothing left to end
+        except (errors.RPCError, TimeoutError, OSError, ConnectionError) as err:
+            log.warning("revoked key #%d: log out at Telegram failed (%s); retrying in %d s",
+                        key_id, type(err).__name__, REVOKE_LOGOUT_RETRY)
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+        await self.store.delete_session(key_id)
+        log.info("revoked key #%d: logged out at Telegram; session deleted", key_id)
+        return True
 
     @property
     def connected_accounts(self) -> int:
         return len(self._accounts)
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            await asyncio.gather(self._sweep, return_exceptions=True)
         accounts = list(self._accounts.values())
         self._accounts.clear()
         for account in accounts:

@@ -9,9 +9,13 @@ A handler never touches Telethon or SQL directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from websockets.exceptions import ConnectionClosed
 
 from tgws import protocol as p
 from tgws.context import Connection
@@ -27,6 +31,7 @@ from tgws.errors import (
     TelegramFailure,
 )
 from tgws.gateway import Account
+from tgws.login_guard import compact_phone, phone_key
 from tgws.state import Outcome
 from tgws.streaming import stream_chats, stream_users
 
@@ -78,11 +83,14 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
     notify = conn.flood_notifier(event)
     try:
         if request.phone is not None:
-            await account.send_code(request.phone, notify)
+            _may_send_code(conn, account, request.phone)
+            await account.send_code(request.phone, notify, owner=conn)
             conn.state.advance(Outcome.CODE_SENT)
             await conn.success(event, p.SEND_CODE)
         elif request.code is not None:
-            await account.sign_in(request.code, notify)
+            if account.login_owner not in (None, conn):
+                raise Refusal(event, p.CODE_ELSEWHERE)
+            await account.sign_in(request.code, notify, owner=conn)
             conn.state.advance(Outcome.SIGNED_IN)
             log.info("%s: telegram session created", conn.label())
             await conn.success(event, p.LOGGED_IN)
@@ -105,14 +113,44 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         raise p.gateway_refusal(event, err) from None
 
 
+def _may_send_code(conn: Connection, account: Account, phone: str) -> None:
+    """Refuse a code request that another connection's pending login or a limit forbids.
+
+    No await before account.send_code claims the login for `conn`: the check and the claim
+    are one step, so two connections asking at once cannot both pass.
+    """
+    owner = account.login_owner
+    if owner is not None and owner is not conn and owner in conn.app.connections:
+        raise Refusal(p.TELEGRAM_LOGIN, p.CODE_ELSEWHERE)
+    compact = compact_phone(phone)
+    if compact is None:
+        return  # malformed: the gateway refuses it without asking Telegram
+    limits = conn.app.config.limits
+    wait = conn.app.send_codes.take(
+        account.api_key_id, phone_key(compact), per_key=limits.send_code_per_key,
+        per_phone=limits.send_code_per_phone, window=limits.send_code_window,
+        now=time.monotonic())
+    if wait:
+        log.warning("%s: send code refused by [limits] for %d s", conn.label(), wait)
+        raise Refusal(p.TELEGRAM_LOGIN, p.SEND_CODE_LIMITED.format(seconds=wait),
+                      retry_after=wait)
+
+
 async def logout(conn: Connection, request: p.Logout) -> None:
     account = account_of(conn)
     if not await account.has_session():
         raise Refusal(p.LOGOUT, p.NO_SESSION)
-    # Every connection of this key loses its Telegram session, not only this one.
-    for other in conn.app.by_api_key(account.api_key_id):
-        if other.stream is not None:
-            other.stream.cancel()
+    # Every connection of this key loses its Telegram session, not only this one: their
+    # streams stop, and each ends with a failed reply on its own event that says why.
+    stopped = [(other, other.stream, other.stream_event)
+               for other in conn.app.by_api_key(account.api_key_id)
+               if other is not conn and other.stream is not None]
+    for _, task, _ in stopped:
+        task.cancel()
+    await asyncio.gather(*(task for _, task, _ in stopped), return_exceptions=True)
+    for other, _, stream_event in stopped:
+        with contextlib.suppress(ConnectionClosed):
+            await other.failed(stream_event, p.LOGGED_OUT_ELSEWHERE)
     await account.log_out()
     conn.app.session_ended(account.api_key_id)
     log.info("%s: telegram session logged out", conn.label())
@@ -130,10 +168,17 @@ async def cancel(conn: Connection, request: p.Cancel) -> None:
 
 
 async def users(conn: Connection, request: p.Users) -> None:
+    # Names that are not usernames or t.me links never reach Telegram.
+    refused = p.unusable_group(request)
+    if refused is not None:
+        raise refused
     conn.start_stream(p.USERS, stream_users(conn, account_of(conn), request))
 
 
 async def chats(conn: Connection, request: p.Chats) -> None:
+    refused = p.unusable_group(request)
+    if refused is not None:
+        raise refused
     conn.start_stream(p.CHATS, stream_chats(conn, account_of(conn), request))
 
 

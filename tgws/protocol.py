@@ -12,11 +12,19 @@ the frame holds (a hypothesis test throws arbitrary text and bytes at it).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tgws.errors import FloodWait, GatewayError, NotAuthorized, Refusal
+from tgws.errors import (
+    CloseCode,
+    FloodWait,
+    GatewayError,
+    NotAuthorized,
+    Refusal,
+    SessionLocked,
+)
 
 # --- event names -------------------------------------------------------------------------
 LOGIN: Final = "login"
@@ -77,6 +85,13 @@ NO_EVENT: Final = "missing or non-string 'event'"
 UNKNOWN_EVENT: Final = "unknown event {event!r}; known events: {known}"
 BAD_FIELD: Final = "'data.{field}' must be {expected}"
 INTERNAL_ERROR: Final = "internal error"
+# Account keys and Telegram protected from us (docs/protocol.md, docs/security.md).
+SESSION_LOCKED: Final = ("the stored telegram session is encrypted with a key this server "
+                         "does not have; ask its operator")
+CODE_ELSEWHERE: Final = ("a login code for this api key is pending on another connection; "
+                         "send the code there, or close it and start over")
+SEND_CODE_LIMITED: Final = "too many login codes requested; try again in {seconds} s"
+LOGGED_OUT_ELSEWHERE: Final = "logged out on another connection"
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -242,27 +257,84 @@ def _name(event: str, value: Any, field: str) -> str:
     return _unicode(event, value, field)
 
 
+# A Telegram username: 4-32 of A-Z a-z 0-9 _, starting with a letter (4 for collectible
+# names). "me" and "self" are Telethon's words for the account itself, not usernames.
+_USERNAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}")
+_LINK_PREFIXES: Final = ("https://t.me/", "http://t.me/", "t.me/", "@")
+_NOT_USERNAMES: Final = frozenset({"me", "self"})
+
+
+def username_of(name: str) -> str | None:
+    """The username a group name stands for ('x', '@x', 't.me/x', 'https://t.me/x/'), or None.
+
+    Anything else (numeric ids, phone numbers, 'me'/'self', display titles, invite links) is
+    not sent to Telegram: an id or phone resolves to whatever Telegram finds, and a title is
+    not unique, so caching its answer as a username would be wrong.
+    """
+    bare = name.strip()
+    for prefix in _LINK_PREFIXES:
+        if bare.lower().startswith(prefix):
+            bare = bare[len(prefix):]
+            break
+    bare = bare.removesuffix("/")
+    if bare.lower() in _NOT_USERNAMES or not _USERNAME.fullmatch(bare):
+        return None
+    return bare
+
+
+def _group_key(name: str) -> str:
+    """Names of one group compare equal: '@X', 't.me/x' and 'x' are one group."""
+    return (username_of(name) or name.strip()).lower()
+
+
+def unusable_group(request: Users | Chats) -> Refusal | None:
+    """The seed's refusal for the first name that is not a username or t.me link, if any.
+
+    The replies are the seed's for a group that does not exist (users: "<name> does not
+    exist", chats: "invalid request"), and the socket closes as the seed's does.
+    """
+    if isinstance(request, Users):
+        for name in request.groups:
+            if username_of(name) is None:
+                return Refusal(USERS, DOES_NOT_EXIST.format(group=name), close=CloseCode.NORMAL)
+        return None
+    if any(username_of(target.name) is None for target in request.groups):
+        return Refusal(CHATS, INVALID_REQUEST, close=CloseCode.NORMAL)
+    return None
+
+
 def _parse_users(event: str, data: Mapping[str, Any]) -> Request:
     names = _group_names(event, data.get("group"))
-    groups = tuple(_name(event, name, "group[]") for name in names)
+    # A group named twice (in any spelling) is fetched and sent once, under its first name.
+    unique: dict[str, str] = {}
+    for name in names:
+        name = _name(event, name, "group[]")
+        unique.setdefault(_group_key(name), name)
     latest = _status(event, data.get("status")) or False
-    return Users(groups=groups, latest=latest, progress=_flag(event, data, "progress"))
+    return Users(groups=tuple(unique.values()), latest=latest,
+                 progress=_flag(event, data, "progress"))
 
 
 def _parse_chats(event: str, data: Mapping[str, Any]) -> Request:
     default_latest = _status(event, data.get("status")) or False
-    targets: list[ChatTarget] = []
+    targets: dict[str, ChatTarget] = {}
     for item in _group_names(event, data.get("group")):
         if isinstance(item, str):
-            targets.append(ChatTarget(_name(event, item, "group[]"), default_latest))
-            continue
-        if not isinstance(item, dict):
+            name, latest = _name(event, item, "group[]"), default_latest
+        elif isinstance(item, dict):
+            name = _name(event, item.get("name"), "group[].name")
+            # The group's own status wins; an empty one falls back to the request's.
+            own = _status(event, item.get("status"), "group[].status")
+            latest = default_latest if own is None else own
+        else:
             raise _bad(event, "group[]", "an object {\"name\": …, \"status\": …}")
-        name = _name(event, item.get("name"), "group[].name")
-        # The group's own status wins; an empty one falls back to the request's.
-        own = _status(event, item.get("status"), "group[].status")
-        targets.append(ChatTarget(name, default_latest if own is None else own))
-    return Chats(groups=tuple(targets), progress=_flag(event, data, "progress"))
+        # A group named twice is sent once, under its first name; if any of its entries
+        # asks for everything (status ""), everything is sent (it includes the latest).
+        key = _group_key(name)
+        first = targets.get(key)
+        targets[key] = ChatTarget(name, latest) if first is None else \
+            ChatTarget(first.name, first.latest and latest)
+    return Chats(groups=tuple(targets.values()), progress=_flag(event, data, "progress"))
 
 
 def _parse_empty(cls: type[Logout] | type[Cancel]) -> Callable[[str, Mapping[str, Any]], Request]:
@@ -304,8 +376,10 @@ def gateway_refusal(event: str, err: GatewayError) -> Refusal:
         return Refusal(event, FLOOD_TOO_LONG.format(seconds=err.seconds))
     if isinstance(err, NotAuthorized):
         return Refusal(event, SESSION_EXPIRED)
+    if isinstance(err, SessionLocked):
+        return Refusal(event, SESSION_LOCKED)
     return Refusal(event, TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
 
 
 def refusal_reply(refusal: Refusal) -> str:
-    return failed(refusal.event, refusal.message)
+    return failed(refusal.event, refusal.message, **refusal.extra)
