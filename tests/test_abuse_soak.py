@@ -91,11 +91,11 @@ async def test_a_low_descriptor_limit_is_reported_and_a_handshake_storm_stays_qu
         tmp_path: Path) -> None:
     key = await create_key(tmp_path)
     proc = DaemonProcess(tmp_path, "--config", str(write_config(tmp_path)),
-                         preexec_fn=nofile(128))
+                         preexec_fn=nofile(64))
     socks: list[socket.socket] = []
     try:
         port = await asyncio.to_thread(proc.wait_ready)
-        assert "RLIMIT_NOFILE is 128" in proc.stderr
+        assert "RLIMIT_NOFILE is 64" in proc.stderr
         # The storm: half-sent handshakes, more than there are descriptors.
         for _ in range(4):
             socks += await asyncio.gather(*(half_handshake(port, PATH, "127.0.0.2")
