@@ -212,8 +212,8 @@ class SandboxSender:
             if not self._auto_reconnect:
                 raise ConnectionError("Connection to Telegram lost (auto_reconnect is off)")
             await self._dial()
-        except ConnectionError as error:
-            log.info("sandbox: reconnecting failed: %s", error)
+        except (OSError, EOFError) as error:  # ConnectionError; IncompleteReadError (junk)
+            log.info("sandbox: reconnecting failed: %r", error)
             self._fail(error)
             return
         self._reconnecting = False
