@@ -4,7 +4,11 @@ Why this seam (perf-physics.md §7, "seam A"): a SandboxSender replaces the clie
 MTProtoSender, and a World answers each request the way Telegram documents it.
 - In-process and deterministic: no sockets, no threads, ids and dates derive from a seed.
 - No MTProto crypto code to own: no DH, AES-IGE or message containers to get right.
-- Any RPC error can be injected (World.fail) and reaches Telethon as its own exception class.
+- Faults are data: a seeded plan per world (faults.py, `world.faults`) decides at this seam
+  which call meets a 5xx, a flood wait, a dropped connection, latency or a stall, and the
+  sender carries it out as MTProtoSender would (reconnect, re-send). Any RPC error can be
+  scripted (World.fail) and reaches Telethon as its own exception class.
+- Five data centres (dcs.py, `world.dcs`): PHONE_MIGRATE / USER_MIGRATE move Telethon for real.
 - Wire mode (World(wire=True), or per client) still charges Telethon the real TL
   deserialization: every answer is serialized and read back with request.read_result(), so the
   sandbox costs Telethon what Telegram does, and a malformed fake object fails loudly.
