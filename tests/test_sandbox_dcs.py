@@ -4,12 +4,16 @@ names that DC."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from telethon import TelegramClient, errors, functions
 from telethon.sessions import StringSession
 
+from tests.support import ask, collect_stream, expect, logged_in, make_config, open_ws
+from tgws.daemon import Daemon
 from tgws.sandbox import SandboxSender, World, build_demo_world, make_sandbox_client
 from tgws.sandbox.dcs import ADDRESSES, DataCentres
 from tgws.sandbox.demo import PASSWORD, PASSWORD_PHONE
@@ -156,3 +160,35 @@ def test_calm_worlds_keep_everybody_on_dc_2_and_spread_worlds_are_deterministic(
     assert spread.of_phone("15550000042") == 1
     with pytest.raises(ValueError, match="no DC 6"):
         spread.place("+15550000042", 6)
+
+
+async def test_the_daemon_stores_the_migrated_session_and_reuses_it(tmp_path: Path) -> None:
+    """Through tgws, in the hostile world (faults off): +919876543210 lives on DC 5, so its
+    login goes through USER_MIGRATE_5; the stored session names DC 5, and after a restart
+    the daemon streams with it without logging in again."""
+    config = make_config(tmp_path, **{"sandbox.hostile": True, "sandbox.fault_rate": 0.0})
+    first = Daemon(config)
+    await first.start()
+    try:
+        assert first.app is not None and first.backend is not None
+        assert first.backend.world.dcs.of_phone("919876543210") == 5
+        key = await first.app.store.create_api_key("k")
+        async with await logged_in(first, key, phone="+919876543210"):
+            pass
+        records = {r.name: r for r in await first.app.store.list_api_keys()}
+        session = await first.app.store.load_session(records["k"].id)
+        assert session is not None and saved_dc(session) == (5, *ADDRESSES[5])
+    finally:
+        await first.stop()
+
+    second = Daemon(config)
+    await second.start()
+    try:
+        async with await open_ws(second) as ws:
+            expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+                   "session already exists, call 'users'.")
+            await ws.send(json.dumps({"event": "users", "data": {"group": ["testgroup00002"]}}))
+            items, _ = await collect_stream(ws, "users")
+            assert len(items) == 40
+    finally:
+        await second.stop()
