@@ -46,6 +46,9 @@ CLOSE_WAIT = CLOSE_TIMEOUT + 1.0
 LOGIN_TIMEOUT_REASON = "login timeout"
 EVICTED_REASON = "too many connections not logged in"
 REPORT_INTERVAL = 10.0  # seconds between two log lines about dropped connections
+# A dropped connection (never logged in) gets its close frame and this long to answer it:
+# each one still holds a descriptor, so a churning attacker must not make us wait 6 s.
+DROP_CLOSE_WAIT = 1.0
 
 
 class Edge:
@@ -117,7 +120,7 @@ class Edge:
         self._report(reason)
         if conn.state is State.OPEN:
             task = asyncio.get_running_loop().create_task(
-                close_within(conn, CloseCode.POLICY, reason))
+                close_within(conn, CloseCode.POLICY, reason, DROP_CLOSE_WAIT))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         else:
