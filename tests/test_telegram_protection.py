@@ -330,6 +330,22 @@ async def test_a_pending_code_belongs_to_the_connection_that_sent_the_phone(
     assert user is not None and user.phone == PHONE_A.lstrip("+")
 
 
+async def test_a_failed_code_request_leaves_nothing_pending(
+        started: Callable[..., Awaitable[Daemon]]) -> None:
+    daemon = await started(**{"telegram.flood_wait_ceiling": 0})
+    assert daemon.app is not None
+    key = await daemon.app.store.create_api_key("flooded")
+    world_of(daemon).fail("SendCode", "FLOOD_WAIT_100")
+    async with await open_ws(daemon) as a, await open_ws(daemon) as b:
+        await ask(a, "login", {"apiKey": key})
+        await ask(b, "login", {"apiKey": key})
+        refused = await ask(a, TL, {"phone": PHONE_A})
+        assert refused["data"]["status"] == "failed", refused
+        # A is still open, but no code is pending there: B may ask for one.
+        expect(await ask(b, TL, {"phone": PHONE_B}), TL, "success", p.SEND_CODE)
+        expect(await ask(b, TL, {"code": "12345"}), TL, "success", p.LOGGED_IN)
+
+
 async def test_a_closed_connections_pending_code_does_not_block_the_next(
         started: Callable[..., Awaitable[Daemon]]) -> None:
     daemon = await started()

@@ -196,6 +196,11 @@ class Account:
             raise PhoneInvalid("Telegram refused the phone number") from None
         except errors.RPCError as err:
             raise _translate(err) from None
+        finally:
+            # The claim ends here either way: a failure leaves nothing pending (so another
+            # connection may ask), a success makes it the pending login just below.
+            if self._login_owner is owner:
+                self._login_owner = None
         self._login_phone, self._login_owner = compact, owner
 
     async def sign_in(self, code: str, on_flood: OnFlood | None = None, *,
