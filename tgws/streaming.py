@@ -51,6 +51,7 @@ from tgws.errors import (
 )
 from tgws.frames import send_frames
 from tgws.gateway import Account, Page, Peer
+from tgws.joins import JoinMark
 from tgws.store import Offset
 
 USERS_KIND = "users"
@@ -183,27 +184,18 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
                         progress: Progress,
                         pages: AsyncIterator[Page[Any]]) -> tuple[int, int, Offset | None]:
     """Send the members newer than `since`; return (sent, listed, newest join delivered)."""
-    newest = -1
-    ties: set[int] = set()
+    mark = JoinMark(since)
     sent = listed = 0
     async for page in pages:
-        frames: list[bytes] = []
-        for user in page.items:
-            listed += 1
-            joined = serialize.join_date(user) or 0
-            if since is not None and (joined < since.value or
-                                      (joined == since.value and user.id in since.tie_ids)):
-                continue
-            frames.append(serialize.user_envelope(target.name, user))
-            if joined > newest:
-                newest, ties = joined, {user.id}
-            elif joined == newest:
-                ties.add(user.id)
+        listed += len(page.items)
+        fresh = mark.unseen(page.items)
+        frames = serialize.user_frames(target.name, fresh)
+        mark.delivered(fresh)
         if frames:
             await send_frames(conn.ws, frames)
             sent += len(frames)
         await progress.update(target.name, listed, target.total or page.total)
-    return sent, listed, (Offset(newest, frozenset(ties)) if newest >= 0 else None)
+    return sent, listed, mark.offset()
 
 
 # --- chats ---------------------------------------------------------------------------------
@@ -258,7 +250,7 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
         async for page in account.message_pages(peer, after_id=after, batch=batch,
                                                 on_flood=notify):
             total = page.total
-            frames = [serialize.message_envelope(target.name, m) for m in page.items]
+            frames = serialize.message_frames(target.name, page.items)
             await send_frames(conn.ws, frames)
             sent += len(frames)
             await barrier.sent(page.items[-1].id, len(frames))

@@ -2,7 +2,8 @@
 
 `user(u)` and `message(m)` turn Telethon TL objects into JSON-native dicts (str, int, float,
 bool, None, list, dict; no bytes, no datetimes); `user_envelope` / `message_envelope` wrap
-one item in the seed protocol's reply shape and encode it with orjson. docs/schemas.md
+one item in the seed protocol's reply shape and encode it with orjson (`user_frames` /
+`message_frames`: the same bytes for a whole page, what streams use). docs/schemas.md
 documents every field; a change that removes or retypes a field bumps SCHEMA_VERSION.
 
 This runs once per streamed item, so it is written for speed rather than generality:
@@ -31,8 +32,9 @@ media, messages (which uses media). Callers import the package: `serialize.user(
 from __future__ import annotations
 
 from tgws.serialize.common import SCHEMA_VERSION
-from tgws.serialize.messages import message, message_envelope
-from tgws.serialize.users import join_date, user, user_envelope
+from tgws.serialize.messages import is_migrate_to, message, message_envelope, message_frames
+from tgws.serialize.users import join_date, user, user_envelope, user_frames
 
-__all__ = ["SCHEMA_VERSION", "join_date", "message", "message_envelope", "user",
-           "user_envelope"]
+__all__ = ["SCHEMA_VERSION", "is_migrate_to", "join_date", "message", "message_envelope",
+           "message_frames",
+           "user", "user_envelope", "user_frames"]

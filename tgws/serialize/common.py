@@ -8,7 +8,7 @@ modules import them); nothing outside tgws.serialize uses them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -183,9 +183,33 @@ def _encode(obj: dict[str, Any], option: int = 0) -> bytes:
         return _dumps(_clean(obj), option=option)
 
 
-def envelope(event: str, group: str, key: str, item: dict[str, Any]) -> bytes:
+def envelope(event: str, group: str, key: str, item: dict[str, Any] | None) -> bytes:
     """{"event": E, "data": {"status": "success", "message": {"group": G, KEY: item}}}."""
     return _encode(
         {"event": event, "data": {"status": "success", "message": {"group": group, key: item}}},
         _DATE_OPTS,
     )
+
+
+_ENVELOPE_END: Final = b"}}}"
+
+
+def envelopes(event: str, group: str, key: str, items: Iterable[dict[str, Any]]) -> list[bytes]:
+    """envelope(event, group, key, item) for each item, byte for byte, built faster.
+
+    A stream's items share everything but the item itself: the bytes before it are
+    encoded once (from the envelope of a null item, so they are exactly what envelope()
+    writes), and each item costs one orjson call and one join instead of three more dicts.
+    """
+    head = envelope(event, group, key, None)[: -len(b"null") - len(_ENVELOPE_END)]
+    end = _ENVELOPE_END
+    join = b"".join
+    dumps = _dumps
+    out = []
+    for item in items:
+        try:
+            body = dumps(item, option=_DATE_OPTS)
+        except TypeError:  # orjson.JSONEncodeError: see _clean
+            body = dumps(_clean(item), option=_DATE_OPTS)
+        out.append(join((head, body, end)))
+    return out

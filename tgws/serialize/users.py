@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC
 from typing import Any, Final
 
 from telethon.tl import types
 
-from tgws.serialize.common import DateFormat, Lenient, envelope, iso, snake, utc_or_iso
+from tgws.serialize.common import (
+    DateFormat,
+    Lenient,
+    envelope,
+    envelopes,
+    iso,
+    snake,
+    utc_or_iso,
+)
 
 
 def _status(s: Any, date: DateFormat = iso) -> dict[str, Any]:
@@ -135,14 +144,19 @@ def join_date(u: Any) -> int | None:
     return int(d.timestamp())
 
 
-def user_envelope(group: str, u: Any) -> bytes:
-    """The seed's "users" reply for one member, as UTF-8 JSON bytes.
-
-    Like message_envelope: UTC dates are left to the one orjson pass (byte-identical to
-    encoding user(), checked in tests).
-    """
+def _member(u: Any) -> dict[str, Any]:
+    # UTC dates are left to the one orjson pass (byte-identical to user(), checked in tests).
     try:
-        member = _user(u, utc_or_iso)
+        return _user(u, utc_or_iso)
     except AttributeError:
-        member = user(u)
-    return envelope("users", group, "user", member)
+        return user(u)
+
+
+def user_envelope(group: str, u: Any) -> bytes:
+    """The seed's "users" reply for one member, as UTF-8 JSON bytes."""
+    return envelope("users", group, "user", _member(u))
+
+
+def user_frames(group: str, users: Iterable[Any]) -> list[bytes]:
+    """user_envelope(group, u) for each member, byte for byte: the hot path of `users`."""
+    return envelopes("users", group, "user", map(_member, users))
