@@ -22,18 +22,17 @@ from tgws.context import Connection
 from tgws.errors import (
     CloseCode,
     CodeInvalid,
-    FloodWait,
-    NotAuthorized,
+    GatewayError,
     PasswordInvalid,
     PasswordNeeded,
     PhoneInvalid,
     Refusal,
-    TelegramFailure,
 )
 from tgws.gateway import Account
 from tgws.login_guard import compact_phone, phone_key
 from tgws.state import Outcome
 from tgws.streaming import stream_chats, stream_users
+from tgws.wsguard import GuardedConnection
 
 log = logging.getLogger("tgws.handlers")
 
@@ -49,20 +48,32 @@ def account_of(conn: Connection) -> Account:
 
 async def login(conn: Connection, request: p.Login) -> None:
     app = conn.app
-    if app.limiter.peer_blocked(conn.peer):
-        raise Refusal(p.LOGIN, p.TOO_MANY_FAILURES, close=CloseCode.POLICY)
+    # A correct key proves itself: it is checked first and never refused for failures it
+    # did not make (a neighbour behind the same NAT or proxy). Only guessing is slowed down
+    # and blocked, per connection and per address (docs/security.md).
     record = await app.store.verify_api_key(request.api_key)
     if record is None:
+        was_blocked = app.limiter.peer_blocked(conn.peer)
         conn.failed_logins += 1
         app.limiter.record_failure(conn.peer)
         # Slow down guessing: each failure on this connection waits longer.
         await asyncio.sleep(app.limiter.delay_for(conn.peer, conn.failed_logins))
+        if was_blocked:
+            raise Refusal(p.LOGIN, p.TOO_MANY_FAILURES, close=CloseCode.POLICY)
         if (app.limiter.connection_blocked(conn.failed_logins)
                 or app.limiter.peer_blocked(conn.peer)):
             log.warning("%s: too many failed logins from %s; closing", conn.label(), conn.peer)
             raise Refusal(p.LOGIN, p.UNAUTHORIZED, close=CloseCode.POLICY)
         raise Refusal(p.LOGIN, p.UNAUTHORIZED)
+    if len(app.by_api_key(record.id)) >= app.config.server.max_connections_per_key:
+        log.warning("%s: api key %r already has %d connections (max_connections_per_key)",
+                    conn.label(), record.name, len(app.by_api_key(record.id)))
+        raise Refusal(p.LOGIN, p.TOO_MANY_KEY_CONNECTIONS, close=CloseCode.POLICY)
+    if app.edge.verified_full:
+        raise Refusal(p.LOGIN, p.TOO_MANY_CONNECTIONS, close=CloseCode.TRY_AGAIN)
     conn.api_key = record
+    if isinstance(conn.ws, GuardedConnection):
+        app.edge.verified(conn.ws)  # out of the not-logged-in pool; no login deadline
     log.info("%s: api key %r verified", conn.label(), record.name)
     if await app.store.has_session(record.id):
         conn.state.advance(Outcome.KEY_ACCEPTED_WITH_SESSION)
@@ -109,7 +120,9 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         raise Refusal(event, p.INVALID_CODE, close=CloseCode.NORMAL) from None
     except PasswordInvalid:
         raise Refusal(event, p.INVALID_PASSWORD, close=CloseCode.NORMAL) from None
-    except (FloodWait, TelegramFailure, NotAuthorized) as err:
+    except GatewayError as err:
+        # Floods (the wait, when Telegram names it), "telegram unavailable" after a
+        # deadline or a 5xx, a lost session: a failed reply, and the socket stays open.
         raise p.gateway_refusal(event, err) from None
 
 

@@ -21,9 +21,11 @@ from tgws.errors import (
     CloseCode,
     FloodWait,
     GatewayError,
+    LoginFlood,
     NotAuthorized,
     Refusal,
     SessionLocked,
+    TelegramUnavailable,
 )
 
 # --- event names -------------------------------------------------------------------------
@@ -73,6 +75,9 @@ STREAM_IN_PROGRESS: Final = "a stream is in progress; wait for 'done' or send 'c
 DONE: Final = "done"
 TOO_MANY_FAILURES: Final = "too many failed logins"
 API_KEY_REVOKED: Final = "api key revoked"
+# The edge's limits on login ([server] max_connections_per_key, max_connections).
+TOO_MANY_KEY_CONNECTIONS: Final = "too many connections for this API key"
+TOO_MANY_CONNECTIONS: Final = "too many connections; try again later"
 MEMBERS_HIDDEN: Final = "{group} hides its member list; only its admins can list members"
 FLOOD_WAITING: Final = "telegram asks to wait {seconds} s; waiting"
 FLOOD_TOO_LONG: Final = "telegram asks to wait {seconds} s; try again later"
@@ -92,6 +97,13 @@ CODE_ELSEWHERE: Final = ("a login code for this api key is pending on another co
                          "send the code there, or close it and start over")
 SEND_CODE_LIMITED: Final = "too many login codes requested; try again in {seconds} s"
 LOGGED_OUT_ELSEWHERE: Final = "logged out on another connection"
+# When Telegram fails, stalls or floods (docs/protocol.md, "When Telegram fails").
+TELEGRAM_UNAVAILABLE: Final = "telegram unavailable, try again later"
+RETRYING: Final = "telegram unavailable; retrying in {seconds} s"
+WAITING_FOR_STREAM: Final = "waiting for another stream of {group} to finish"
+PHONE_FLOOD: Final = "too many login attempts for this phone number; try again later"
+PASSWORD_FLOOD: Final = "too many password attempts; try again later"
+CLIENT_STALLED: Final = "the client stopped reading; connection dropped"  # logged, not seen
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -378,6 +390,12 @@ def gateway_refusal(event: str, err: GatewayError) -> Refusal:
         return Refusal(event, SESSION_EXPIRED)
     if isinstance(err, SessionLocked):
         return Refusal(event, SESSION_LOCKED)
+    if isinstance(err, TelegramUnavailable):
+        return Refusal(event, TELEGRAM_UNAVAILABLE)
+    if isinstance(err, LoginFlood):
+        if err.seconds is not None:
+            return Refusal(event, FLOOD_TOO_LONG.format(seconds=err.seconds))
+        return Refusal(event, PHONE_FLOOD if err.what == "phone" else PASSWORD_FLOOD)
     return Refusal(event, TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
 
 
