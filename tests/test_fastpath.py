@@ -18,7 +18,14 @@ from websockets.extensions.base import ClientExtensionFactory, Extension
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 
-from tests.support import collect_stream, logged_in, make_config
+from tests.support import (
+    collect_stream,
+    eventually,
+    logged_in,
+    make_config,
+    open_ws,
+    wait_closed,
+)
 from tgws import fastpath
 from tgws.daemon import Daemon
 from tgws.sandbox import World
@@ -143,6 +150,21 @@ async def test_with_permessage_deflate_every_item_arrives_compressed_and_intact(
     # Replies and items alike: the fast path's deflate branch compressed every text frame.
     assert extension.plain == 0
     assert extension.compressed > len(deflated["users"]) + len(deflated["chats"])
+
+
+@pytest.mark.parametrize(("public", "code"), [(False, 1006), (True, 1011)],
+                         ids=["transport", "public-close"])
+async def test_abort_drops_the_client_at_once_or_closes_it_publicly(
+        daemon: Daemon, public: bool, code: int) -> None:
+    fastpath.force_public(public)
+    async with await open_ws(daemon) as ws:
+        app = daemon.app
+        assert app is not None
+        await eventually(lambda: len(app.connections) == 1, "the daemon to count the client")
+        [conn] = app.connections
+        fastpath.abort(conn.ws)
+        # 1006: the TCP connection just ended; 1011: a closing handshake took place.
+        assert await wait_closed(ws) == code
 
 
 # --- the checks themselves ----------------------------------------------------------------

@@ -6,7 +6,8 @@ public path costs several microseconds per item (bench/README.md):
 * websockets, writing a batch of frames (`write_frames`): `Connection.send_context()`,
   `conn.protocol` (`extensions`, `send_text()`, `data_to_send()`) and `conn.transport`, to
   write a batch of hand-built frames with one syscall. Public twin: `await ws.send(frame,
-  text=True)` per frame, in tgws/frames.py.
+  text=True)` per frame, in tgws/frames.py. Also `conn.transport.abort()` (`abort`), to
+  drop a client that stopped reading; public twin: ws.close(), which aborts in time.
 * Telethon, reading a loaded page (`take_loaded`): RequestIter's `buffer`, `index` and
   `left`, to take the rest of a page in one slice. Public twin: one `__anext__` per item
   (plain async iteration), in gateway._batches.
@@ -25,6 +26,7 @@ to checking.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable
@@ -94,6 +96,26 @@ async def write_frames(ws: ServerConnection, frames: list[bytes]) -> None:
             # Control frames the protocol queued (a pong, say) go first, in order.
             data = b"".join([*protocol.data_to_send(), *map(text_frame, frames)])
         ws.transport.write(data)
+
+
+def abort(ws: ServerConnection) -> None:
+    """Drop the connection at once, without a closing handshake.
+
+    For a client that reads nothing (it could not take a close frame either) and for
+    shutdown's last step. The public twin is ws.close(), which websockets itself turns
+    into an abort after close_timeout; it is started in the background when the
+    transport is not reachable.
+    """
+    transport = getattr(ws, "transport", None)
+    if not _forced_public and callable(getattr(transport, "abort", None)):
+        transport.abort()  # type: ignore[union-attr]
+        return
+    task = asyncio.get_running_loop().create_task(ws.close(1011, "aborted"))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak refs only
 
 
 def _websockets_missing(ws: ServerConnection) -> str | None:
