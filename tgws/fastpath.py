@@ -102,9 +102,9 @@ def abort(ws: ServerConnection) -> None:
     """Drop the connection at once, without a closing handshake.
 
     For a client that reads nothing (it could not take a close frame either) and for
-    shutdown's last step. The public twin is ws.close(), which websockets itself turns
-    into an abort after close_timeout; it is started in the background when the
-    transport is not reachable.
+    shutdown's last step. Without the transport, the public ws.close() is started in the
+    background: best effort, since websockets drains the output before its close
+    timeout starts, so against a client that never reads it may not finish.
     """
     transport = getattr(ws, "transport", None)
     if not _forced_public and callable(getattr(transport, "abort", None)):
