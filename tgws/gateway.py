@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from telethon import errors, functions, types
 from telethon.sessions import StringSession
 
-from tgws import fastpath
+from tgws import fastpath, member_paging
 from tgws.config import TelegramConfig
 from tgws.errors import (
     CodeInvalid,
@@ -311,6 +311,28 @@ class Account:
         async for items in self._batches(iterator, batch, on_flood):
             yield Page(items, getattr(iterator, "total", None))
 
+    async def migrated_from(self, peer: Peer, on_flood: OnFlood | None = None) -> Peer | None:
+        """The basic group `peer` was upgraded from (its history comes first), or None.
+
+        Telegram's apps show an upgraded group's two histories as one: the old basic group's
+        (reached by InputPeerChat) and then the supergroup's. channels.getFullChannel names
+        the old chat (migrated_from_chat_id) and sends it along in `chats`.
+        """
+        if peer.kind != "megagroup":
+            return None
+        try:
+            full = await self._call(
+                lambda c: c(functions.channels.GetFullChannelRequest(peer.input_peer())),
+                on_flood)
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        old_id = getattr(full.full_chat, "migrated_from_chat_id", None)
+        if not old_id:
+            return None
+        old = next((c for c in full.chats if c.id == old_id and classify(c) == "chat"), None)
+        title = str(getattr(old, "title", "") or "")
+        return Peer(int(old_id), 0, "chat", title, peer.username)
+
     async def member_total(self, peer: Peer, on_flood: OnFlood | None = None) -> int | None:
         """Telegram's participant count; raises MembersHidden when we may not list them."""
         if peer.kind == "chat":
@@ -335,22 +357,35 @@ class Account:
             raise NotAGroup(peer.username)
         client = await self._ensure_client()
         seen: set[int] = set()
+        words = member_paging.WordIndex()
         queries = [""]
         while queries:
             query = queries.pop(0)
-            iterator = client.iter_participants(peer.input_peer(), search=query)
+            iterator: Any
+            if peer.kind == "chat":  # a basic group: one messages.getFullChat
+                iterator = client.iter_participants(peer.input_peer(), search=query)
+            else:
+                # Supergroups page by position: overlapping pages, so a member who leaves
+                # mid-listing cannot hide another (tgws/member_paging.py).
+                iterator = member_paging.OverlapPager(
+                    client, types.InputChannel(peer.id, peer.access_hash), query,
+                    cap=MEMBER_CAP)
             found = 0
             async for items in self._batches(iterator, batch, on_flood):
                 found += len(items)
                 if sweep:
-                    # Telethon de-duplicates within one query; a sweep runs many.
+                    # Each query de-duplicates its own pages; a sweep runs many.
                     items = [u for u in items if u.id not in seen]
                     seen.update(u.id for u in items)
+                    words.add(items)
                 if items:
-                    yield Page(items, getattr(iterator, "total", None))
+                    # A search's count is that search's, not the group's.
+                    yield Page(items, getattr(iterator, "total", None) if not query else None)
             if sweep and found >= MEMBER_CAP:
-                # This query hit Telegram's cap: split it by one more character.
-                queries.extend(query + ch for ch in SWEEP_ALPHABET)
+                # This query hit Telegram's cap: split it by one more character, Latin and
+                # every character that follows it in the names seen (search matches word
+                # prefixes in their own script: "Иван" is never found by a Latin query).
+                queries.extend(words.children(query, SWEEP_ALPHABET))
 
     async def _batches(self, iterator: Any, size: int,
                        on_flood: OnFlood | None) -> AsyncIterator[list[Any]]:

@@ -147,9 +147,8 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
         for target in targets:
             lock = conn.app.offset_locks.get(_key_id(conn), USERS_KIND, target.peer.id)
             async with lock:
-                sent, listed = await _stream_group_users(conn, account, target, request,
-                                                         progress, notify)
-            complete = target.total is None or listed >= target.total
+                sent, listed, complete = await _stream_group_users(conn, account, target,
+                                                                   request, progress, notify)
             summaries.append({"group": target.name, "sent": sent, "listed": listed,
                               "total": target.total, "complete": complete})
             sent_total += sent
@@ -163,21 +162,51 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
 
 async def _stream_group_users(conn: Connection, account: Account, target: _UserTarget,
                               request: p.Users, progress: Progress,
-                              notify: Callable[[int], Awaitable[None]]) -> tuple[int, int]:
+                              notify: Callable[[int], Awaitable[None]]
+                              ) -> tuple[int, int, bool]:
+    """Stream one group's members; (sent, listed, complete). See docs/offsets.md."""
     store = conn.app.store
     key_id = _key_id(conn)
     since = await store.get_offset(key_id, USERS_KIND, target.peer.id) if request.latest \
         else None
-    pages = account.member_pages(target.peer, sweep=conn.app.config.telegram.member_sweep,
-                                 on_flood=notify)
+    counts = _LastCount(account.member_pages(
+        target.peer, sweep=conn.app.config.telegram.member_sweep, on_flood=notify))
     progress.start()
-    sent, listed, newest = await _send_members(conn, target, since, progress, pages)
+    sent, listed, newest = await _send_members(conn, target, since, progress, counts.pages())
+    complete = _listing_complete(listed, target.total, counts.last)
     # The users offset is committed once per group (members come in no date order), so one
     # pong after the last frame is the only acknowledgement the group needs.
     await (await conn.ws.ping())
-    if newest is not None:
+    if newest is not None and complete:
+        # Only a complete listing may move the offset: the members it did not reach (past
+        # Telegram's cap, say) may have joined before `newest`, and the offset would hide
+        # them from every later `latest`.
         await store.commit_offset(key_id, USERS_KIND, target.peer.id, newest)
-    return sent, listed
+    return sent, listed, complete
+
+
+@dataclass(slots=True)
+class _LastCount:
+    """Member pages passed through, remembering Telegram's count with the last one."""
+
+    source: AsyncIterator[Page[Any]]
+    last: int | None = None
+
+    async def pages(self) -> AsyncIterator[Page[Any]]:
+        async for page in self.source:
+            if page.total is not None:
+                self.last = page.total
+            yield page
+
+
+def _listing_complete(listed: int, total: int | None, last_count: int | None) -> bool:
+    """Whether a listing reached every member: it listed as many as Telegram counted when
+    the request began, or with its last page (members who left meanwhile lower the count;
+    newcomers who joined above the pages already read raise it, and may be missed:
+    docs/offsets.md). The member pager never skips anyone (tgws/member_paging.py), so
+    falling short of both counts means Telegram would not list them all (its cap)."""
+    counts = [c for c in (total, last_count) if c is not None]
+    return not counts or listed >= min(counts)
 
 
 async def _send_members(conn: Connection, target: _UserTarget, since: Offset | None,
@@ -221,25 +250,62 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
         for target, peer in targets:
             lock = conn.app.offset_locks.get(_key_id(conn), CHATS_KIND, peer.id)
             async with lock:
-                sent, total = await _stream_group_chats(conn, account, target, peer, batch,
-                                                        progress, notify)
+                sent, total = await _stream_group_history(conn, account, target, peer, batch,
+                                                          progress, notify)
             summaries.append({"group": target.name, "sent": sent, "total": total})
             sent_total += sent
     await conn.send(p.success(event, p.DONE, count=sent_total, groups=summaries))
 
 
+async def _stream_group_history(conn: Connection, account: Account, target: p.ChatTarget,
+                                 peer: Peer, batch: int, progress: Progress,
+                                 notify: Callable[[int], Awaitable[None]]
+                                 ) -> tuple[int, int | None]:
+    """A group's whole history: for a supergroup upgraded from a basic group, the old
+    group's messages first (items say which chat in `chat_id`), then the supergroup's.
+
+    Each source chat has its own offset: the supergroup's under its id, the old basic
+    group's under its marked id (-chat_id), so `latest` tracks both (docs/offsets.md). The
+    old history's last message, MessageActionChatMigrateTo, is skipped: the supergroup's
+    first, MessageActionChannelMigrateFrom, marks the same upgrade (Telegram's apps show
+    one service message there too).
+    """
+    old = await account.migrated_from(peer, notify)
+    sent = 0
+    totals: list[int] = []
+    if old is not None:
+        sent, old_total = await _stream_group_chats(
+            conn, account, target, old, batch, progress, notify,
+            offset_group=-old.id, keep=_not_migrate_to)
+        if old_total is not None:
+            totals.append(old_total)
+    more, total = await _stream_group_chats(conn, account, target, peer, batch, progress,
+                                            notify, sent_before=sent)
+    if total is not None:
+        totals.append(total)
+    return sent + more, (sum(totals) if totals else None)
+
+
+def _not_migrate_to(message: Any) -> bool:
+    return not serialize.is_migrate_to(message)
+
+
 async def _stream_group_chats(conn: Connection, account: Account, target: p.ChatTarget,
                               peer: Peer, batch: int, progress: Progress,
-                              notify: Callable[[int], Awaitable[None]]) -> tuple[int, int | None]:
+                              notify: Callable[[int], Awaitable[None]], *,
+                              offset_group: int | None = None,
+                              keep: Callable[[Any], bool] | None = None,
+                              sent_before: int = 0) -> tuple[int, int | None]:
     store = conn.app.store
     key_id = _key_id(conn)
+    group_id = peer.id if offset_group is None else offset_group
     after = 0
     if target.latest:
-        since = await store.get_offset(key_id, CHATS_KIND, peer.id)
+        since = await store.get_offset(key_id, CHATS_KIND, group_id)
         after = since.value if since is not None else 0
 
     async def commit(last_id: Any) -> None:
-        await store.commit_offset(key_id, CHATS_KIND, peer.id, Offset(int(last_id)))
+        await store.commit_offset(key_id, CHATS_KIND, group_id, Offset(int(last_id)))
 
     cfg = conn.app.config.streaming
     barrier = AckBarrier(conn.ws, commit, every=cfg.ack_every, interval=cfg.ack_interval)
@@ -250,11 +316,13 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
         async for page in account.message_pages(peer, after_id=after, batch=batch,
                                                 on_flood=notify):
             total = page.total
-            frames = serialize.message_frames(target.name, page.items)
-            await send_frames(conn.ws, frames)
+            items = page.items if keep is None else [m for m in page.items if keep(m)]
+            frames = serialize.message_frames(target.name, items)
+            if frames:
+                await send_frames(conn.ws, frames)
             sent += len(frames)
             await barrier.sent(page.items[-1].id, len(frames))
-            await progress.update(target.name, sent, total)
+            await progress.update(target.name, sent_before + sent, total)
         await barrier.flush()
     finally:
         barrier.stop()
