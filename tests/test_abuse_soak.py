@@ -50,9 +50,9 @@ async def create_key(tmp: Path) -> str:
         await store.close()
 
 
-def nofile(limit: int) -> Callable[[], None]:
+def nofile(limit: int, hard: int | None = None) -> Callable[[], None]:
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit if hard is None else hard))
     return apply
 
 
@@ -109,6 +109,21 @@ async def test_a_low_descriptor_limit_is_reported_and_a_handshake_storm_stays_qu
     finally:
         for sock in socks:
             sock.close()
+        proc.close()
+
+
+def test_a_short_soft_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    hard = min(8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    proc = DaemonProcess(tmp_path, "--config", str(write_config(tmp_path)),
+                         preexec_fn=nofile(256, hard))
+    try:
+        proc.wait_ready()
+        with open(f"/proc/{proc.proc.pid}/limits") as limits:
+            line = next(row for row in limits if row.startswith("Max open files"))
+        assert line.split()[3:5] == [str(hard), str(hard)], line
+        if hard >= 2 * 1000 + 64 + 64:
+            assert "RLIMIT_NOFILE" not in proc.stderr
+    finally:
         proc.close()
 
 

@@ -8,8 +8,8 @@ Budget
 
         2 * max_connections + max_unverified + RESERVE
 
-    descriptors. At start `fit()` raises the soft RLIMIT_NOFILE towards the hard one if it
-    is short (systemd's LimitNOFILE= sets both), and if the limit still cannot hold that,
+    descriptors. At start `fit()` raises the soft RLIMIT_NOFILE to the hard one if it is
+    short (systemd's LimitNOFILE= sets both), and if the limit still cannot hold that,
     shrinks the pools to what it can hold and logs a warning naming the numbers. Since
     tgws.wsguard never admits more than the pools, accept() does not run out because of us.
 
@@ -65,7 +65,8 @@ def fit(cfg: ServerConfig) -> Capacity:
     want = needed(cfg.max_connections, cfg.max_unverified)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < want:
-        target = want if hard == resource.RLIM_INFINITY else min(hard, max(want, soft))
+        # Up to the hard limit, as far as it goes: the soft one is only a default.
+        target = want if hard == resource.RLIM_INFINITY else hard
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
