@@ -18,9 +18,10 @@ from tgws.gateway import Account, Gateway
 from tgws.sandbox import World, sandbox_client
 
 
-async def _batches(iterator: Any, size: int) -> list[list[Any]]:
+async def _batches(client: Any, iterator: Any, size: int) -> list[list[Any]]:
     account = Account(Gateway(TelegramConfig(), None, lambda s: None), 1)  # type: ignore[arg-type]
-    return [batch async for batch in account._batches(iterator, size, None)]
+    account._client = client  # connected: _batches uses it as it is
+    return [page.items async for page in account._batches(lambda c: iterator, size, None, None)]
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["fast", "public"])
@@ -49,8 +50,8 @@ async def test_message_batches_equal_plain_iteration(world: World, limit: int | 
     async with sandbox_client(world, session) as client:
         plain = [m.id async for m in client.iter_messages("slices", limit=limit, reverse=True,
                                                            wait_time=0)]
-        batches = await _batches(client.iter_messages("slices", limit=limit, reverse=True,
-                                                      wait_time=0), size)
+        batches = await _batches(client, client.iter_messages("slices", limit=limit,
+                                                              reverse=True, wait_time=0), size)
     assert [m.id for batch in batches for m in batch] == plain
     assert all(len(batch) <= size for batch in batches)
     assert all(len(batch) == size for batch in batches[:-1])
@@ -61,6 +62,6 @@ async def test_member_batches_equal_plain_iteration(world: World) -> None:
     session = StringSession(world.session_string(reader))  # type: ignore[arg-type]
     async with sandbox_client(world, session) as client:
         plain = [u.id async for u in client.iter_participants("slices")]
-        batches = await _batches(client.iter_participants("slices"), 200)
+        batches = await _batches(client, client.iter_participants("slices"), 200)
     assert [u.id for batch in batches for u in batch] == plain
     assert len(plain) == 450

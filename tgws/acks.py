@@ -63,12 +63,17 @@ class AckBarrier:
         self._unpinged = _NOTHING
         self._last_ping = now
 
-    async def flush(self) -> None:
-        """Wait until every item sent so far is confirmed and committed."""
-        if self._unpinged is not _NOTHING:
-            await self._ping(time.monotonic())
-        self._push(None, None)
-        await self._task
+    async def flush(self, limit: float | None = None) -> None:
+        """Wait until every item sent so far is confirmed and committed.
+
+        TimeoutError after `limit` seconds: a client that stopped reading never sends
+        the pong, and with [server] ping_interval = 0 nothing else would end the wait.
+        """
+        async with asyncio.timeout(limit):
+            if self._unpinged is not _NOTHING:
+                await self._ping(time.monotonic())
+            self._push(None, None)
+            await self._task
 
     def stop(self) -> None:
         """Stop committing (the stream ended or was cancelled); what was committed stays."""

@@ -16,6 +16,12 @@ FloodWaitError to us. `_with_flood_control` then waits (when the wait is within
 `telegram.flood_wait_ceiling`, after telling the caller through its `on_flood` callback so
 the websocket client sees a progress reply) and retries, or raises FloodWait(seconds).
 
+Failures and stalls (tgws/resilience.py): every connect runs under [telegram]
+connect_timeout (the connect lock's wait included), every call under call_timeout; a 5xx,
+a dropped or non-MTProto connection or a deadline becomes TelegramUnavailable, and a
+stalled or broken connection is closed so the next call reconnects. Streams (`_batches`)
+retry those stream_retries times in a row with backoff, resuming after the last item.
+
 Sessions: Telethon's StringSession (DC, address, auth key) is kept in the store as a secret
 and saved after sign-in. The entity cache (username -> id, access hash, kind) lives in the
 store too, so a restart does not repeat contacts.ResolveUsername, which Telegram rate-limits.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -33,11 +40,13 @@ from typing import Any, Generic, TypeVar
 from telethon import errors, functions, types
 from telethon.sessions import StringSession
 
-from tgws import fastpath, member_paging
+from tgws import fastpath, member_paging, resilience
 from tgws.config import TelegramConfig
 from tgws.errors import (
     CodeInvalid,
     FloodWait,
+    GatewayError,
+    LoginFlood,
     MembersHidden,
     NotAGroup,
     PasswordInvalid,
@@ -46,9 +55,18 @@ from tgws.errors import (
     PhoneInvalid,
     SessionLocked,
     TelegramFailure,
+    TelegramUnavailable,
 )
 from tgws.login_guard import compact_phone
-from tgws.rpc_errors import CODE_ERRORS, PASSWORD_ERRORS, PEER_ERRORS, PHONE_ERRORS
+from tgws.rpc_errors import (
+    CODE_ERRORS,
+    PASSWORD_ERRORS,
+    PASSWORD_FLOOD_ERRORS,
+    PEER_ERRORS,
+    PHONE_ERRORS,
+    PHONE_FLOOD_ERRORS,
+    STALE_PEER_ERRORS,
+)
 from tgws.rpc_errors import FLOOD_ERRORS as _FLOOD_ERRORS
 from tgws.rpc_errors import translate as _translate
 from tgws.store import EntityRecord, SessionUnreadable, Store, normalize_username
@@ -59,6 +77,7 @@ log = logging.getLogger("tgws.gateway")
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 OnFlood = Callable[[int], Awaitable[None]]
+OnRetry = Callable[[float], Awaitable[None]]  # told the pause before a stream's next attempt
 
 GROUP_KINDS = ("megagroup", "gigagroup", "chat")
 PAGE_MESSAGES = 100  # Telegram's page size for messages.getHistory
@@ -127,6 +146,8 @@ class Account:
         # connections of one key must not sign in each other's phone).
         self._login_owner: object = None
         self._idle_task: asyncio.Task[None] | None = None
+        self.pending = resilience.Pending()  # calls in flight, for /healthz
+        self._generation = 0  # one more per successful connect (see _unavailable)
 
     @property
     def store(self) -> Store:
@@ -140,25 +161,90 @@ class Account:
         return await self.store.has_session(self.api_key_id)
 
     async def _ensure_client(self) -> Any:
-        async with self._connect_lock:
-            if self._client is not None and self._client.is_connected():
-                return self._client
-            if self._client is None:
-                try:
-                    saved = await self.store.load_session(self.api_key_id)
-                except SessionUnreadable as err:
-                    log.error("account of key #%d: %s", self.api_key_id, err)
-                    raise SessionLocked(str(err)) from None
-                self._client = self.gateway.factory(StringSession(saved or None))
-            try:
-                await self._client.connect()
-            except (TimeoutError, OSError, ConnectionError) as err:
-                raise TelegramFailure(f"cannot reach Telegram: {err}") from None
-            return self._client
+        """The connected client, connected first if need be, within [telegram] connect_timeout.
+
+        The deadline covers waiting for the connect lock too, so one stalled key exchange
+        holds the other requests of this API key for connect_timeout at most.
+        """
+        limit = self.config.connect_timeout
+        try:
+            async with asyncio.timeout(limit):
+                async with self._connect_lock:
+                    client = self._client
+                    if client is not None and client.is_connected():
+                        return client
+                    if client is None:
+                        try:
+                            saved = await self.store.load_session(self.api_key_id)
+                        except SessionUnreadable as err:
+                            log.error("account of key #%d: %s", self.api_key_id, err)
+                            raise SessionLocked(str(err)) from None
+                        client = self._client = self.gateway.factory(StringSession(saved or None))
+                    with self.pending.call(limit):
+                        await self._connect(client)
+                    return client
+        except resilience.TRANSIENT as err:  # the deadline's TimeoutError included
+            raise self._failed(resilience.unavailable(err, deadline=limit)) from None
+        except asyncio.CancelledError:
+            if not resilience.cancelled_by_disconnect():
+                raise
+            raise self._failed(TelegramUnavailable("connection closed while connecting")) \
+                from None
+        except errors.RPCError as err:
+            raise _translate(err) from None
+
+    async def _connect(self, client: Any) -> None:
+        try:
+            await client.connect()
+        except BaseException:
+            # Cut short (deadline) or failed half-way: the socket may be open, and Telethon
+            # may count itself connected without having sent its first request.
+            await self._close_client(client)
+            raise
+        self._generation += 1
+        self.pending.ok()
+
+    async def _close_client(self, client: Any) -> None:
+        """Disconnect, bounded: Telethon's own close waits up to 10 s for a silent peer."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.config.connect_timeout):
+                await client.disconnect()
+
+    def _failed(self, failure: TelegramUnavailable) -> TelegramUnavailable:
+        self.pending.failed()
+        log.warning("account of key #%d: %s", self.api_key_id, failure)
+        return failure
+
+    async def _unavailable(self, err: BaseException, generation: int) -> TelegramUnavailable:
+        """Record a transient failure; a stalled or broken connection is closed so the next
+        attempt reconnects (only once per connection, however many calls saw it fail)."""
+        failure = self._failed(resilience.unavailable(err, deadline=self.config.call_timeout))
+        client = self._client
+        if (resilience.needs_new_connection(err) and generation == self._generation
+                and client is not None and client.is_connected()):
+            await self._close_client(client)
+        return failure
+
+    async def _attempt(self, request: Callable[[Any], Awaitable[T]]) -> T:
+        """One call within [telegram] call_timeout; transient failures -> TelegramUnavailable."""
+        client = await self._ensure_client()
+        generation = self._generation
+        limit = self.config.call_timeout
+        try:
+            with self.pending.call(limit):
+                async with asyncio.timeout(limit):
+                    result = await request(client)
+        except resilience.TRANSIENT as err:
+            raise await self._unavailable(err, generation) from None
+        except asyncio.CancelledError:
+            if not resilience.cancelled_by_disconnect():
+                raise
+            raise await self._unavailable(ConnectionError("disconnected"), generation) from None
+        self.pending.ok()
+        return result
 
     async def _call(self, request: Callable[[Any], Awaitable[T]], on_flood: OnFlood | None) -> T:
-        client = await self._ensure_client()
-        return await self._with_flood_control(lambda: request(client), on_flood)
+        return await self._with_flood_control(lambda: self._attempt(request), on_flood)
 
     async def _with_flood_control(self, attempt: Callable[[], Awaitable[T]],
                                   on_flood: OnFlood | None) -> T:
@@ -192,6 +278,8 @@ class Account:
         self._login_phone, self._login_owner = None, owner
         try:
             await self._call(lambda c: c.send_code_request(compact), on_flood)
+        except PHONE_FLOOD_ERRORS:
+            raise LoginFlood("phone") from None
         except PHONE_ERRORS:
             raise PhoneInvalid("Telegram refused the phone number") from None
         except errors.RPCError as err:
@@ -216,6 +304,10 @@ class Account:
             raise PasswordNeeded() from None
         except CODE_ERRORS:
             raise CodeInvalid("Telegram refused the code") from None
+        except PHONE_FLOOD_ERRORS:
+            raise LoginFlood("phone") from None
+        except PASSWORD_FLOOD_ERRORS:
+            raise LoginFlood("password") from None
         except PHONE_ERRORS:
             raise PhoneInvalid("Telegram refused the phone number") from None
         except errors.RPCError as err:
@@ -227,6 +319,8 @@ class Account:
             raise PasswordInvalid("empty password")
         try:
             await self._call(lambda c: c.sign_in(password=password), on_flood)
+        except PASSWORD_FLOOD_ERRORS:
+            raise LoginFlood("password") from None
         except PASSWORD_ERRORS:
             raise PasswordInvalid("Telegram refused the password") from None
         except errors.RPCError as err:
@@ -236,7 +330,10 @@ class Account:
     async def _logged_in(self) -> None:
         client = self._client
         self._login_phone = self._login_owner = None
-        me = await client.get_me(input_peer=True)
+        try:
+            me = await self._attempt(lambda c: c.get_me(input_peer=True))
+        except errors.RPCError as err:
+            raise _translate(err) from None
         await self.store.save_session(self.api_key_id, client.session.save(),
                                       getattr(me, "user_id", None))
 
@@ -244,9 +341,8 @@ class Account:
         """auth.LogOut at Telegram, then forget the session (and entity cache) locally."""
         if await self.has_session():
             try:
-                client = await self._ensure_client()
-                await client.log_out()
-            except (errors.RPCError, TelegramFailure, SessionLocked) as err:
+                await self._attempt(lambda c: c.log_out())
+            except (errors.RPCError, GatewayError) as err:  # unavailable, locked, revoked
                 # The local session goes anyway: the user asked to be logged out.
                 log.warning("account of key #%d: log out at Telegram failed: %s",
                             self.api_key_id, type(err).__name__)
@@ -262,8 +358,7 @@ class Account:
         client, self._client = self._client, None
         self._login_phone = self._login_owner = None
         if client is not None:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+            await self._close_client(client)
 
     # -- resolving ------------------------------------------------------------------------
     async def resolve(self, name: str, on_flood: OnFlood | None = None) -> Peer:
@@ -273,16 +368,29 @@ class Account:
         cached = await self.store.lookup_entity(
             self.api_key_id, username, max_age=self.config.entity_cache_ttl or None)
         if cached is not None:
-            return Peer(cached.peer_id, cached.access_hash, cached.kind, cached.title,
+            peer = Peer(cached.peer_id, cached.access_hash, cached.kind, cached.title,
                         cached.username)
+            if await self._still_named(peer, username, on_flood):
+                return peer
+            # The access hash went stale, we lost access, or the name changed hands.
+            log.info("account of key #%d: cached entry for %r is stale; resolving again",
+                     self.api_key_id, username)
+            await self.store.forget_entity(self.api_key_id, username)
         try:
-            entity = await self._call(lambda c: c.get_entity(username), on_flood)
-        except ValueError:  # Telethon's answer to USERNAME_NOT_OCCUPIED and friends
-            raise PeerNotFound(name) from None
+            # contacts.ResolveUsername itself, not get_entity: Telethon turns a username
+            # that is not taken into a ValueError it also uses for other failures, and only
+            # USERNAME_NOT_OCCUPIED / USERNAME_INVALID mean "does not exist".
+            result = await self._call(
+                lambda c: c(functions.contacts.ResolveUsernameRequest(username)), on_flood)
         except PEER_ERRORS:
             raise PeerNotFound(name) from None
         except errors.RPCError as err:
             raise _translate(err) from None
+        entity = _resolved_entity(result)
+        if entity is None:
+            raise PeerNotFound(name)
+        if isinstance(entity, types.ChannelForbidden):
+            raise TelegramFailure("CHANNEL_PRIVATE")
         peer = Peer(
             id=int(entity.id),
             access_hash=int(getattr(entity, "access_hash", 0) or 0),
@@ -299,17 +407,44 @@ class Account:
                 username=username, title=peer.title)])
         return peer
 
+    async def _still_named(self, peer: Peer, username: str, on_flood: OnFlood | None) -> bool:
+        """Whether a cached channel still opens with its access hash and still bears the name.
+
+        One channels.GetChannels per cached resolve (not rate-limited like
+        contacts.ResolveUsername): a stale entry would otherwise fail every request, or
+        stream the old chat of a username that changed hands, until it expires.
+        """
+        if peer.kind not in ("megagroup", "gigagroup", "broadcast"):
+            return True
+        request = functions.channels.GetChannelsRequest(
+            [types.InputChannel(peer.id, peer.access_hash)])
+        try:
+            result = await self._call(lambda c: c(request), on_flood)
+        except STALE_PEER_ERRORS:
+            return False
+        except errors.RPCError as err:
+            raise _translate(err) from None
+        chat = next((c for c in result.chats if c.id == peer.id), None)
+        if not isinstance(chat, types.Channel):
+            return False  # ChannelForbidden: no longer ours to read
+        names = {str(chat.username or "").lower()}
+        names.update(str(u.username).lower() for u in (chat.usernames or ()) if u.active)
+        return username.lower() in names
+
     # -- streaming ------------------------------------------------------------------------
     async def message_pages(self, peer: Peer, *, after_id: int, batch: int = PAGE_MESSAGES,
-                            on_flood: OnFlood | None = None) -> AsyncIterator[Page[Any]]:
+                            on_flood: OnFlood | None = None,
+                            on_retry: OnRetry | None = None) -> AsyncIterator[Page[Any]]:
         """Messages with id > after_id, oldest first, in batches of `batch`."""
-        client = await self._ensure_client()
-        # wait_time=0: Telethon would otherwise sleep 1 s per page past 3000 messages;
-        # Telegram's own flood waits are the only pacing we accept.
-        iterator = client.iter_messages(peer.input_peer(), limit=None, reverse=True,
+
+        def iterate(client: Any) -> Any:
+            # wait_time=0: Telethon would otherwise sleep 1 s per page past 3000 messages;
+            # Telegram's own flood waits are the only pacing we accept.
+            return client.iter_messages(peer.input_peer(), limit=None, reverse=True,
                                         min_id=after_id, wait_time=0)
-        async for items in self._batches(iterator, batch, on_flood):
-            yield Page(items, getattr(iterator, "total", None))
+
+        async for page in self._batches(iterate, batch, on_flood, on_retry):
+            yield page
 
     async def migrated_from(self, peer: Peer, on_flood: OnFlood | None = None) -> Peer | None:
         """The basic group `peer` was upgraded from (its history comes first), or None.
@@ -351,27 +486,29 @@ class Account:
         return int(count) if count is not None else None
 
     async def member_pages(self, peer: Peer, *, sweep: bool, batch: int = PAGE_MEMBERS,
-                           on_flood: OnFlood | None = None) -> AsyncIterator[Page[Any]]:
+                           on_flood: OnFlood | None = None,
+                           on_retry: OnRetry | None = None) -> AsyncIterator[Page[Any]]:
         """All members Telegram will list; with `sweep`, also search prefixes past the cap."""
         if not peer.is_group:
             raise NotAGroup(peer.username)
-        client = await self._ensure_client()
         seen: set[int] = set()
         words = member_paging.WordIndex()
         queries = [""]
         while queries:
             query = queries.pop(0)
-            iterator: Any
-            if peer.kind == "chat":  # a basic group: one messages.getFullChat
-                iterator = client.iter_participants(peer.input_peer(), search=query)
-            else:
+            found = 0
+
+            def iterate(client: Any, query: str = query) -> Any:
+                if peer.kind == "chat":  # a basic group: one messages.getFullChat
+                    return client.iter_participants(peer.input_peer(), search=query)
                 # Supergroups page by position: overlapping pages, so a member who leaves
                 # mid-listing cannot hide another (tgws/member_paging.py).
-                iterator = member_paging.OverlapPager(
+                return member_paging.OverlapPager(
                     client, types.InputChannel(peer.id, peer.access_hash), query,
                     cap=MEMBER_CAP)
-            found = 0
-            async for items in self._batches(iterator, batch, on_flood):
+
+            async for page in self._batches(iterate, batch, on_flood, on_retry):
+                items = page.items
                 found += len(items)
                 if sweep:
                     # Each query de-duplicates its own pages; a sweep runs many.
@@ -380,53 +517,119 @@ class Account:
                     words.add(items)
                 if items:
                     # A search's count is that search's, not the group's.
-                    yield Page(items, getattr(iterator, "total", None) if not query else None)
+                    yield Page(items, page.total if not query else None)
             if sweep and found >= MEMBER_CAP:
                 # This query hit Telegram's cap: split it by one more character, Latin and
                 # every character that follows it in the names seen (search matches word
                 # prefixes in their own script: "Иван" is never found by a Latin query).
                 queries.extend(words.children(query, SWEEP_ALPHABET))
 
-    async def _batches(self, iterator: Any, size: int,
-                       on_flood: OnFlood | None) -> AsyncIterator[list[Any]]:
-        """Group an async Telethon iterator into lists, retrying flood waits in place.
+    async def _batches(self, iterate: Callable[[Any], Any], size: int,
+                       on_flood: OnFlood | None,
+                       on_retry: OnRetry | None) -> AsyncIterator[Page[Any]]:
+        """Pages of `size` items from the Telethon iterator `iterate(client)` returns.
 
-        A FloodWaitError inside RequestIter leaves its offsets untouched, so calling
-        __anext__ again re-sends the same page: nothing is skipped or repeated.
+        Flood waits are waited out in place. A transient failure (a 5xx after Telethon's
+        retries, a dropped connection, no answer within call_timeout) is retried after a
+        backoff, stream_retries times in a row, then raised as TelegramUnavailable.
+
+        Resuming is exact: an error inside RequestIter.__anext__ (Telegram's answer, or
+        our deadline cancelling the request) leaves the iterator's offsets untouched, so
+        calling __anext__ again, once the client is connected again, re-sends the same
+        page: nothing is skipped or repeated, and items already taken stay in `items`.
+        An iterator that failed before its first item is simply made anew.
         """
+        cfg = self.config
+        limit = cfg.call_timeout
+        backoff = resilience.Backoff(cfg.stream_retries, cfg.retry_backoff)
+        iterator: Any = None
+        started = False  # the iterator handed out an item: re-drive it, never remake it
+        bulk = False
+        reconnect = False
+        generation = self._generation
         items: list[Any] = []
-        next_item = iterator.__anext__
-        # Take the rest of Telethon's loaded page in one slice, where its internals allow.
-        bulk = fastpath.can_slice(iterator)
         while True:
-            # The hot loop (once per message): no wrapper coroutine, errors handled inline.
+            # The hot loop (once per page when slicing, else per item): errors inline.
             try:
-                item = await next_item()
+                if iterator is None or reconnect:
+                    client = await self._ensure_client()
+                    generation, reconnect = self._generation, False
+                    if iterator is None:
+                        iterator = iterate(client)
+                        # Take the rest of Telethon's loaded page in one slice, where its
+                        # internals allow.
+                        bulk = fastpath.can_slice(iterator)
+                with self.pending.call(limit):
+                    async with asyncio.timeout(limit):
+                        item = await iterator.__anext__()
             except StopAsyncIteration:
                 break
             except _FLOOD_ERRORS as err:
                 await self._flood_wait(int(err.seconds), on_flood)
                 continue
+            except resilience.TRANSIENT as err:  # before RPCError: 5xx are RPCErrors too
+                failure = await self._unavailable(err, generation)
+            except TelegramUnavailable as err:  # from _ensure_client
+                failure = err
+            except asyncio.CancelledError:
+                if not resilience.cancelled_by_disconnect():
+                    raise
+                failure = await self._unavailable(ConnectionError("disconnected"), generation)
             except errors.ChatAdminRequiredError:
                 # Listing members of a channel (or a hidden member list) needs admin rights.
                 raise MembersHidden("admin rights required") from None
             except errors.RPCError as err:
                 raise _translate(err) from None
-            items.append(item)
-            if bulk:
-                fastpath.take_loaded(iterator, items, size)
-            if len(items) >= size:
-                yield items
-                items = []
+            else:
+                if not started:
+                    started = True
+                    self.pending.ok()
+                backoff.succeeded()
+                items.append(item)
+                if bulk:
+                    fastpath.take_loaded(iterator, items, size)
+                if len(items) >= size:
+                    yield Page(items, getattr(iterator, "total", None))
+                    items = []
+                continue
+            await self._pause_before_retry(backoff, failure, on_retry)
+            reconnect = True
+            if not started:
+                iterator = None
         if items:
-            yield items
+            yield Page(items, getattr(iterator, "total", None))
+
+    async def _pause_before_retry(self, backoff: resilience.Backoff,
+                                  failure: TelegramUnavailable,
+                                  on_retry: OnRetry | None) -> None:
+        pause = backoff.failed()
+        if pause is None:
+            log.warning("account of key #%d: stream gives up after %d retries in a row",
+                        self.api_key_id, backoff.budget)
+            raise failure
+        log.info("account of key #%d: retry %d of %d in %.1f s", self.api_key_id,
+                 backoff.failures, backoff.budget, pause)
+        if on_retry is not None:
+            await on_retry(pause)
+        await asyncio.sleep(pause)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def disconnect(self) -> None:
         client = self._client
         if client is not None:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+            await self._close_client(client)
+
+
+def _resolved_entity(result: Any) -> Any:
+    """The user or chat a contacts.ResolvedPeer names, or None when it is not included."""
+    peer = result.peer
+    if isinstance(peer, types.PeerUser):
+        pool, wanted = result.users, peer.user_id
+    elif isinstance(peer, types.PeerChannel):
+        pool, wanted = result.chats, peer.channel_id
+    else:
+        pool, wanted = result.chats, getattr(peer, "chat_id", None)
+    return next((e for e in pool if e.id == wanted), None)
 
 
 class Gateway:
@@ -521,7 +724,7 @@ class Gateway:
                 await client(functions.auth.LogOutRequest())
         except errors.UnauthorizedError:
             pass  # Telegram no longer knows the authorization: nothing left to end
-        except (errors.RPCError, TimeoutError, OSError, ConnectionError) as err:
+        except (errors.RPCError, *resilience.TRANSIENT) as err:
             log.warning("revoked key #%d: log out at Telegram failed (%s); retrying in %d s",
                         key_id, type(err).__name__, REVOKE_LOGOUT_RETRY)
             return False
@@ -535,6 +738,13 @@ class Gateway:
     @property
     def connected_accounts(self) -> int:
         return len(self._accounts)
+
+    @property
+    def stuck_accounts(self) -> int:
+        """Accounts with a call pending past its deadline, or whose last call could not
+        reach Telegram (nothing has succeeded since): /healthz reports them."""
+        now = time.monotonic()
+        return sum(1 for account in self._accounts.values() if account.pending.stuck(now))
 
     async def close(self) -> None:
         if self._sweep is not None:

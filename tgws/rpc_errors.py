@@ -17,8 +17,10 @@ PHONE_ERRORS: tuple[type[BaseException], ...] = (
     errors.PhoneNumberUnoccupiedError,
     errors.PhoneNumberFloodError,
     errors.PhoneNumberAppSignupForbiddenError,
-    errors.PhonePasswordFloodError,
 )
+# Too many login attempts: the user must wait, not fix the number or the password.
+PHONE_FLOOD_ERRORS: tuple[type[BaseException], ...] = (errors.PhoneNumberFloodError,)
+PASSWORD_FLOOD_ERRORS: tuple[type[BaseException], ...] = (errors.PhonePasswordFloodError,)
 # Telegram refused the login code.
 CODE_ERRORS: tuple[type[BaseException], ...] = (
     errors.PhoneCodeInvalidError,
@@ -32,12 +34,16 @@ PASSWORD_ERRORS: tuple[type[BaseException], ...] = (
     errors.SrpIdInvalidError,
     errors.PasswordEmptyError,
 )
-# The name does not lead to a peer this account may see.
+# Telegram says no account or chat has this username: the only "does not exist".
 PEER_ERRORS: tuple[type[BaseException], ...] = (
     errors.UsernameInvalidError,
     errors.UsernameNotOccupiedError,
+)
+# A cached id and access hash no longer lead to the chat: drop the entry, resolve again.
+STALE_PEER_ERRORS: tuple[type[BaseException], ...] = (
     errors.ChannelPrivateError,
     errors.ChannelInvalidError,
+    errors.PeerIdInvalidError,
 )
 # Telegram asks us to wait; both carry .seconds.
 FLOOD_ERRORS: tuple[type[errors.RPCError], ...] = (

@@ -31,14 +31,16 @@ Design notes (why it is built this way):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tgws import fastpath, serialize
 from tgws import protocol as p
-from tgws import serialize
 from tgws.acks import AckBarrier
 from tgws.context import Connection
 from tgws.errors import (
@@ -50,9 +52,11 @@ from tgws.errors import (
     Refusal,
 )
 from tgws.frames import send_frames
-from tgws.gateway import Account, Page, Peer
+from tgws.gateway import Account, OnRetry, Page, Peer
 from tgws.joins import JoinMark
 from tgws.store import Offset
+
+log = logging.getLogger("tgws.streaming")
 
 USERS_KIND = "users"
 CHATS_KIND = "chats"
@@ -102,6 +106,53 @@ async def _session_lost(conn: Connection, account: Account, event: str) -> Refus
     return Refusal(event, p.SESSION_EXPIRED)
 
 
+# --- when Telegram or the client fails, stalls or floods ---------------------------------------
+Notify = Callable[[int], Awaitable[None]]
+
+
+def _notices(conn: Connection, event: str, enabled: bool) -> tuple[Notify | None, OnRetry | None]:
+    """Flood-wait and retry notices (progress replies), only when the request asked for
+    progress: a client that said "progress": false gets items and the final reply only."""
+    if not enabled:
+        return None, None
+
+    async def retrying(pause: float) -> None:
+        await conn.send(p.reply(event, p.PROGRESS,
+                                p.RETRYING.format(seconds=f"{pause:g}"), wait=pause))
+
+    return conn.flood_notifier(event), retrying
+
+
+@contextlib.asynccontextmanager
+async def _group_turn(conn: Connection, progress: Progress, kind: str, peer: Peer,
+                      group: str) -> AsyncIterator[None]:
+    """Hold the (API key, kind, group) offset lock; say so when another stream holds it."""
+    lock = conn.app.offset_locks.get(_key_id(conn), kind, peer.id)
+    if lock.locked() and progress.enabled:
+        await conn.send(p.reply(progress.event, p.PROGRESS,
+                                p.WAITING_FOR_STREAM.format(group=group), group=group))
+    async with lock:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _client_keeps_up(conn: Connection, event: str) -> AsyncIterator[None]:
+    """Writes to the client (draining a full buffer) and its pongs, within ack_timeout.
+
+    A client that stops reading would otherwise hold the stream, its offset lock and the
+    Telegram iterator for ever (with [server] ping_interval = 0 nothing else notices). It
+    cannot take a reply or a close frame either, so the connection is aborted.
+    """
+    limit = conn.app.config.streaming.ack_timeout
+    try:
+        async with asyncio.timeout(limit):
+            yield
+    except TimeoutError:
+        log.warning("%s: the client read nothing for %g s; dropping it", conn.label(), limit)
+        fastpath.abort(conn.ws)
+        raise Refusal(event, p.CLIENT_STALLED) from None
+
+
 @contextlib.asynccontextmanager
 async def _telegram_errors(conn: Connection, account: Account, event: str) -> AsyncIterator[None]:
     try:
@@ -122,7 +173,7 @@ class _UserTarget:
 
 async def stream_users(conn: Connection, account: Account, request: p.Users) -> None:
     event = p.USERS
-    notify = conn.flood_notifier(event)
+    notify, on_retry = _notices(conn, event, request.progress)
     targets: list[_UserTarget] = []
     async with _telegram_errors(conn, account, event):
         for name in request.groups:
@@ -145,10 +196,13 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
         summaries: list[dict[str, Any]] = []
         progress = _progress(conn, event, request.progress)
         for target in targets:
-            lock = conn.app.offset_locks.get(_key_id(conn), USERS_KIND, target.peer.id)
-            async with lock:
-                sent, listed, complete = await _stream_group_users(conn, account, target,
-                                                                   request, progress, notify)
+            async with _group_turn(conn, progress, USERS_KIND, target.peer, target.name):
+                try:
+                    sent, listed, complete = await _stream_group_users(
+                        conn, account, target, request, progress, notify, on_retry)
+                except MembersHidden:
+                    # The admins hid the list while we were listing it.
+                    raise Refusal(event, p.MEMBERS_HIDDEN.format(group=target.name)) from None
             summaries.append({"group": target.name, "sent": sent, "listed": listed,
                               "total": target.total, "complete": complete})
             sent_total += sent
@@ -161,22 +215,23 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
 
 
 async def _stream_group_users(conn: Connection, account: Account, target: _UserTarget,
-                              request: p.Users, progress: Progress,
-                              notify: Callable[[int], Awaitable[None]]
-                              ) -> tuple[int, int, bool]:
+                              request: p.Users, progress: Progress, notify: Notify | None,
+                              on_retry: OnRetry | None) -> tuple[int, int, bool]:
     """Stream one group's members; (sent, listed, complete). See docs/offsets.md."""
     store = conn.app.store
     key_id = _key_id(conn)
     since = await store.get_offset(key_id, USERS_KIND, target.peer.id) if request.latest \
         else None
     counts = _LastCount(account.member_pages(
-        target.peer, sweep=conn.app.config.telegram.member_sweep, on_flood=notify))
+        target.peer, sweep=conn.app.config.telegram.member_sweep, on_flood=notify,
+        on_retry=on_retry))
     progress.start()
     sent, listed, newest = await _send_members(conn, target, since, progress, counts.pages())
     complete = _listing_complete(listed, target.total, counts.last)
     # The users offset is committed once per group (members come in no date order), so one
     # pong after the last frame is the only acknowledgement the group needs.
-    await (await conn.ws.ping())
+    async with _client_keeps_up(conn, p.USERS):
+        await (await conn.ws.ping())
     if newest is not None and complete:
         # Only a complete listing may move the offset: the members it did not reach (past
         # Telegram's cap, say) may have joined before `newest`, and the offset would hide
@@ -220,17 +275,18 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
         fresh = mark.unseen(page.items)
         frames = serialize.user_frames(target.name, fresh)
         mark.delivered(fresh)
-        if frames:
-            await send_frames(conn.ws, frames)
-            sent += len(frames)
-        await progress.update(target.name, listed, target.total or page.total)
+        async with _client_keeps_up(conn, p.USERS):
+            if frames:
+                await send_frames(conn.ws, frames)
+                sent += len(frames)
+            await progress.update(target.name, listed, target.total or page.total)
     return sent, listed, mark.offset()
 
 
 # --- chats ---------------------------------------------------------------------------------
 async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> None:
     event = p.CHATS
-    notify = conn.flood_notifier(event)
+    notify, on_retry = _notices(conn, event, request.progress)
     targets: list[tuple[p.ChatTarget, Peer]] = []
     async with _telegram_errors(conn, account, event):
         for target in request.groups:
@@ -248,10 +304,9 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
         progress = _progress(conn, event, request.progress)
         batch = conn.app.config.streaming.batch_size
         for target, peer in targets:
-            lock = conn.app.offset_locks.get(_key_id(conn), CHATS_KIND, peer.id)
-            async with lock:
+            async with _group_turn(conn, progress, CHATS_KIND, peer, target.name):
                 sent, total = await _stream_group_history(conn, account, target, peer, batch,
-                                                          progress, notify)
+                                                          progress, notify, on_retry)
             summaries.append({"group": target.name, "sent": sent, "total": total})
             sent_total += sent
     await conn.send(p.success(event, p.DONE, count=sent_total, groups=summaries))
@@ -259,8 +314,8 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
 
 async def _stream_group_history(conn: Connection, account: Account, target: p.ChatTarget,
                                  peer: Peer, batch: int, progress: Progress,
-                                 notify: Callable[[int], Awaitable[None]]
-                                 ) -> tuple[int, int | None]:
+                                 notify: Notify | None,
+                                 on_retry: OnRetry | None) -> tuple[int, int | None]:
     """A group's whole history: for a supergroup upgraded from a basic group, the old
     group's messages first (items say which chat in `chat_id`), then the supergroup's.
 
@@ -275,12 +330,12 @@ async def _stream_group_history(conn: Connection, account: Account, target: p.Ch
     totals: list[int] = []
     if old is not None:
         sent, old_total = await _stream_group_chats(
-            conn, account, target, old, batch, progress, notify,
+            conn, account, target, old, batch, progress, notify, on_retry,
             offset_group=-old.id, keep=_not_migrate_to)
         if old_total is not None:
             totals.append(old_total)
     more, total = await _stream_group_chats(conn, account, target, peer, batch, progress,
-                                            notify, sent_before=sent)
+                                            notify, on_retry, sent_before=sent)
     if total is not None:
         totals.append(total)
     return sent + more, (sum(totals) if totals else None)
@@ -291,9 +346,8 @@ def _not_migrate_to(message: Any) -> bool:
 
 
 async def _stream_group_chats(conn: Connection, account: Account, target: p.ChatTarget,
-                              peer: Peer, batch: int, progress: Progress,
-                              notify: Callable[[int], Awaitable[None]], *,
-                              offset_group: int | None = None,
+                              peer: Peer, batch: int, progress: Progress, notify: Notify | None,
+                              on_retry: OnRetry | None, *, offset_group: int | None = None,
                               keep: Callable[[Any], bool] | None = None,
                               sent_before: int = 0) -> tuple[int, int | None]:
     store = conn.app.store
@@ -314,16 +368,18 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
     progress.start()
     try:
         async for page in account.message_pages(peer, after_id=after, batch=batch,
-                                                on_flood=notify):
+                                                on_flood=notify, on_retry=on_retry):
             total = page.total
             items = page.items if keep is None else [m for m in page.items if keep(m)]
             frames = serialize.message_frames(target.name, items)
-            if frames:
-                await send_frames(conn.ws, frames)
-            sent += len(frames)
-            await barrier.sent(page.items[-1].id, len(frames))
-            await progress.update(target.name, sent_before + sent, total)
-        await barrier.flush()
+            async with _client_keeps_up(conn, p.CHATS):
+                if frames:
+                    await send_frames(conn.ws, frames)
+                sent += len(frames)
+                await barrier.sent(page.items[-1].id, len(frames))
+                await progress.update(target.name, sent_before + sent, total)
+        async with _client_keeps_up(conn, p.CHATS):
+            await barrier.flush(cfg.ack_timeout)
     finally:
         barrier.stop()
     return sent, total

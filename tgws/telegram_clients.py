@@ -75,6 +75,13 @@ def client_options(config: TelegramConfig, **extra: Any) -> dict[str, Any]:
         "receive_updates": False,
         "catch_up": False,
         "request_retries": config.request_retries,
+        # After the last retry, the real RPC error (a 5xx, say), not a bare ValueError:
+        # the gateway tells "Telegram failed" from "Telegram said no" by it.
+        "raise_last_call_error": True,
+        "connection_retries": config.connection_retries,
+        # Telethon's deadline for each TCP connect attempt; the gateway's connect_timeout
+        # bounds the whole connect (key exchange included, which Telethon leaves open).
+        "timeout": config.connect_timeout,
         "device_model": config.device_model,
         "app_version": "tgws",
         "base_logger": "tgws.telethon",
