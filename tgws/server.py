@@ -102,8 +102,10 @@ class TgwsServer:
                                     headers.get_all("X-Forwarded-For"), self.app.edge.trusted)
             self.app.edge.client_known(connection, client)
         origins = headers.get_all("Origin")
+        hosts = headers.get_all("Host")
+        host = hosts[0] if len(hosts) == 1 else None
         if len(origins) > 1 or not origin_allowed(origins[0] if origins else None,
-                                                  headers.get("Host"), cfg.allowed_origins):
+                                                  host, cfg.allowed_origins):
             log.warning("refusing a connection: Origin %r not allowed (allowed_origins)",
                         origins[0] if len(origins) == 1 else origins)
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
