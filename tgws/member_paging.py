@@ -17,8 +17,10 @@ it holds at least one member this listing has already seen:
   those present throughout down to the last member of the newest page: no one is skipped,
   however many left or joined in between.
 * A page with no member seen before (more than OVERLAP members left ahead of it) proves
-  nothing: its members are kept (they are members), and the pager steps back a whole page and
-  reads again, until a page overlaps (offset 0 always does).
+  nothing: its members are handed out (they are members) but do not count as seen for the
+  overlap test (a later page overlapping only them would prove nothing about the gap
+  before them), and the pager steps back a whole page and reads again, until a page
+  overlaps (offset 0 always does).
 * The end: a page that overlaps and reaches the count Telegram gives with it (offset + length
   >= count) covered the list to its end at that moment. An empty page where the count says
   there is less than the offset means the list shrank under us: step back. At Telegram's cap
@@ -59,7 +61,8 @@ class OverlapPager:
         self._overlap = overlap
         self._cap = cap
         self._offset = 0
-        self._seen: set[int] = set()
+        self._seen: set[int] = set()  # handed out (each member once)
+        self._covered: set[int] = set()  # on pages that overlapped: the proven prefix
         self._buffer: deque[Any] = deque()
         self._done = False
         self._step_backs = 0
@@ -77,6 +80,20 @@ class OverlapPager:
             await self._next_page()
         return self._buffer.popleft()
 
+    def take_loaded(self, items: list[Any], size: int) -> None:
+        """Move members already fetched into `items`, up to `size` in all.
+
+        gateway._batches then takes a page per __anext__ (and per deadline) rather than
+        one member at a time; what stays behind is handed out next, as by __anext__.
+        """
+        buffer = self._buffer
+        room = size - len(items)
+        if room >= len(buffer):
+            items.extend(buffer)
+            buffer.clear()
+        else:
+            items.extend(buffer.popleft() for _ in range(room))
+
     async def _next_page(self) -> None:
         offset = self._offset
         result = await self._client(functions.channels.GetParticipantsRequest(
@@ -87,7 +104,9 @@ class OverlapPager:
         count = int(getattr(result, "count", 0) or 0)
         self.total = count
         members = _members(result)
-        overlaps = offset == 0 or any(user.id in self._seen for user in members)
+        overlaps = offset == 0 or any(user.id in self._covered for user in members)
+        if overlaps:
+            self._covered.update(user.id for user in members)
         for user in members:
             if user.id not in self._seen:
                 self._seen.add(user.id)
