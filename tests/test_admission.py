@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tgws.admission import Networks, Pools, client_address, close_reason, origin_allowed
+from tgws.config import load
+from tgws.errors import ConfigError
 
 
 @given(st.text())
@@ -91,3 +94,19 @@ def test_origin_rules() -> None:
     # DNS rebinding: a name matching Host is not the server's own origin.
     assert not origin_allowed("http://rebind.example:8000", "rebind.example:8000", [])
     assert not origin_allowed("null", "127.0.0.1:8000", [])
+
+
+# --- the [server] keys behind these rules ------------------------------------------------------
+def test_list_keys_load_as_tuples_and_bad_entries_are_named() -> None:
+    config = load(None, environ={}, overrides={"server.trusted_proxies": ["10.0.0.0/8"],
+                                               "server.allowed_origins": ["https://a.org"]})
+    assert config.server.trusted_proxies == ("10.0.0.0/8",)
+    assert config.server.allowed_origins == ("https://a.org",)
+    with pytest.raises(ConfigError, match=r"server\.trusted_proxies: .*'not-an-ip'"):
+        load(None, environ={}, overrides={"server.trusted_proxies": ["not-an-ip"]})
+    with pytest.raises(ConfigError, match=r"server\.allowed_origins: .*'a.org/path'"):
+        load(None, environ={}, overrides={"server.allowed_origins": ["a.org/path"]})
+    with pytest.raises(ConfigError, match=r"server\.trusted_proxies: expected a list of strings"):
+        load(None, environ={}, overrides={"server.trusted_proxies": "10.0.0.1"})
+    with pytest.raises(ConfigError, match=r"server\.max_write_buffer"):
+        load(None, environ={}, overrides={"server.max_write_buffer": 65536})
