@@ -177,3 +177,25 @@ async def test_a_client_that_leaves_a_stuck_login_is_seen_leaving(
                          "the abandoned login to stop waiting", wait=5)
     finally:
         await daemon.stop()
+
+
+async def test_shutdown_does_not_wait_for_a_login_stuck_on_telegram(
+        tmp_path: Path, silent_server: int) -> None:
+    daemon = await _daemon(tmp_path, silent_server, **{"telegram.connect_timeout": 120.0,
+                                                       "server.shutdown_timeout": 10.0})
+    stopped = False
+    try:
+        app = daemon.app
+        assert app is not None
+        key = await app.store.create_api_key("k")
+        RECEIVED.clear()
+        async with await _verified(daemon, key) as ws:
+            await ws.send(json.dumps({"event": TL, "data": {"phone": "+15551234567"}}))
+            await eventually(lambda: bool(RECEIVED), "the key exchange to begin")
+            started = time.monotonic()
+            await daemon.stop()
+            stopped = True
+            assert time.monotonic() - started < timeout(5)
+    finally:
+        if not stopped:
+            await daemon.stop()
