@@ -221,16 +221,18 @@ async def test_a_group_above_the_cap_is_swept_in_every_script(tmp_path: Path) ->
         past_cap = [world.users[m.user.id] for m in members[cap:] if not m.user.deleted]
         assert any(_in_block(u.first_name, "Ж") for u in past_cap)  # reached by "и", ...
         assert done["complete"] is False
-        store = daemon.app.store  # type: ignore[union-attr]
-        assert await store.get_offset(ws_key_id(daemon, key), "users", chat.id) is None
+        assert await daemon.app.store.get_offset(  # type: ignore[union-attr]
+            await key_id(daemon, key), "users", chat.id) is None
         await ws.close()
     finally:
         await daemon.stop()
 
 
-def ws_key_id(daemon: Daemon, key: str) -> int:
-    """The id of the only API key of this daemon's store."""
-    return 1
+async def key_id(daemon: Daemon, key: str) -> int:
+    assert daemon.app is not None
+    record = await daemon.app.store.verify_api_key(key)
+    assert record is not None
+    return record.id
 
 
 async def test_an_upgraded_group_streams_both_histories_as_one(tmp_path: Path) -> None:
@@ -286,7 +288,8 @@ async def test_a_phone_on_another_dc_logs_in_and_the_session_stays_there(
         assert world.dcs.of_phone(MIGRATING_PHONE.lstrip("+")) == 5
         key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
         ws = await logged_in(daemon, key, phone=MIGRATING_PHONE)
-        saved = await daemon.app.store.load_session(1)  # type: ignore[union-attr]
+        saved = await daemon.app.store.load_session(  # type: ignore[union-attr]
+            await key_id(daemon, key))
         assert saved is not None and StringSession(saved).dc_id == 5
         await ws.close()
     finally:
@@ -301,7 +304,8 @@ async def test_a_phone_on_another_dc_logs_in_and_the_session_stays_there(
         items, _ = await chats(ws, HOLEY_CHANNEL)
         chat = world.resolve(HOLEY_CHANNEL)
         assert chat.expected_messages(mark).check(message_ids(items)) == []
-        saved = await again.app.store.load_session(1)  # type: ignore[union-attr]
+        saved = await again.app.store.load_session(  # type: ignore[union-attr]
+            await key_id(again, key))
         assert saved is not None and StringSession(saved).dc_id == 5
         await ws.close()
     finally:
@@ -329,7 +333,7 @@ async def test_5xx_drops_and_floods_mid_stream_are_retried_without_gap_or_duplic
             assert chat.expected_messages(mark).check(message_ids(items)) == []
         chat = world.resolve(CHURN_GROUP)
         mark = world.mark()
-        items, done = await users(ws, CHURN_GROUP)
+        items, _ = await users(ws, CHURN_GROUP)
         assert chat.expected_members(mark).check(user_ids(items), ordered_key="none") == []
         kinds = {d.kind for d in faults.log}
         assert kinds >= {"internal", "drop", "flood", "rpc_call_fail"}
