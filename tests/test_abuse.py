@@ -93,6 +93,18 @@ async def test_a_half_sent_handshake_is_dropped_at_the_login_deadline(tmp_path: 
             sock.close()
 
 
+async def test_twenty_squatters_do_not_keep_a_real_client_out(tmp_path: Path) -> None:
+    # The case with default pools: max_connections = 20 held by twenty connections
+    # that never log in answered a real client with HTTP 503 for 40 s.
+    async with running(tmp_path, **{"server.max_connections": 20}) as (d, key):
+        squatters = [await open_from(d, f"127.0.0.{2 + n % 4}") for n in range(20)]
+        async with await open_from(d) as ws:
+            expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+                   "send phone number")
+        for s in squatters:
+            await s.close()
+
+
 async def test_clients_that_never_log_in_never_push_a_real_client_to_503(
         tmp_path: Path) -> None:
     # Twenty squatters (the number) against a server with 4 slots; some of them
