@@ -124,7 +124,8 @@ def test_check_config_flags_override_environment(tmp_path: Path) -> None:
     result = run_tgws(
         "check-config", "--config", str(EXAMPLE), "--port", "9123", "--db", "flag.db",
         "--log-level", "DEBUG", cwd=tmp_path,
-        env={"TGWS_API_ID": "1", "TGWS_API_HASH": "h", "TGWS_PORT": "9000", "TGWS_DB": "env.db"},
+        env={"TGWS_API_ID": "1", "TGWS_API_HASH": SECRET_HASH, "TGWS_PORT": "9000",
+             "TGWS_DB": "env.db"},
     )
     assert result.returncode == 0, result.stderr
     settings = json.loads("\n".join(result.stdout.splitlines()[1:-1]))

@@ -235,7 +235,8 @@ def test_environment_value_of_wrong_type_names_variable_and_key(
 
 def test_environment_value_out_of_range_names_the_key() -> None:
     message = config_error(None, environ={"TGWS_PORT": "70000"})
-    assert message == "<defaults>: server.port: expected an integer from 0 to 65535"
+    # Blamed on the variable that set it, not on the file (issue 14).
+    assert message == "environment TGWS_PORT: server.port: expected an integer from 0 to 65535"
 
 
 def test_environment_log_level_must_be_a_known_level() -> None:
@@ -268,7 +269,7 @@ def test_flags_left_unset_do_not_override(tmp_path: Path) -> None:
 
 def test_flag_of_wrong_type_is_refused_naming_the_key() -> None:
     message = config_error(None, environ={}, overrides={"server.port": "80"})
-    assert message == "<defaults>: server.port: expected an integer, got str '80'"
+    assert message == "command line: server.port: expected an integer, got str '80'"
 
 
 def test_nested_override_sets_the_subtable() -> None:
@@ -341,7 +342,7 @@ def test_bad_value_is_one_line_naming_file_key_and_expectation(
 def test_unknown_key_lists_the_known_keys_of_its_section(tmp_path: Path) -> None:
     path = write(tmp_path, "[log]\nlevl = 'INFO'\n")
     assert config_error(path, environ={}) == (
-        f"{path}: log.levl: unknown key (known in log: level)")
+        f"{path}: log.levl: unknown key (known in log: format, level)")
 
 
 def test_unknown_section_lists_the_known_sections(tmp_path: Path) -> None:

@@ -29,14 +29,20 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, *, server: bool = True) -> None:
-    parser.add_argument("--config", "-c", metavar="FILE",
+def _add_config_flags(parser: argparse.ArgumentParser, *, server: bool = True,
+                      nested: bool = False) -> None:
+    """The config flags. `nested`: the same flags on an action (`apikey create NAME
+    --config F`), with SUPPRESS defaults so that an action which does not repeat a flag
+    keeps what was given before the action (argparse lets a subparser's defaults win)."""
+    extra: dict[str, Any] = {"default": argparse.SUPPRESS} if nested else {}
+    parser.add_argument("--config", "-c", metavar="FILE", **extra,
                         help="TOML config file (default: $TGWS_CONFIG, else built-in defaults)")
-    parser.add_argument("--db", metavar="FILE", help="sqlite store path (store.path)")
-    parser.add_argument("--log-level", choices=config_mod.LOG_LEVELS, help="log.level")
+    parser.add_argument("--db", metavar="FILE", **extra, help="sqlite store path (store.path)")
+    parser.add_argument("--log-level", choices=config_mod.LOG_LEVELS, **extra, help="log.level")
     if server:
-        parser.add_argument("--host", help="listen address (server.host)")
-        parser.add_argument("--port", type=int, help="listen port (server.port)")
+        parser.add_argument("--host", **extra, help="listen address (server.host)")
+        parser.add_argument("--port", type=int, metavar="N", **extra,
+                            help="listen port (server.port)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys = apikey.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = keys.add_parser("create", help="create a key; prints it once, on the last line")
     create.add_argument("name")
-    keys.add_parser("list", help="names, creation and last-use times (never the keys)")
+    _add_config_flags(create, server=False, nested=True)
+    listing = keys.add_parser("list", help="names, creation and last-use times (never the keys)")
+    _add_config_flags(listing, server=False, nested=True)
     revoke = keys.add_parser("revoke", help="revoke a key; its connections are closed")
     revoke.add_argument("name")
+    _add_config_flags(revoke, server=False, nested=True)
 
     secret = sub.add_parser("secret-key",
                             help="keys that encrypt stored Telegram sessions ([store] "
@@ -92,15 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Command-line flags and the config key each one sets; config.load names the flag when
+# its value is the one refused.
+FLAGS: dict[str, str] = {
+    "store.path": "--db",
+    "log.level": "--log-level",
+    "server.host": "--host",
+    "server.port": "--port",
+}
+
+
 def load_config(args: argparse.Namespace, **extra: Any) -> config_mod.Config:
     overrides: dict[str, Any] = {
-        "store.path": getattr(args, "db", None),
-        "log.level": getattr(args, "log_level", None),
-        "server.host": getattr(args, "host", None),
-        "server.port": getattr(args, "port", None),
+        key: getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        for key, flag in FLAGS.items()
     }
     overrides.update(extra)
-    return config_mod.load(getattr(args, "config", None), overrides=overrides)
+    return config_mod.load(getattr(args, "config", None), overrides=overrides, flags=FLAGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,6 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     extra = {"telegram.backend": "sandbox"} if args.sandbox else {}
     config = load_config(args, **extra)
+    config.require_credentials()  # names the file, and checks api_hash's shape
     setup_logging(config.log.level)
     daemon = Daemon(config, reload_loader=lambda: load_config(args, **extra))
     return asyncio.run(daemon.run())
@@ -230,6 +248,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"# effective settings ({config.source}; secrets masked)")
     print(json.dumps(settings, indent=2))
     # `tgws serve` would refuse this config, so check-config must too.
-    config.telegram.require_credentials()
+    config.require_credentials()
     print("config OK")
     return EXIT_OK

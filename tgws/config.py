@@ -28,6 +28,14 @@ from typing import Any
 from tgws.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+# Keys that hold file paths: a relative one written in a config file is resolved against
+# that file's folder (not the working directory), so `--config some/dir/tgws.toml` finds
+# the same database from anywhere. Flags and environment values stay relative to the
+# working directory, like any command-line path.
+PATH_KEYS = ("store.path", "store.secret_key_file", "telegram.server.public_key_file",
+             "server.tls_cert", "server.tls_key")
+_API_HASH = re.compile(r"^[0-9a-fA-F]{32}$")
 CONNECTIONS = ("full", "intermediate", "abridged")
 BACKENDS = ("telegram", "sandbox")
 # tgws.sandbox.faults.KINDS, repeated so config stays free of Telethon (a test keeps them equal).
@@ -66,9 +74,18 @@ class ServerConfig:
     write_timeout: float = 60.0
     trusted_proxies: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # wss:// served directly (tgws.tls); both or neither. Re-read on SIGHUP.
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.tls_cert else "ws"
 
     def validate(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "an integer from 0 to 65535")
+        _require(bool(self.tls_cert) == bool(self.tls_key), "server.tls_key",
+                 "tls_cert and tls_key set together (or neither)")
         _require(self.path.startswith("/"), "server.path", "a path starting with '/'")
         _require(self.max_message_size >= 1024, "server.max_message_size", "at least 1024")
         _require(self.idle_timeout >= 0, "server.idle_timeout", "seconds >= 0 (0 = never)")
@@ -241,9 +258,25 @@ class SandboxConfig:
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
+    format: str = "text"  # "json": one object per line (tgws.logging_setup)
 
     def validate(self) -> None:
         _require(self.level in LOG_LEVELS, "log.level", f"one of {_alts(LOG_LEVELS)}")
+        _require(self.format in LOG_FORMATS, "log.format", f"one of {_alts(LOG_FORMATS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """GET /metrics in Prometheus' text format (tgws.metrics; docs/metrics.md)."""
+
+    enabled: bool = False
+    # Networks whose clients may scrape; others get HTTP 403.
+    allow: tuple[str, ...] = ("127.0.0.1/8", "::1/128")
+
+    def validate(self) -> None:
+        for entry in self.allow:
+            _require(_is_network(entry), "metrics.allow",
+                     f"IP addresses or CIDR networks, got {entry!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,12 +288,26 @@ class Config:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "<defaults>"  # which file this came from, for messages
 
     def validate(self) -> None:
         for section in (self.server, self.store, self.telegram, self.limits,
-                        self.streaming, self.sandbox, self.log):
+                        self.streaming, self.sandbox, self.log, self.metrics):
             section.validate()
+
+    def require_credentials(self) -> None:
+        """What `tgws serve` and `check-config` demand of the real backend, naming the file:
+        api_id and api_hash set, and api_hash the 32 hex digits my.telegram.org gives."""
+        where = self.source if self.source != "<defaults>" else "no config file"
+        try:
+            self.telegram.require_credentials()
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        if self.telegram.backend == "telegram" and not _API_HASH.match(self.telegram.api_hash):
+            raise ConfigError(f"{where}: telegram.api_hash: expected the 32 hex digits "
+                              "my.telegram.org shows, got a string of "
+                              f"{len(self.telegram.api_hash)} characters")
 
 
 class _Invalid(Exception):
@@ -316,10 +363,12 @@ def load(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the effective Config. `overrides` maps dotted keys to values (command-line flags).
 
-    The file is `path`, else $TGWS_CONFIG, else none (defaults only).
+    The file is `path`, else $TGWS_CONFIG, else none (defaults only). `flags` maps dotted
+    keys to the flag that sets them, so a refused flag value is blamed on the flag.
     """
     env = os.environ if environ is None else environ
     file = str(path) if path is not None else env.get("TGWS_CONFIG") or None
@@ -328,6 +377,7 @@ def load(
     if file is not None:
         source = file
         data = _read_toml(file)
+        _resolve_paths(data, Path(file).parent)
     try:
         for var, key in ENVIRONMENT.items():
             if var in env:
@@ -342,8 +392,33 @@ def load(
         config = dataclasses.replace(config, source=source)
         config.validate()
     except _Invalid as err:
-        raise ConfigError(f"{source}: {err.key}: {err.describe()}") from None
+        blamed = _blame(err.key, source, env, overrides or {}, flags or {})
+        raise ConfigError(f"{blamed}: {err.key}: {err.describe()}") from None
     return config
+
+
+def _blame(key: str, source: str, env: Mapping[str, str], overrides: Mapping[str, Any],
+           flags: Mapping[str, str]) -> str:
+    """Where the refused value came from: a flag, the environment, else the file."""
+    if overrides.get(key) is not None:
+        return f"flag {flags[key]}" if key in flags else "command line"
+    for var, target in ENVIRONMENT.items():
+        if target == key and var in env:
+            return f"environment {var}"
+    return source
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    for key in PATH_KEYS:
+        *sections, last = key.split(".")
+        node: Any = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = node.get(last)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            node[last] = str(folder / os.path.expanduser(value))
 
 
 def _read_toml(file: str) -> dict[str, Any]:
