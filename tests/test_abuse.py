@@ -172,8 +172,7 @@ async def test_connections_per_api_key_are_capped(tmp_path: Path) -> None:
 # --- 2. a write-buffer ceiling ----------------------------------------------------------------
 async def test_a_ping_flood_that_never_reads_pongs_is_cut_off(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async with running(tmp_path, **{"server.write_limit": 16384,
-                                    "server.max_write_buffer": 65536}) as (d, _key):
+    async with running(tmp_path) as (d, _key):  # default write_limit and max_write_buffer
         sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
         try:
             limit = 32 * 2**20
@@ -297,6 +296,16 @@ async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(tmp_path: Pa
         async with await open_from(d, additional_headers=headers) as ws:
             expect(await ask(ws, "login", {"apiKey": "tgws_wrong"}), "login", "failed",
                    p.TOO_MANY_FAILURES)
+
+
+async def test_a_foreign_web_page_is_refused_by_default(tmp_path: Path) -> None:
+    async with running(tmp_path) as (d, key):
+        with pytest.raises(InvalidStatus) as info:
+            await open_from(d, origin="https://any-page.example")
+        assert info.value.response.status_code == 403
+        async with await open_from(d) as ws:  # no Origin: not a browser, not affected
+            expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+                   "send phone number")
 
 
 async def test_a_browser_origin_is_refused_unless_allowed(tmp_path: Path) -> None:
