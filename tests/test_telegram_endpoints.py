@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from telethon.sessions import StringSession
 
 from tests.support import ask, eventually, expect, make_config, open_ws, recv_json, timeout
 from tgws import protocol as p
 from tgws.daemon import Daemon
+from tgws.telegram_clients import telegram_client_factory
 
 TL = "telegram login"
 CONNECT_TIMEOUT = 1.0
@@ -199,3 +201,19 @@ async def test_shutdown_does_not_wait_for_a_login_stuck_on_telegram(
     finally:
         if not stopped:
             await daemon.stop()
+
+
+def test_the_retry_and_deadline_settings_reach_telethon(tmp_path: Path) -> None:
+    config = make_config(tmp_path, **{
+        "telegram.backend": "telegram", "telegram.api_id": 1, "telegram.api_hash": "x" * 32,
+        "telegram.request_retries": 3, "telegram.connection_retries": 2,
+        "telegram.connect_timeout": 7.0})
+    client = telegram_client_factory(config.telegram)(StringSession())
+    try:
+        assert client._request_retries == 3
+        assert client._connection_retries == 2
+        assert client._timeout == 7.0  # each TCP connect attempt
+        # After the last retry of a 5xx, Telethon raises Telegram's error, not ValueError.
+        assert client._raise_last_call_error is True
+    finally:
+        client.session.close()
