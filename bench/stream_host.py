@@ -104,6 +104,11 @@ class Host:
             "server.host": "127.0.0.1",
             "server.port": 0,
             "server.max_connections": args.max_connections,
+            # The idle phase holds its connections without logging in: let the edge
+            # (issue 11: not-logged-in pools and deadline) keep them all for the reading.
+            "server.max_unverified": args.max_connections,
+            "server.max_unverified_per_address": args.max_connections,
+            "server.login_timeout": 300.0,
             "store.path": str(Path(self.tmp.name) / "bench.db"),
             "telegram.backend": "sandbox",
             "sandbox.wire": True,
@@ -325,7 +330,15 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=0)
     parser.add_argument("--max-connections", type=int, default=1000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    asyncio.run(serve(parser.parse_args()))
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = parser.parse_args()
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop  # optional: pip install 'tgws[uvloop]'
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args))
 
 
 if __name__ == "__main__":
