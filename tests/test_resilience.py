@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tests.support import (
     wait_closed,
 )
 from tgws import protocol as p
+from tgws import resilience
 from tgws.daemon import Daemon
 from tgws.sandbox.demo import GROUP_1, GROUP_2, PASSWORD, PASSWORD_PHONE
 from tgws.store import EntityRecord
@@ -371,3 +373,24 @@ async def test_sandbox_stall_at_connect_fails_login_clearly(
         expect(reply, TL, "failed", p.TELEGRAM_UNAVAILABLE)
         world(daemon).faults.resume()
         expect(await ask(ws, TL, {"phone": "+15551234567"}), TL, "success", "send code")
+
+
+# --- the pure parts ------------------------------------------------------------------------
+def test_backoff_doubles_up_to_the_cap_and_gives_up_past_the_budget() -> None:
+    backoff = resilience.Backoff(budget=7, first=1.0)
+    assert [backoff.failed() for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, None]
+    backoff.succeeded()  # a page arrived: the count starts again
+    assert backoff.failed() == 1
+
+
+def test_pending_calls_past_their_deadline_count_as_stuck() -> None:
+    pending = resilience.Pending()
+    assert not pending.stuck()
+    with pending.call(10):
+        assert not pending.stuck()
+        assert pending.stuck(now=time.monotonic() + 11)
+    assert not pending.stuck(now=time.monotonic() + 11)
+    pending.failed()
+    assert pending.stuck()
+    pending.ok()
+    assert not pending.stuck()
