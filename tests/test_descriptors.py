@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from tests.test_systemd_unit import UNIT, parse_unit
 from tgws.config import ServerConfig
 from tgws.descriptors import ACCEPT_ERROR, AcceptErrorLog, Capacity, needed
 
@@ -36,3 +37,8 @@ async def test_accept_errors_are_logged_once_per_interval(
     finally:
         handler.uninstall()
     assert loop.get_exception_handler() is None
+
+
+def test_the_systemd_unit_gives_the_default_pools_their_descriptors() -> None:
+    limit = parse_unit(UNIT.read_text())["Service"]["LimitNOFILE"][-1]
+    assert int(limit) >= Capacity.of(ServerConfig()).descriptors
