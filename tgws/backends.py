@@ -77,6 +77,8 @@ def build_world(settings: SandboxConfig) -> Any:
     if settings.hostile:
         world.faults.set(rate=settings.fault_rate, kinds=settings.fault_kinds,
                          flood_wait=settings.flood_wait)
+        # Pushed updates meet the same unkindness: dropped, or overtaken by the next one.
+        world.updates.set(drop_rate=settings.fault_rate, reorder_rate=settings.fault_rate)
     return world
 
 

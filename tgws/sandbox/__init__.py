@@ -9,6 +9,10 @@ MTProtoSender, and a World answers each request the way Telegram documents it.
   sender carries it out as MTProtoSender would (reconnect, re-send). Any RPC error can be
   scripted (World.fail) and reaches Telethon as its own exception class.
 - Five data centres (dcs.py, `world.dcs`): PHONE_MIGRATE / USER_MIGRATE move Telethon for real.
+- Updates (updates.py, `world.updates`; differences.py): every change is recorded with its
+  pts and pushed to clients built with receive_updates=True, through the client's own updates
+  queue, so Telethon's MessageBox and event handlers run; pushes can be dropped, reordered or
+  muted, and getDifference / getChannelDifference (TooLong included) answer from the records.
 - Wire mode (World(wire=True), or per client) still charges Telethon the real TL
   deserialization: every answer is serialized and read back with request.read_result(), so the
   sandbox costs Telethon what Telegram does, and a malformed fake object fails loudly.

@@ -59,6 +59,9 @@ class SandboxChat(PageHooks):
         self.date = date
         self.about = about
         self.basic = False  # a basic group (types.Chat); see World.basic_group
+        # Joins and departures post their service message (and so push it, updates.py), as
+        # Telegram's groups show them; off by default so built histories stay as they are.
+        self.announce_members = False
         self.participants_hidden = False
         self.creator: SandboxUser | None = None
         self.migrated_to: SandboxChat | None = None  # basic group -> its supergroup
@@ -106,6 +109,8 @@ class SandboxChat(PageHooks):
             self._order.append(member)
         self._newest = None
         record(self, "join", date, user_id=user.id)
+        if self.announce_members and not self.broadcast:
+            self._announce(inviter or user, types.MessageActionChatAddUser(users=[user.id]), date)
         return member
 
     def leave(self, user: SandboxUser | int, *, how: str = "left",
@@ -130,7 +135,16 @@ class SandboxChat(PageHooks):
         if how == "banned":
             self._banned[member.user.id] = dataclasses.replace(member, date=when_, _wire=None)
         record(self, DEPARTURE_KINDS[how], when_, user_id=member.user.id)
+        if self.announce_members and not self.broadcast:
+            actor = member.user if how == "left" else (self.creator or member.user)
+            self._announce(actor, types.MessageActionChatDeleteUser(user_id=member.user.id),
+                           when_)
         return member
+
+    def _announce(self, actor: SandboxUser, action: Any, date: int) -> None:
+        """The service message of a join or departure (dated no earlier than the last one)."""
+        last = self.last_date
+        self.post(actor, date=date if last is None else max(date, last), action=action)
 
     def is_banned(self, user_id: int) -> bool:
         return user_id in self._banned
@@ -278,7 +292,7 @@ class SandboxChat(PageHooks):
         if gone:
             self._deleted_set.update(gone)
             self._deleted = sorted(self._deleted_set)
-            self.world.pts += 1
+            self.world.updates.deleted(self, tuple(gone))
             record(self, "delete", date if date is not None else self.world.now(),
                    msg_ids=tuple(gone))
         return gone
@@ -304,7 +318,7 @@ class SandboxChat(PageHooks):
                 raise ValueError("a service message cannot be edited")
             edited = dataclasses.replace(base, text=text, edit_date=edit_date, _wire=None)
             self._messages[msg_id - lazy - 1] = edited
-        self.world.pts += 1
+        self.world.updates.edited(self, msg_id)
         record(self, "edit", edit_date, msg_ids=(msg_id,), text=text)
         return edited
 
@@ -343,7 +357,7 @@ class SandboxChat(PageHooks):
         self._lazy = LazyHistory(chat_id=self.id, broadcast=self.broadcast, count=lazy_count,
                                  first_date=first_date, interval=interval, authors=author_ids,
                                  salt=derive(self.world.secret, "lazy", self.id))
-        self.world.pts += lazy_count
+        self.world.updates.backfilled(self, lazy_count)
         return self
 
     def post(self, sender: SandboxUser | None, text: str = "", *, date: int | None = None,
@@ -390,7 +404,7 @@ class SandboxChat(PageHooks):
             edit_date=edit_date, grouped_id=grouped_id, post_author=post_author,
             basic=self.basic)
         self._messages.append(message)
-        self.world.pts += 1
+        self.world.updates.posted(self, msg_id)
         record(self, "post", date, msg_ids=(msg_id,))
         return message
 
@@ -457,7 +471,8 @@ class SandboxChat(PageHooks):
             id=self.id, about=self.about, read_inbox_max_id=self.top_id,
             read_outbox_max_id=self.top_id, unread_count=0,
             chat_photo=types.PhotoEmpty(id=0), notify_settings=types.PeerNotifySettings(),
-            bot_info=[], pts=max(self.top_id, 1), participants_count=len(self._members),
+            bot_info=[], pts=self.world.updates.channel_pts(self),
+            participants_count=len(self._members),
             admins_count=admins if admin or not self.broadcast else None,
             can_view_participants=admin or not (self.broadcast or self.participants_hidden),
             participants_hidden=self.participants_hidden or None,

@@ -29,7 +29,8 @@ def make_sandbox_client(world: World, session: Any, api_id: int = 1, api_hash: s
                                    auth_key_callback=client._auth_key_callback, wire=wire,
                                    retries=client._connection_retries,
                                    delay=client._retry_delay,
-                                   auto_reconnect=client._auto_reconnect)
+                                   auto_reconnect=client._auto_reconnect,
+                                   updates_queue=client._updates_queue)
     return client
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from telethon.tl import functions, types
 
-from tgws.sandbox import basic, login, wire
+from tgws.sandbox import basic, differences, login, wire
 from tgws.sandbox.call import Call, Handler
 from tgws.sandbox.chats import SandboxChat
 from tgws.sandbox.derive import when
@@ -126,21 +126,6 @@ def ping(call: Call, request: Any) -> Any:
     return types.Pong(msg_id=0, ping_id=request.ping_id)
 
 
-def get_state(call: Call, request: Any) -> Any:
-    return types.updates.State(pts=call.world.pts, qts=0, date=when(call.world.now()), seq=0,
-                               unread_count=0)
-
-
-def get_difference(call: Call, request: Any) -> Any:
-    # The sandbox pushes no updates, so there is never a difference to catch up on.
-    return types.updates.DifferenceEmpty(date=when(call.world.now()), seq=0)
-
-
-def get_channel_difference(call: Call, request: Any) -> Any:
-    chat = channel_of(call.world, request.channel)
-    return types.updates.ChannelDifferenceEmpty(pts=max(chat.top_id, 1), final=True, timeout=30)
-
-
 def get_users(call: Call, request: Any) -> Any:
     found = (_user_of(call, peer) for peer in request.id)
     return [_user_tl(call, user) for user in found if user is not None]
@@ -196,7 +181,7 @@ def _messages_page(call: Call, chat: SandboxChat, ids: list[int]) -> Any:
     user_ids = [uid for msg_id in ids if exists(msg_id)
                 for uid in chat.message_user_ids(msg_id)]
     users = _users(call.world, user_ids)
-    pts, count = max(top, 1), chat.count
+    pts, count = call.world.updates.channel_pts(chat), chat.count
     if call.wire:
         return wire.channel_messages(
             pts=pts, count=count,
@@ -271,9 +256,9 @@ HANDLERS: dict[type, tuple[Handler, bool]] = {
     functions.help.GetNearestDcRequest: (get_nearest_dc, False),
     functions.PingRequest: (ping, False),
     functions.PingDelayDisconnectRequest: (ping, False),
-    functions.updates.GetStateRequest: (get_state, True),
-    functions.updates.GetDifferenceRequest: (get_difference, True),
-    functions.updates.GetChannelDifferenceRequest: (get_channel_difference, True),
+    functions.updates.GetStateRequest: (differences.get_state, True),
+    functions.updates.GetDifferenceRequest: (differences.get_difference, True),
+    functions.updates.GetChannelDifferenceRequest: (differences.get_channel_difference, True),
     functions.users.GetUsersRequest: (get_users, True),
     functions.users.GetFullUserRequest: (get_full_user, True),
     functions.contacts.ResolveUsernameRequest: (resolve_username, True),

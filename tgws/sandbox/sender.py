@@ -22,6 +22,9 @@ Telegram's faults meet Telethon:
   asyncio.IncompleteReadError and every answer breaks the connection (reconnect, re-send).
 - while the world is stalled, answers are held (not lost) until it resumes. _keepalive_ping
   behaves as Telethon's: a ping still unanswered at the next keep-alive starts a reconnect.
+- updates the world pushes (updates.py) go on the client's `_updates_queue`, as
+  MTProtoSender._handle_update puts them there, once the client has sent a request not wrapped
+  in invokeWithoutUpdates (receive_updates=True) and only while the connection is up.
 
 The sender takes `retries`, `delay` and `auto_reconnect` from the client it replaces
 (connection_retries, retry_delay, auto_reconnect), so tgws's settings reach it as they would
@@ -41,7 +44,7 @@ from typing import Any
 from telethon.crypto import AuthKey
 from telethon.extensions import BinaryReader
 from telethon.helpers import retry_range
-from telethon.tl.functions import InitConnectionRequest, PingRequest
+from telethon.tl.functions import InitConnectionRequest, InvokeWithoutUpdatesRequest, PingRequest
 from telethon.utils import is_list_like
 
 from tgws.sandbox.call import Call
@@ -79,11 +82,21 @@ def _describe(request: Any) -> tuple[str, bool]:
     return name, name in EXEMPT or isinstance(wrapped, InitConnectionRequest)
 
 
+def _without_updates(request: Any) -> bool:
+    """True when `request` is wrapped in invokeWithoutUpdates (at any depth)."""
+    while request is not None:
+        if isinstance(request, InvokeWithoutUpdatesRequest):
+            return True
+        request = getattr(request, "query", None)
+    return False
+
+
 class SandboxSender:
     def __init__(self, world: World, auth_key: Any = None, *,
                  auth_key_callback: AuthKeyCallback | None = None,
                  wire: bool | None = None, retries: int = 5, delay: float = 1.0,
-                 auto_reconnect: bool = True) -> None:
+                 auto_reconnect: bool = True,
+                 updates_queue: asyncio.Queue[Any] | None = None) -> None:
         self.world = world
         # The same AuthKey object the session holds: replacing its bytes in place after a
         # login is what makes StringSession.save() return the logged-in key.
@@ -103,6 +116,10 @@ class SandboxSender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ping: int | None = None
         self.reconnects = 0  # successful reconnects after drops (tests read it)
+        self._updates_queue = updates_queue  # the client's: pushed updates go here
+        self._wants_updates = False  # sent a request without invokeWithoutUpdates
+        self._held_push: Any = None  # a push waiting to be overtaken (UpdateLog.reorder_rate)
+        self._held_handle: asyncio.TimerHandle | None = None
 
     @property
     def wire(self) -> bool:
@@ -119,6 +136,7 @@ class SandboxSender:
         self._user_connected = True
         self._disconnected_future = asyncio.get_running_loop().create_future()
         self.world.faults.attach(self)
+        self.world.updates.attach(self)
         return True
 
     async def _dial(self) -> None:
@@ -172,6 +190,7 @@ class SandboxSender:
         self._user_connected = False
         self._reconnecting = False
         self.world.faults.detach(self)
+        self._stop_pushes()
         for entry in list(self._inflight.values()):
             self._unschedule(entry)
             entry.future.cancel()
@@ -227,6 +246,7 @@ class SandboxSender:
         self._user_connected = False
         self._reconnecting = False
         self.world.faults.detach(self)
+        self._stop_pushes()
         for entry in list(self._inflight.values()):
             self._unschedule(entry)
             if not entry.future.done():
@@ -272,6 +292,8 @@ class SandboxSender:
         return future
 
     def _transmit(self, entry: _Inflight) -> None:
+        if not self._wants_updates and not _without_updates(entry.request):
+            self._wants_updates = True  # Telegram subscribes a connection on such a request
         name, exempt = _describe(entry.request)
         decision = self.world.faults.decide(name, exempt=exempt)
         entry.decision = decision
@@ -331,3 +353,56 @@ class SandboxSender:
             await self._auth_key_callback(self.auth_key)
         if not future.done():
             future.set_result(result)
+
+    # --- pushed updates (updates.py) ---------------------------------------------------------
+
+    def push_target(self) -> Any:
+        """The logged-in user this connection receives updates for, or None (no updates
+        wanted, not connected, no login, or a login that belongs on another DC)."""
+        if (self._updates_queue is None or not self._wants_updates
+                or not self._transport_connected() or self.world.faults.mode != "up"):
+            return None
+        user = self.world.user_for_key(self.auth_key.key)
+        if user is None or self.world.dcs.of_user(user) != self.dc:
+            return None
+        return user
+
+    def push(self, updates: Any, *, hold: bool) -> str:
+        """Deliver one pushed `Updates`; with `hold`, keep it until the next push overtakes it
+        (or reorder_window passes). Returns "pushed", "held", or "" (no queue to push to)."""
+        queue = self._updates_queue
+        if queue is None:
+            return ""
+        if self.wire:  # what MTProtoSender reads off the socket
+            with BinaryReader(bytes(updates)) as reader:
+                updates = reader.tgread_object()
+        held, self._held_push = self._held_push, None
+        if self._held_handle is not None:
+            self._held_handle.cancel()
+            self._held_handle = None
+        if held is not None:  # this push overtakes the held one
+            queue.put_nowait(updates)
+            queue.put_nowait(held)
+            return "pushed"
+        if hold:
+            self._held_push = updates
+            self._held_handle = asyncio.get_running_loop().call_later(
+                self.world.updates.reorder_window, self._flush_held)
+            return "held"
+        queue.put_nowait(updates)
+        return "pushed"
+
+    def _flush_held(self) -> None:
+        self._held_handle = None
+        held, self._held_push = self._held_push, None
+        if held is not None and self._updates_queue is not None and self._transport_connected():
+            self._updates_queue.put_nowait(held)
+
+    def _stop_pushes(self) -> None:
+        """The connection is gone: nothing more is pushed, a held push is lost."""
+        self.world.updates.detach(self)
+        if self._held_handle is not None:
+            self._held_handle.cancel()
+        self._held_handle = None
+        self._held_push = None
+        self._wants_updates = False

@@ -13,8 +13,9 @@ Ids, access hashes and the secret that signs auth keys all derive from the seed 
 a world rebuilt from the same seed by the same code is the same world: sessions saved against one
 process stay logged in against the next (keys.py). Mutable knobs are plain attributes:
 `wire`, `accept_any_phone`, `login_code`, `short_pages`, `participants_cap`, `latency` (the
-fault plan's). Faults (`world.faults`, faults.py) and data centres (`world.dcs`, dcs.py) are
-rooms of their own; a new World has no faults and one home DC for everybody.
+fault plan's). Faults (`world.faults`, faults.py), data centres (`world.dcs`, dcs.py) and
+update state and pushes (`world.updates`, updates.py) are rooms of their own; a new World has
+no faults, one home DC for everybody, and drops no pushed update.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tgws.sandbox.faults import FaultPlan
 from tgws.sandbox.keys import issue_key, read_key
 from tgws.sandbox.login import LoginDesk, normalize_phone
 from tgws.sandbox.truth import Churn
+from tgws.sandbox.updates import UpdateLog
 from tgws.sandbox.users import STATUSES, SandboxUser
 
 DEFAULT_EPOCH = 1_700_000_000  # 2023-11-14: every built-in date lies before "now"
@@ -77,7 +79,7 @@ class World:
         self.participants_cap = 10_000
         self.faults = FaultPlan(seed)
         self.dcs = DataCentres(self.secret)
-        self.pts = 1
+        self.updates = UpdateLog(self)  # update state and pushes (updates.py)
         self.ticker: Callable[[World], None] | None = None
         self.users: dict[int, SandboxUser] = {}
         self.chats: dict[int, SandboxChat] = {}
