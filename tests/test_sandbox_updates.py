@@ -461,3 +461,30 @@ async def test_edits_that_come_back_in_a_difference_do_not_reach_telethons_handl
     assert updates.stats["channel_differences"] == 1
     assert inbox.texts() == ["followed", "never pushed either", "reveals the gap"]
     assert not any(isinstance(e, events.MessageEdited.Event) for e in inbox.items)
+
+
+async def test_pushes_lost_while_the_connection_is_down_come_back_through_the_gap(
+        wire: bool) -> None:
+    live = Live(wire)
+    updates = live.world.updates
+    async with watching(live.world, live.bob, wire, events.NewMessage,
+                        retry_delay=0) as (client, inbox):
+        live.group.post(live.alice, "before the drop")
+        await inbox.until(texts_are("before the drop"))
+        live.world.faults.refuse(attempts=1)  # the connection dies; one reconnect fails
+        live.group.post(live.alice, "while reconnecting")  # nobody to push it to
+        assert updates.stats["pushed"] == 1
+        assert (await client.get_me()).id == live.bob.id  # answered: the connection is back
+        assert client._sender.reconnects == 1
+        live.group.post(live.alice, "after the reconnect")
+        await inbox.until(texts_are("before the drop", "while reconnecting",
+                                    "after the reconnect"))
+    assert updates.stats["channel_differences"] == 1
+
+
+async def test_a_world_changed_on_another_thread_pushes_on_the_clients_loop(wire: bool) -> None:
+    """A test driving a ThreadedDaemon's world from its own thread still delivers pushes."""
+    live = Live(wire)
+    async with watching(live.world, live.bob, wire, events.NewMessage) as (_, inbox):
+        await asyncio.to_thread(live.group.post, live.alice, "from a thread")
+        await inbox.until(texts_are("from a thread"))

@@ -35,6 +35,7 @@ reach Telethon's own sender. Answers arrive on a later loop iteration (`call_soo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -120,6 +121,7 @@ class SandboxSender:
         self._wants_updates = False  # sent a request without invokeWithoutUpdates
         self._held_push: Any = None  # a push waiting to be overtaken (UpdateLog.reorder_rate)
         self._held_handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the client's, set by connect()
 
     @property
     def wire(self) -> bool:
@@ -132,6 +134,7 @@ class SandboxSender:
         if self._user_connected:
             return False
         self._connection = connection
+        self._loop = asyncio.get_running_loop()
         await self._dial()
         self._user_connected = True
         self._disconnected_future = asyncio.get_running_loop().create_future()
@@ -370,9 +373,16 @@ class SandboxSender:
     def push(self, updates: Any, *, hold: bool) -> str:
         """Deliver one pushed `Updates`; with `hold`, keep it until the next push overtakes it
         (or reorder_window passes). Returns "pushed", "held", or "" (no queue to push to)."""
-        queue = self._updates_queue
-        if queue is None:
+        queue, loop = self._updates_queue, self._loop
+        if queue is None or loop is None:
             return ""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:  # the world changed on another thread: hop to the client's
+            loop.call_soon_threadsafe(functools.partial(self.push, updates, hold=hold))
+            return "held" if hold else "pushed"
         if self.wire:  # what MTProtoSender reads off the socket
             with BinaryReader(bytes(updates)) as reader:
                 updates = reader.tgread_object()
@@ -386,8 +396,8 @@ class SandboxSender:
             return "pushed"
         if hold:
             self._held_push = updates
-            self._held_handle = asyncio.get_running_loop().call_later(
-                self.world.updates.reorder_window, self._flush_held)
+            self._held_handle = loop.call_later(self.world.updates.reorder_window,
+                                                self._flush_held)
             return "held"
         queue.put_nowait(updates)
         return "pushed"
