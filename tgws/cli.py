@@ -172,7 +172,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tgws-demo-") as tmp:
         db = args.db or os.path.join(tmp, "tgws.db")
         extra = {"telegram.backend": "sandbox", "sandbox.tick": args.tick, "store.path": db,
-                 "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None}
+                 "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None,
+                 # GET /metrics for the curious (still only from loopback, [metrics] allow).
+                 "metrics.enabled": True}
         if args.port is None and not args.config:
             extra["server.port"] = 8000
         config = load_config(args, **extra)

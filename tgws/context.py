@@ -23,6 +23,7 @@ from tgws.auth import LoginLimiter
 from tgws.config import Config
 from tgws.errors import CloseCode, Refusal
 from tgws.login_guard import SendCodeLimiter
+from tgws.metrics import Metrics
 from tgws.state import ConnectionState, Outcome
 from tgws.store import ApiKeyRecord, Store
 from tgws.wsguard import Edge, close_within
@@ -64,6 +65,7 @@ class App:
     offset_locks: OffsetLocks = field(default_factory=OffsetLocks)
     send_codes: SendCodeLimiter = field(default_factory=SendCodeLimiter)
     edge: Edge = field(default_factory=Edge)  # connection pools and limits (tgws.wsguard)
+    metrics: Metrics = field(default_factory=Metrics)  # this daemon's counters (tgws.metrics)
     shutting_down: bool = False
 
     def by_api_key(self, api_key_id: int) -> list[Connection]:
@@ -156,6 +158,7 @@ class Connection:
         """Run a users/chats stream as its own task, so this connection keeps reading."""
         self.state.streaming = True
         self.stream_event = event
+        self.app.metrics.stream_started(event)
 
         async def run() -> None:
             try:

@@ -31,6 +31,7 @@ from tgws.config import Config
 from tgws.context import App
 from tgws.errors import ConfigError
 from tgws.gateway import Gateway
+from tgws.metrics import Metrics
 from tgws.sdnotify import Notifier
 from tgws.sealing import load_keyring
 from tgws.server import TgwsServer
@@ -113,8 +114,11 @@ class Daemon:
                                  keyring=load_keyring(self.config.store.secret_key_file))
         try:
             self.backend = build_backend(self.config)
-            gateway = Gateway(self.config.telegram, store, self.backend.factory)
-            self.app = App(self.config, store, gateway, limiter_for(self.config))
+            metrics = Metrics()
+            gateway = Gateway(self.config.telegram, store,
+                              metrics.count_requests(self.backend.factory))
+            self.app = App(self.config, store, gateway, limiter_for(self.config),
+                           metrics=metrics)
             # Start-up warning when RLIMIT_NOFILE cannot hold the connection pools.
             self.server = TgwsServer(self.app, descriptors.fit(self.config.server))
             await self.server.start()

@@ -55,6 +55,7 @@ async def login(conn: Connection, request: p.Login) -> None:
     if record is None:
         was_blocked = app.limiter.peer_blocked(conn.peer)
         conn.failed_logins += 1
+        app.metrics.failed_login()
         app.limiter.record_failure(conn.peer)
         # Slow down guessing: each failure on this connection waits longer.
         await asyncio.sleep(app.limiter.delay_for(conn.peer, conn.failed_logins))

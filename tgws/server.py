@@ -35,6 +35,7 @@ from tgws.context import App, Connection
 from tgws.descriptors import AcceptErrorLog, Capacity
 from tgws.errors import CloseCode, Refusal
 from tgws.handlers import HANDLERS
+from tgws.metrics import METRICS_PATH
 from tgws.wsguard import CLOSE_TIMEOUT, GuardedConnection
 
 log = logging.getLogger("tgws.server")
@@ -91,6 +92,8 @@ class TgwsServer:
         path = request.path.split("?", 1)[0]
         if path == HEALTH_PATH:
             return await self._health()
+        if path == METRICS_PATH:
+            return self.app.metrics.respond(self.app, connection, request)
         if path != self.app.config.server.path:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
         if self.app.shutting_down:
@@ -148,6 +151,7 @@ class TgwsServer:
             str(ws.remote_address[0]) if ws.remote_address else "?"
         conn = Connection(self.app, ws, peer)
         self.app.connections.add(conn)
+        self.app.metrics.connection_opened()
         log.info("%s: opened from %s", conn.label(), peer)
         try:
             await self._read_loop(conn)

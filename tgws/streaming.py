@@ -236,7 +236,8 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
         # Only a complete listing may move the offset: the members it did not reach (past
         # Telegram's cap, say) may have joined before `newest`, and the offset would hide
         # them from every later `latest`.
-        await store.commit_offset(key_id, USERS_KIND, target.peer.id, newest)
+        await conn.app.metrics.commit(
+            store.commit_offset(key_id, USERS_KIND, target.peer.id, newest))
     return sent, listed, complete
 
 
@@ -279,6 +280,7 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
             if frames:
                 await send_frames(conn.ws, frames)
                 sent += len(frames)
+                conn.app.metrics.items_sent(p.USERS, len(frames))
             await progress.update(target.name, listed, target.total or page.total)
     return sent, listed, mark.offset()
 
@@ -359,7 +361,8 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
         after = since.value if since is not None else 0
 
     async def commit(last_id: Any) -> None:
-        await store.commit_offset(key_id, CHATS_KIND, group_id, Offset(int(last_id)))
+        await conn.app.metrics.commit(
+            store.commit_offset(key_id, CHATS_KIND, group_id, Offset(int(last_id))))
 
     cfg = conn.app.config.streaming
     barrier = AckBarrier(conn.ws, commit, every=cfg.ack_every, interval=cfg.ack_interval)
@@ -375,6 +378,7 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
             async with _client_keeps_up(conn, p.CHATS):
                 if frames:
                     await send_frames(conn.ws, frames)
+                    conn.app.metrics.items_sent(p.CHATS, len(frames))
                 sent += len(frames)
                 await barrier.sent(page.items[-1].id, len(frames))
                 await progress.update(target.name, sent_before + sent, total)
