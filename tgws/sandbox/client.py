@@ -22,6 +22,8 @@ def make_sandbox_client(world: World, session: Any, api_id: int = 1, api_hash: s
     (e.g. flood_sleep_threshold=0, receive_updates=False, connection_retries=2, retry_delay=0).
     Switching data centres works (Telethon's _switch_dc reuses this sender); downloads from
     other DCs do not: Telethon would build real senders for them.
+    With receive_updates=True (Telethon's default) the world pushes updates onto the client's
+    own updates queue, so event handlers and Telethon's gap handling run (updates.py).
     """
     client = TelegramClient(session, api_id, api_hash, **client_kwargs)
     # The sender reconnects the way Telethon's would, with the client's own settings.
