@@ -397,3 +397,33 @@ def test_pending_calls_past_their_deadline_count_as_stuck() -> None:
     assert pending.stuck()
     pending.ok()
     assert not pending.stuck()
+
+
+async def test_a_stalled_connect_holds_the_keys_other_requests_no_longer_than_its_deadline(
+        tmp_path: Path) -> None:
+    d = Daemon(make_config(tmp_path, **{**FAST, "telegram.idle_disconnect": 0.0}))
+    await d.start()
+    try:
+        app = d.app
+        assert app is not None
+        key = await app.store.create_api_key("k")
+        async with await logged_in(d, key):
+            pass
+        await eventually(lambda: app.gateway.connected_accounts == 0,
+                         "the account to disconnect after its last connection")
+        world(d).faults.stall()  # the next connect's first request never gets an answer
+        async with await logged_in(d, key) as a, await logged_in(d, key) as b:
+            started = time.monotonic()
+            await send(a, "users", {"group": [GROUP_2]})  # connects, holding the lock
+            await send(b, "chats", {"group": [GROUP_2]})  # waits for the lock
+            replies = [await recv_json(a, 15), await recv_json(b, 15)]
+            elapsed = time.monotonic() - started
+            for reply, event in zip(replies, ("users", "chats"), strict=True):
+                expect(reply, event, "failed", p.TELEGRAM_UNAVAILABLE)
+            assert elapsed < 2 * FAST["telegram.connect_timeout"] + 3
+            world(d).faults.resume()
+            await send(b, "chats", {"group": [GROUP_2]})
+            got, _, done = await read_stream(b, "chats")
+            assert done["data"]["message"] == "done" and len(got) == 120
+    finally:
+        await d.stop()
