@@ -183,7 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def announce(daemon: Daemon) -> None:
             host = config.server.host
-            url = f"ws://{host}:{daemon.port}{config.server.path}"
+            url = f"{config.server.scheme}://{host}:{daemon.port}{config.server.path}"
             print(demo_banner(daemon.backend.world, url=url, key=key, tick=args.tick,
                               hostile=config.sandbox.hostile), flush=True)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tgws import config as config_mod
-from tgws import descriptors
+from tgws import descriptors, tls
 from tgws.auth import LoginLimiter
 from tgws.backends import build_backend
 from tgws.config import Config
@@ -188,6 +188,16 @@ class Daemon:
             return
         old = self.config
         applied, restart = diff_config(old, new)
+        if self.server.tls is not None:
+            try:
+                tls.reload(self.server.tls, new.server, new.source)
+            except ConfigError as err:
+                log.error("reload: keeping the running TLS certificate: %s", err)
+            else:
+                # Same files or new ones: the chain is re-read either way (a renewal keeps
+                # the paths), and the next handshakes present it.
+                applied.append("server.tls_cert (certificate chain re-read)")
+                restart = [k for k in restart if k not in TLS_KEYS]
         set_log_level(new.log.level)
         self.app.limiter.configure(**limiter_settings(new))
         live = dataclasses.replace(old, log=new.log, limits=new.limits,
@@ -201,6 +211,7 @@ class Daemon:
 
 
 LIVE_SECTIONS = ("log", "limits", "streaming")
+TLS_KEYS = ("server.tls_cert", "server.tls_key")  # re-read on reload while TLS is on
 
 
 def diff_config(old: Config, new: Config) -> tuple[list[str], list[str]]:

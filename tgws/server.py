@@ -20,6 +20,7 @@ import contextlib
 import http
 import json
 import logging
+import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -29,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tgws import protocol
+from tgws import protocol, tls
 from tgws.admission import client_address, origin_allowed
 from tgws.context import App, Connection
 from tgws.descriptors import AcceptErrorLog, Capacity
@@ -55,6 +56,7 @@ class TgwsServer:
         self._server: Server | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._accept_log = AcceptErrorLog()
+        self.tls: ssl.SSLContext | None = None  # wss:// ([server] tls_cert; tgws.tls)
 
     @property
     def port(self) -> int:
@@ -65,6 +67,7 @@ class TgwsServer:
     async def start(self) -> None:
         cfg = self.app.config.server
         edge = self.app.edge
+        self.tls = tls.server_context(cfg, self.app.config.source)
         edge.configure(cfg, max_connections=self.capacity.max_connections,
                        max_unverified=self.capacity.max_unverified)
         self._accept_log.install(asyncio.get_running_loop())
@@ -83,9 +86,10 @@ class TgwsServer:
             ping_timeout=cfg.ping_timeout or None,
             logger=_ws_log,
             server_header="tgws",
+            ssl=self.tls,
         )
         self._watcher = asyncio.get_running_loop().create_task(self._watch_revocations())
-        log.info("listening on ws://%s:%d%s", cfg.host, self.port, cfg.path)
+        log.info("listening on %s://%s:%d%s", cfg.scheme, cfg.host, self.port, cfg.path)
 
     # -- HTTP routing ---------------------------------------------------------------------
     async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
