@@ -20,6 +20,14 @@ a DC other than the phone's answers USER_MIGRATE_X (before consuming the code, s
 retry on DC X signs in with the same hash).
 A successful login asks the sender to replace the client's auth key with one bound to the
 account (keys.py); auth.logOut revokes the key in use.
+
+Code delivery: auth.sendCode answers the first way of `LoginDesk.delivery` (default: SMS,
+then a call; ("app", "sms", "call") sends it to the logged-in app first, as Telegram does for a
+phone with an account — a phone without one skips "app"), with the next way as `next_type`;
+each auth.resendCode moves one step along; past the last: SEND_CODE_UNAVAILABLE.
+
+QR login (qr.py): auth.exportLoginToken, auth.importLoginToken, auth.acceptLoginToken and
+`world.login.qr.accept(url_or_token, user)`, the scan from another device.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from tgws.sandbox import srp
 from tgws.sandbox.call import Call, Handler
 from tgws.sandbox.derive import derive, signed64
 from tgws.sandbox.errors import SandboxRpcError
+from tgws.sandbox.qr import HANDLERS as QR_HANDLERS
+from tgws.sandbox.qr import QrDesk
 
 if TYPE_CHECKING:
     from tgws.sandbox.users import SandboxUser
@@ -53,6 +63,7 @@ def normalize_phone(phone: str) -> str | None:
 class _Code:
     phone: str
     expired: bool = False
+    step: int = 0  # how far along LoginDesk.delivery this code has been (re)sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,9 @@ class LoginDesk:
         self.rounds: dict[int, _SrpRound] = {}
         self._verifiers: dict[int, tuple[str, bytes, bytes, int]] = {}
         self._sent = 0
+        # How codes are delivered, first to last (see _SENT_TYPES); tests change it.
+        self.delivery: tuple[str, ...] = ("sms", "call")
+        self.qr = QrDesk(world)  # login tokens (qr.py)
 
     def expire_codes(self) -> int:
         live = [code for code in self._codes.values() if not code.expired]
@@ -128,13 +142,54 @@ def _phone(raw: str, desk: LoginDesk) -> str:
     return digits
 
 
-def _sent_code(call: Call, code_hash: str) -> Any:
+def _sent_type(way: str, length: int) -> Any:
+    """The auth.SentCodeType Telegram answers for one way of delivering the code."""
+    if way == "app":
+        return types.auth.SentCodeTypeApp(length=length)
+    if way == "sms":
+        return types.auth.SentCodeTypeSms(length=length)
+    if way == "call":
+        return types.auth.SentCodeTypeCall(length=length)
+    if way == "flash_call":
+        return types.auth.SentCodeTypeFlashCall(pattern="*")
+    if way == "missed_call":
+        return types.auth.SentCodeTypeMissedCall(prefix="+1555", length=length)
+    if way == "email":
+        return types.auth.SentCodeTypeEmailCode(email_pattern="s***@example.com",
+                                               length=length)
+    if way == "fragment":
+        return types.auth.SentCodeTypeFragmentSms(url="https://fragment.com/numbers",
+                                                 length=length)
+    raise ValueError(f"unknown code delivery {way!r}")
+
+
+# The auth.CodeType a SentCode names as `next_type` (the app and email have none).
+_NEXT_TYPES: dict[str, Any] = {
+    "sms": types.auth.CodeTypeSms, "call": types.auth.CodeTypeCall,
+    "flash_call": types.auth.CodeTypeFlashCall, "missed_call": types.auth.CodeTypeMissedCall,
+    "fragment": types.auth.CodeTypeFragmentSms,
+}
+
+
+def _ways(desk: LoginDesk, phone: str) -> tuple[str, ...]:
+    ways = desk.delivery
+    if desk.world.by_phone(phone) is None:  # no app to send it to
+        ways = tuple(way for way in ways if way != "app") or ways
+    return ways
+
+
+def _sent_code(call: Call, code_hash: str, code: _Code) -> Any:
+    ways = _ways(call.world.login, code.phone)
+    if code.step >= len(ways):
+        raise SandboxRpcError(400, "SEND_CODE_UNAVAILABLE")
+    following = ways[code.step + 1] if code.step + 1 < len(ways) else None
+    next_type = _NEXT_TYPES.get(following) if following else None
     return types.auth.SentCode(
-        type=types.auth.SentCodeTypeSms(length=len(call.world.login_code)),
-        phone_code_hash=code_hash, timeout=120)
+        type=_sent_type(ways[code.step], len(call.world.login_code)),
+        phone_code_hash=code_hash, next_type=next_type() if next_type else None, timeout=120)
 
 
-def _authorize(call: Call, user: SandboxUser) -> Any:
+def authorize(call: Call, user: SandboxUser) -> Any:
     call.new_key = call.world.issue_key(user)
     return types.auth.Authorization(user=user.tl(is_self=True))
 
@@ -146,14 +201,18 @@ def send_code(call: Call, request: Any) -> Any:
         home = world.dcs.of_phone(phone)
         if home != call.dc:
             raise SandboxRpcError(303, f"PHONE_MIGRATE_{home}")
-    return _sent_code(call, desk.issue_code(phone))
+    code_hash = desk.issue_code(phone)
+    return _sent_code(call, code_hash, desk.code_for(code_hash, phone))
 
 
 def resend_code(call: Call, request: Any) -> Any:
     desk = call.world.login
     phone = _phone(request.phone_number, desk)
-    desk.code_for(request.phone_code_hash, phone)
-    return _sent_code(call, request.phone_code_hash)
+    code = desk.code_for(request.phone_code_hash, phone)
+    if code.step + 1 >= len(_ways(desk, phone)):
+        raise SandboxRpcError(400, "SEND_CODE_UNAVAILABLE")
+    code.step += 1
+    return _sent_code(call, request.phone_code_hash, code)
 
 
 def sign_in(call: Call, request: Any) -> Any:
@@ -175,7 +234,7 @@ def sign_in(call: Call, request: Any) -> Any:
     if user.password:
         desk.awaiting_password[call.key] = user.id
         raise SandboxRpcError(401, "SESSION_PASSWORD_NEEDED")
-    return _authorize(call, user)
+    return authorize(call, user)
 
 
 def _password_user(call: Call) -> SandboxUser | None:
@@ -216,7 +275,7 @@ def check_password(call: Call, request: Any) -> Any:
     if v is None or not srp.check(v, pending.server, algo.salt1, algo.salt2, proof.A, proof.M1):
         raise SandboxRpcError(400, "PASSWORD_HASH_INVALID")
     desk.awaiting_password.pop(call.key, None)
-    return _authorize(call, user)
+    return authorize(call, user)
 
 
 def log_out(call: Call, request: Any) -> Any:
@@ -232,4 +291,5 @@ HANDLERS: dict[type, tuple[Handler, bool]] = {
     functions.account.GetPasswordRequest: (get_password, False),
     functions.auth.CheckPasswordRequest: (check_password, False),
     functions.auth.LogOutRequest: (log_out, True),
+    **QR_HANDLERS,
 }

@@ -370,6 +370,14 @@ class SandboxSender:
             return None
         return user
 
+    def listening_key(self) -> bytes | None:
+        """The auth key of this connection when it receives updates (logged in or not)."""
+        if (self._updates_queue is None or not self._wants_updates
+                or not self._transport_connected() or self.world.faults.mode != "up"):
+            return None
+        key: bytes | None = self.auth_key.key
+        return key
+
     def push(self, updates: Any, *, hold: bool) -> str:
         """Deliver one pushed `Updates`; with `hold`, keep it until the next push overtakes it
         (or reorder_window passes). Returns "pushed", "held", or "" (no queue to push to)."""

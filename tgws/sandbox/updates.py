@@ -100,6 +100,7 @@ class Subscriber(Protocol):
     """What the log needs from a connected sender (SandboxSender)."""
 
     def push_target(self) -> SandboxUser | None: ...
+    def listening_key(self) -> bytes | None: ...
     def push(self, updates: Any, *, hold: bool) -> str: ...
 
 
@@ -264,6 +265,17 @@ class UpdateLog:
 
     def detach(self, sender: Subscriber) -> None:
         self._senders.discard(sender)
+
+    def push_login_token(self, key: bytes) -> int:
+        """Push updateLoginToken to the clients connected with auth key `key` (logged in or
+        not): the exporter of a login token that was just accepted (qr.py). Not subject to
+        drop_rate: a lost one only delays the login until the client asks again."""
+        update = types.UpdateShort(update=types.UpdateLoginToken(),
+                                   date=when(self.world.now()))
+        sent = sum(1 for sender in list(self._senders)
+                   if sender.listening_key() == key and sender.push(update, hold=False))
+        self.note("login_token" if sent else "login_token_unheard")
+        return sent
 
     def _unit(self, index: int, salt: str) -> float:
         digest = hashlib.blake2b(f"{self.world.faults.seed}:{index}:{salt}".encode(),
