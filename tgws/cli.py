@@ -155,18 +155,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tgws.daemon import Daemon, setup_logging
+    from tgws.daemon import Daemon
+    from tgws.logging_setup import setup_logging
 
     extra = {"telegram.backend": "sandbox"} if args.sandbox else {}
     config = load_config(args, **extra)
     config.require_credentials()  # names the file, and checks api_hash's shape
-    setup_logging(config.log.level)
+    setup_logging(config.log.level, config.log.format)
     daemon = Daemon(config, reload_loader=lambda: load_config(args, **extra))
     return asyncio.run(daemon.run())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tgws.daemon import Daemon, setup_logging
+    from tgws.daemon import Daemon
+    from tgws.logging_setup import setup_logging
     from tgws.sandbox.banner import demo_banner
 
     with tempfile.TemporaryDirectory(prefix="tgws-demo-") as tmp:
@@ -175,10 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None,
                  # GET /metrics for the curious (still only from loopback, [metrics] allow).
                  "metrics.enabled": True}
-        if args.port is None and not args.config:
-            extra["server.port"] = 8000
         config = load_config(args, **extra)
-        setup_logging(config.log.level)
+        setup_logging(config.log.level, config.log.format)
         key = asyncio.run(_create_demo_key(config.store.path))
 
         def announce(daemon: Daemon) -> None:

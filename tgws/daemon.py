@@ -31,6 +31,7 @@ from tgws.config import Config
 from tgws.context import App
 from tgws.errors import ConfigError
 from tgws.gateway import Gateway
+from tgws.logging_setup import set_log_format, set_log_level
 from tgws.metrics import Metrics
 from tgws.sdnotify import Notifier
 from tgws.sealing import load_keyring
@@ -38,25 +39,6 @@ from tgws.server import TgwsServer
 from tgws.store import Store
 
 log = logging.getLogger("tgws")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr (journald takes it). Telethon's chatter stays at WARNING."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(handler)
-    set_log_level(level)
-    logging.getLogger("tgws.telethon").setLevel(logging.WARNING)
-    logging.getLogger("tgws.websockets").setLevel(logging.WARNING)
-
-
-def set_log_level(level: str) -> None:
-    logging.getLogger().setLevel(level)
-    logging.getLogger("tgws").setLevel(level)
 
 
 def limiter_settings(config: Config) -> dict[str, Any]:
@@ -199,6 +181,7 @@ class Daemon:
                 applied.append("server.tls_cert (certificate chain re-read)")
                 restart = [k for k in restart if k not in TLS_KEYS]
         set_log_level(new.log.level)
+        set_log_format(new.log.format)
         self.app.limiter.configure(**limiter_settings(new))
         live = dataclasses.replace(old, log=new.log, limits=new.limits,
                                    streaming=new.streaming)

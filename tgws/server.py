@@ -36,6 +36,7 @@ from tgws.context import App, Connection
 from tgws.descriptors import AcceptErrorLog, Capacity
 from tgws.errors import CloseCode, Refusal
 from tgws.handlers import HANDLERS
+from tgws.logging_setup import bind_connection
 from tgws.metrics import METRICS_PATH
 from tgws.wsguard import CLOSE_TIMEOUT, GuardedConnection
 
@@ -154,6 +155,7 @@ class TgwsServer:
         peer = ws.client if isinstance(ws, GuardedConnection) else \
             str(ws.remote_address[0]) if ws.remote_address else "?"
         conn = Connection(self.app, ws, peer)
+        bind_connection(conn)  # JSON log lines from this task and its children name it
         self.app.connections.add(conn)
         self.app.metrics.connection_opened()
         log.info("%s: opened from %s", conn.label(), peer)
