@@ -31,6 +31,7 @@ from tgws.sealing import (
     sealed_key_id,
 )
 from tgws.store import Store
+from tgws.store.sqlite import SqliteStore
 
 # A plaintext session long enough that any surviving copy is unmistakable.
 PLAIN = "1" + base64.urlsafe_b64encode(bytes(range(256))).decode()
@@ -180,6 +181,7 @@ async def test_a_sealed_session_moved_to_another_api_key_does_not_open(
         await store.save_session(alice, PLAIN, 1)
         await store.save_session(mallory, "1" + "M" * 300, 2)
         # Copy Alice's sealed row over Mallory's: the associated data (the key id) differs.
+        assert isinstance(store, SqliteStore)
         await store._conn().execute(
             "UPDATE tg_sessions SET session = (SELECT session FROM tg_sessions "
             "WHERE api_key_id = ?) WHERE api_key_id = ?", (alice, mallory))
@@ -270,6 +272,7 @@ async def test_a_deleted_session_leaves_no_copy_in_the_files(tmp_path: Path) -> 
         await store.create_api_key("bot")
         [record] = await store.list_api_keys()
         await store.save_session(record.id, PLAIN, 1)
+        assert isinstance(store, SqliteStore)
         await store._conn().execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         assert PLAIN.encode() in disk_bytes(db)
         await store.delete_session(record.id)

@@ -18,11 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tgws.schema as schema_module
+import tgws.store.schema as schema_module
 from tests.support import timeout
 from tgws.auth import hash_api_key
 from tgws.errors import StoreError
 from tgws.store import SCHEMA_VERSION, EntityRecord, Offset, Store
+from tgws.store.sqlite import SqliteStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -55,6 +56,12 @@ async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+def sqlite_conn(store: Store) -> aiosqlite.Connection:
+    """The sqlite dialect's connection, for tests that look below the interface."""
+    assert isinstance(store, SqliteStore)
+    return store._conn()
 
 
 async def new_key(store: Store, name: str = "bot") -> tuple[str, int]:
@@ -142,7 +149,7 @@ async def test_loose_wal_side_files_are_tightened_on_open(store: Store, db_path:
 
 
 async def test_open_sets_wal_and_the_connection_pragmas(store: Store, db_path: Path) -> None:
-    db = store._conn()
+    db = sqlite_conn(store)
     pragmas = {}
     for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
         rows = list(await db.execute_fetchall(f"PRAGMA {name}"))
@@ -412,9 +419,9 @@ async def test_foreign_keys_cascade_when_a_key_row_is_deleted(store: Store) -> N
     await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
     await store.commit_offset(key_id, "users", 5, Offset(100, frozenset({1})))
     # No Store method deletes key rows (revocation keeps a tombstone); an operator might.
-    await store._conn().execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+    await sqlite_conn(store).execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
     for table in ("tg_sessions", "entities", "offsets"):
-        rows = list(await store._conn().execute_fetchall(f"SELECT count(*) FROM {table}"))
+        rows = list(await sqlite_conn(store).execute_fetchall(f"SELECT count(*) FROM {table}"))
         assert rows == [(0,)], table
 
 

@@ -1,6 +1,6 @@
-"""The sqlite store: API keys, Telegram sessions, the entity cache and stream offsets.
+"""The sqlite dialect of the store (the default): one file, one daemon, the CLI beside it.
 
-One :class:`Store` per process owns one aiosqlite connection (one worker thread). Every
+One :class:`SqliteStore` per process owns one aiosqlite connection (one worker thread). Every
 connection handler of the daemon shares it. The CLI (``tgws apikey create``) may open the same
 file from another process while the daemon runs: the database is in WAL mode, so readers never
 block the writer, and ``busy_timeout`` makes a second writer wait for the first instead of
@@ -58,25 +58,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import aiosqlite
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
 from tgws.dbfile import prepare_path, tighten_files
 from tgws.errors import StoreError
-from tgws.schema import SCHEMA_VERSION, migrate, rollback_quietly
 from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
+from tgws.store.base import Store
+from tgws.store.records import (
+    MAX_KEY_LENGTH,
+    ApiKeyRecord,
+    EntityRecord,
+    Offset,
+    check_offset_kind,
+    decode_ties,
+    encode_ties,
+    entity_rows,
+    normalize_username,
+    utc,
+    valid_api_key_name,
+)
+from tgws.store.schema import migrate, rollback_quietly
 
 log = logging.getLogger("tgws.store")
 
@@ -84,82 +93,9 @@ log = logging.getLogger("tgws.store")
 # Telegram session strings: that logger never goes below WARNING, whatever [log] says.
 logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
-__all__ = [
-    "ENTITY_KINDS",
-    "OFFSET_KINDS",
-    "SCHEMA_VERSION",
-    "ApiKeyRecord",
-    "EntityRecord",
-    "Offset",
-    "SessionUnreadable",
-    "Store",
-    "valid_api_key_name",
-]
 
 BUSY_TIMEOUT_MS: Final = 5_000
 """How long a writer waits for another connection's write lock (the CLI vs the daemon)."""
-
-
-ENTITY_KINDS: Final = frozenset({"megagroup", "broadcast", "chat", "user", "gigagroup"})
-OFFSET_KINDS: Final = frozenset({"chats", "users"})
-
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# A key is "tgws_" + 43 characters; anything far longer is not a key, and refusing it early keeps
-# a hostile client from making us hash megabytes per attempt.
-_MAX_KEY_LENGTH: Final = 256
-
-
-# -- records ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    """An API key as listed: never its plaintext nor its hash."""
-
-    id: int
-    name: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class EntityRecord:
-    """A resolved username: what Telethon needs to build an InputPeer without resolving again.
-
-    ``username`` keeps Telegram's spelling; lookups ignore case. ``kind`` is one of
-    :data:`ENTITY_KINDS`.
-    """
-
-    peer_id: int
-    access_hash: int
-    kind: str
-    username: str
-    title: str
-
-
-@dataclass(frozen=True, slots=True)
-class Offset:
-    """Where a ``latest`` stream of one group stopped.
-
-    For ``chats``: ``value`` is the last message id delivered, ``tie_ids`` is empty.
-    For ``users``: ``value`` is the newest join date delivered (unix seconds) and ``tie_ids`` the
-    user ids delivered with exactly that join date, so a member who joins in the same second as
-    the last one delivered is still delivered next time.
-    """
-
-    value: int
-    tie_ids: frozenset[int] = frozenset()
-
-
-def valid_api_key_name(name: str) -> bool:
-    """Whether ``name`` is 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
-    return _NAME_RE.fullmatch(name) is not None
-
 
 # -- SQL used on hot paths --------------------------------------------------------------------
 
@@ -217,51 +153,8 @@ def _sqlite_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {exc}") from exc
 
 
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
-
-
-_USERNAME_PREFIXES = ("https://t.me/", "http://t.me/", "t.me/", "@")
-
-
-def normalize_username(name: str) -> str:
-    """'@Name', 't.me/Name' and 'Name' all name the same group: 'Name', case kept.
-
-    Telegram usernames are ASCII and case-insensitive, so the entity cache compares them
-    by ``normalize_username(name).lower()``; the case is kept for display.
-    """
-    name = name.strip()
-    for prefix in _USERNAME_PREFIXES:
-        if name.lower().startswith(prefix):
-            name = name[len(prefix):]
-    return name.strip("/")
-
-
-def _encode_ties(tie_ids: Iterable[int]) -> str:
-    return json.dumps(sorted({int(tie) for tie in tie_ids}), separators=(",", ":"))
-
-
-def _decode_ties(text: str) -> frozenset[int]:
-    return frozenset(int(tie) for tie in json.loads(text))
-
-
-def _check_offset_kind(kind: str) -> None:
-    if kind not in OFFSET_KINDS:
-        raise ValueError(f"offset kind must be one of {sorted(OFFSET_KINDS)}, not {kind!r}")
-
-
-# -- the store --------------------------------------------------------------------------------
-
-
-class Store:
-    """The daemon's persistent state. Create with ``await Store.open(path)``; close it.
-
-    One instance per process, shared by every connection; see the module docstring for how
-    concurrent use (in-process and from the CLI in another process) stays safe. After
-    :meth:`close`, every method except :meth:`healthy` and :attr:`schema_version` raises
-    :class:`StoreError`. Invalid arguments that only a programming error produces (an unknown
-    offset kind, an empty session string) raise ValueError.
-    """
+class SqliteStore(Store):
+    """The store in one sqlite file (see the module docstring). Open with ``Store.open(path)``."""
 
     def __init__(
         self,
@@ -271,12 +164,11 @@ class Store:
         clock: Callable[[], float],
         keyring: Keyring | None = None,
     ) -> None:
-        """Internal: use :meth:`open`."""
+        """Internal: use :meth:`Store.open`."""
+        super().__init__(clock, keyring)
         self._db: aiosqlite.Connection | None = db
-        self._keyring = keyring
         self._path = path
         self._version = version
-        self._clock = clock
         self._lock = asyncio.Lock()
         # The task that holds self._lock (in transaction() or _locked()), so that the same
         # task can call other Store methods inside its transaction without deadlocking.
@@ -286,22 +178,19 @@ class Store:
     # -- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    async def open(
+    async def connect(
         cls,
-        path: str | os.PathLike[str],
+        path: str,
         *,
         clock: Callable[[], float] = time.time,
         keyring: Keyring | None = None,
-    ) -> Store:
+    ) -> SqliteStore:
         """Open (creating if needed, mode 0600) and migrate the database at ``path``.
 
-        ``clock`` returns unix seconds; tests pass a fake one. With ``keyring`` (from
-        [store] secret_key_file) sessions are sealed at rest, and any session not yet sealed
-        with its first key is sealed now. Raises StoreError when the parent directory is
-        missing, the file is not a usable sqlite database, WAL cannot be enabled (e.g. on a
-        network filesystem), or the schema is newer than this code.
+        Raises StoreError when the parent directory is missing, the file is not a usable
+        sqlite database, WAL cannot be enabled (e.g. on a network filesystem), or the schema
+        is newer than this code.
         """
-        path = os.fspath(path)
         # A few stat() calls, once at startup: not worth a thread hop.
         prepare_path(path)
         for name, mode in tighten_files(path):
@@ -355,20 +244,8 @@ class Store:
                 with _sqlite_errors(f"closing store {self._path}"):
                     await db.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     @property
     def schema_version(self) -> int:
-        """The schema version of the open database (== SCHEMA_VERSION once open)."""
         return self._version
 
     @property
@@ -380,7 +257,6 @@ class Store:
         return self._db is None
 
     async def healthy(self) -> bool:
-        """Whether ``SELECT 1`` succeeds (for /healthz). Never raises."""
         if self._db is None:
             return False
         try:
@@ -479,18 +355,9 @@ class Store:
         finally:
             self._savepoints -= 1
 
-    def _now(self) -> int:
-        return int(self._clock())
-
     # -- API keys -------------------------------------------------------------------------
 
     async def create_api_key(self, name: str) -> str:
-        """Create an API key called ``name`` and return its plaintext, the only time it exists.
-
-        Raises StoreError if the name is invalid (1-64 of ``A-Z a-z 0-9 _ . -``) or taken, in
-        any letter case, by an active or a revoked key (revoked names are never reused, so a
-        name in a log always means one key).
-        """
         if not valid_api_key_name(name):
             raise StoreError(
                 f"invalid API key name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -"
@@ -514,7 +381,6 @@ class Store:
         return key
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
-        """Every API key, revoked ones included, oldest first."""
         async with self._locked("listing API keys") as db:
             rows = await db.execute_fetchall(
                 "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id"
@@ -524,22 +390,13 @@ class Store:
                 id=row[0],
                 name=row[1],
                 created_at=datetime.fromtimestamp(row[2], tz=UTC),
-                last_used_at=_dt(row[3]),
-                revoked_at=_dt(row[4]),
+                last_used_at=utc(row[3]),
+                revoked_at=utc(row[4]),
             )
             for row in rows
         ]
 
     async def revoke_api_key(self, name: str) -> bool:
-        """Revoke the active key ``name``; False if there is none (unknown or already revoked).
-
-        One transaction: the key's row gets ``revoked_at`` and stays as a tombstone; its entity
-        cache and offsets are deleted. Its Telegram session is kept, unusable by the key (every
-        session read and write checks ``revoked_at``), until the daemon's revocation sweep has
-        sent auth.LogOut with it and deleted it (:meth:`sessions_to_log_out`): deleting it here
-        would leave the authorization alive at Telegram with nobody able to end it, and a copy
-        of the session (a backup, another host) would keep working.
-        """
         async with self.transaction():
             db = self._conn()
             rows = list(
@@ -558,13 +415,7 @@ class Store:
         return True
 
     async def verify_api_key(self, key: str) -> ApiKeyRecord | None:
-        """The active key whose plaintext is ``key``, or None. Records ``last_used_at``.
-
-        Found by an indexed lookup of the key's SHA-256 (which reveals nothing useful even if
-        its timing leaks: the hash of a 256-bit random key cannot be inverted), then confirmed
-        with a constant-time comparison. A failed attempt costs one read and no write.
-        """
-        if not key or len(key) > _MAX_KEY_LENGTH:
+        if not key or len(key) > MAX_KEY_LENGTH:
             return None
         digest = hash_api_key(key)
         async with self._locked("verifying an API key") as db:
@@ -595,7 +446,6 @@ class Store:
         )
 
     async def api_key_active(self, api_key_id: int) -> bool:
-        """Whether the key exists and is not revoked (polled to close revoked keys' sockets)."""
         async with self._locked("checking an API key") as db:
             rows = list(
                 await db.execute_fetchall(
@@ -607,13 +457,6 @@ class Store:
     # -- Telegram sessions ----------------------------------------------------------------
 
     async def load_session(self, api_key_id: int, *, revoked: bool = False) -> str | None:
-        """The key's Telethon StringSession string, or None if it has not logged in.
-
-        A revoked key has no session, unless ``revoked`` is set: the revocation sweep reads
-        the session that waits to be logged out at Telegram (see :meth:`revoke_api_key`).
-        Raises :class:`SessionUnreadable` (a StoreError) for a session sealed with a key
-        this store was not given.
-        """
         sql = "SELECT s.session FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id " \
               "WHERE s.api_key_id = ?"
         if not revoked:
@@ -625,12 +468,6 @@ class Store:
         return open_session(self._keyring, api_key_id, str(rows[0][0]))
 
     async def save_session(self, api_key_id: int, session: str, user_id: int | None) -> None:
-        """Store (replace) the key's Telegram session, sealed when a keyring is configured.
-
-        One statement, one commit. Raises StoreError if the key is unknown or revoked, so a
-        login racing a revocation cannot leave a session behind a revoked key. An empty session
-        is a ValueError: to forget a session use :meth:`delete_session`.
-        """
         if not session:
             raise ValueError("empty Telegram session; use delete_session() to forget one")
         stored = self._seal(api_key_id, session)
@@ -653,7 +490,6 @@ class Store:
         await self._scrub_wal()
 
     async def has_session(self, api_key_id: int) -> bool:
-        """Whether the (active) key has a stored session, readable or not."""
         async with self._locked("checking a Telegram session") as db:
             rows = list(
                 await db.execute_fetchall(
@@ -665,7 +501,6 @@ class Store:
         return bool(rows)
 
     async def sessions_to_log_out(self) -> list[int]:
-        """Ids of revoked keys whose session still waits for its auth.LogOut at Telegram."""
         async with self._locked("listing revoked sessions") as db:
             rows = await db.execute_fetchall(
                 "SELECT s.api_key_id FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
@@ -674,9 +509,6 @@ class Store:
         return [int(row[0]) for row in rows]
 
     # -- sessions at rest -----------------------------------------------------------------
-
-    def _seal(self, api_key_id: int, session: str) -> str:
-        return session if self._keyring is None else self._keyring.seal(api_key_id, session)
 
     async def _scrub_wal(self) -> None:
         """Checkpoint the WAL into the database and truncate it to zero bytes.
@@ -721,56 +553,16 @@ class Store:
             await self._scrub_wal()
         return resealed, unreadable
 
-    async def _check_sessions_at_rest(self) -> None:
-        """At open: seal what is not sealed yet, and say which sessions cannot be opened."""
-        if self._keyring is not None:
-            resealed, unreadable = await self.reseal_sessions()
-            if resealed:
-                log.info("sealed %d stored Telegram session(s) with key %s", resealed,
-                         self._keyring.primary_id)
-            if unreadable:
-                log.error("%d stored Telegram session(s) are sealed with a key that is not in "
-                          "[store] secret_key_file; those API keys cannot reach Telegram",
-                          unreadable)
-            return
+    async def _count_sealed_sessions(self) -> int:
         async with self._locked("counting sealed sessions") as db:
             rows = list(await db.execute_fetchall(
                 "SELECT count(*) FROM tg_sessions WHERE session LIKE 'tgws-sealed:%'"))
-        if rows[0][0]:
-            log.error("%d stored Telegram session(s) are encrypted at rest and no [store] "
-                      "secret_key_file is configured; those API keys cannot reach Telegram",
-                      rows[0][0])
+        return int(rows[0][0])
 
     # -- entity cache ---------------------------------------------------------------------
 
     async def cache_entities(self, api_key_id: int, records: Iterable[EntityRecord]) -> None:
-        """Upsert resolved usernames for this key: one transaction, one executemany.
-
-        Silently caches nothing for an unknown or revoked key (it is only a cache, and a
-        revoked key's cache must stay empty). ValueError for an empty username or a kind
-        outside ENTITY_KINDS; nothing is written then.
-        """
-        now = self._now()
-        rows: list[tuple[int, str, str, int, int, str, str, int]] = []
-        for record in records:
-            username = normalize_username(record.username)
-            username_lc = username.lower()
-            if not username_lc:
-                raise ValueError(f"entity {record.peer_id} has no username to cache it under")
-            if record.kind not in ENTITY_KINDS:
-                raise ValueError(f"entity kind must be one of {sorted(ENTITY_KINDS)}")
-            rows.append(
-                (
-                    api_key_id,
-                    username_lc,
-                    username,
-                    record.peer_id,
-                    record.access_hash,
-                    record.kind,
-                    record.title,
-                    now,
-                )
-            )
+        rows = entity_rows(api_key_id, records, self._now())
         if not rows:
             return
         async with self.transaction():
@@ -786,11 +578,6 @@ class Store:
     async def lookup_entity(
         self, api_key_id: int, username: str, *, max_age: float | None = None
     ) -> EntityRecord | None:
-        """The cached entity for ``username`` (any case, with or without '@'), or None.
-
-        With ``max_age`` (seconds), an entry older than that counts as missing: usernames
-        change hands, so a long-running daemon re-resolves now and then.
-        """
         username_lc = normalize_username(username).lower()
         oldest = self._now() - max_age if max_age else 0
         async with self._locked("looking up an entity") as db:
@@ -809,10 +596,6 @@ class Store:
         )
 
     async def forget_entity(self, api_key_id: int, username: str) -> bool:
-        """Drop one cached username (its access hash went stale, or it changed hands).
-
-        Returns whether there was one.
-        """
         async with self._locked("forgetting an entity") as db:
             cursor = await db.execute(
                 "DELETE FROM entities WHERE api_key_id = ? AND username_lc = ?",
@@ -823,9 +606,7 @@ class Store:
     # -- offsets --------------------------------------------------------------------------
 
     async def get_offset(self, api_key_id: int, kind: str, group_id: int) -> Offset | None:
-        """Where this key's ``latest`` stream of ``kind`` ('chats'|'users') for the group
-        stopped, or None if it never delivered anything."""
-        _check_offset_kind(kind)
+        check_offset_kind(kind)
         async with self._locked("reading an offset") as db:
             rows = list(
                 await db.execute_fetchall(
@@ -836,17 +617,12 @@ class Store:
             )
         if not rows:
             return None
-        return Offset(value=int(rows[0][0]), tie_ids=_decode_ties(rows[0][1]))
+        return Offset(value=int(rows[0][0]), tie_ids=decode_ties(rows[0][1]))
 
     async def commit_offset(
         self, api_key_id: int, kind: str, group_id: int, offset: Offset
     ) -> None:
-        """Advance the offset, never backwards. One statement, one commit: call per batch.
-
-        A value below the stored one is ignored; an equal value adds ``tie_ids`` to the stored
-        ones; a greater value replaces both. Ignored too for an unknown or revoked key.
-        """
-        _check_offset_kind(kind)
-        params = (api_key_id, kind, group_id, offset.value, _encode_ties(offset.tie_ids))
+        check_offset_kind(kind)
+        params = (api_key_id, kind, group_id, offset.value, encode_ties(offset.tie_ids))
         async with self._locked("committing an offset") as db:
             await db.execute(_COMMIT_OFFSET, (*params, self._now()))
