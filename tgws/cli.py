@@ -251,5 +251,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(json.dumps(settings, indent=2))
     # `tgws serve` would refuse this config, so check-config must too.
     config.require_credentials()
+    from tgws.tls import server_context
+
+    server_context(config.server, config.source)  # a certificate that would not load
     print("config OK")
     return EXIT_OK
