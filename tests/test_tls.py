@@ -227,3 +227,21 @@ class _LogWatch:
         with self._changed:
             assert self._changed.wait_for(seen, timeout(30)), (pattern, self.lines)
         return found[0]
+
+
+def test_check_config_loads_the_certificate(tmp_path: Path) -> None:
+    make_cert(tmp_path, "first")
+    make_cert(tmp_path, "other")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
+    for key, code in (("first.key", 0), ("other.key", 2)):
+        config = tmp_path / "tgws.toml"
+        config.write_text(f'[server]\ntls_cert = "first.crt"\ntls_key = "{key}"\n'
+                          '[telegram]\nbackend = "sandbox"\n', encoding="utf-8")
+        result = subprocess.run([sys.executable, "-m", "tgws", "check-config", "--config",
+                                 str(config)], capture_output=True, text=True, env=env,
+                                cwd="/", timeout=timeout(60))
+        assert result.returncode == code, result.stderr
+        if code:
+            assert result.stderr.startswith(f"tgws: config error: {config}: "
+                                            "server.tls_cert/tls_key: "), result.stderr
+            assert "KEY_VALUES_MISMATCH" in result.stderr
