@@ -52,8 +52,9 @@ from tgws.errors import (
     Refusal,
 )
 from tgws.frames import send_frames
-from tgws.gateway import Account, OnRetry, Page, Peer
+from tgws.gateway import Account, OnRetry, Page
 from tgws.joins import JoinMark
+from tgws.peers import Peer
 from tgws.store import Offset
 
 log = logging.getLogger("tgws.streaming")
