@@ -28,6 +28,8 @@ REQUESTS: dict[str, p.Request] = {
     "phone": p.TelegramLogin(phone="+919876543210"),
     "code": p.TelegramLogin(code="12345"),
     "password": p.TelegramLogin(password="hunter2"),
+    "qr": p.TelegramLogin(qr=True),
+    "resend": p.TelegramLogin(resend=True),
     "users": p.Users(groups=("testgroup00001",), latest=False),
     "chats": p.Chats(groups=(p.ChatTarget("UnderWorld4444", latest=True),)),
     "logout": p.Logout(),
@@ -57,6 +59,8 @@ EXPECTED: dict[tuple[Phase, bool], dict[str, Any]] = {
         "phone": refuse(TL, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
         "code": refuse(TL, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
         "password": refuse(TL, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
+        "qr": refuse(TL, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
+        "resend": refuse(TL, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
         "users": refuse("users", p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
         "chats": refuse("chats", p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
         "logout": refuse("logout", p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL),
@@ -67,6 +71,8 @@ EXPECTED: dict[tuple[Phase, bool], dict[str, Any]] = {
         "phone": ALLOW,
         "code": refuse(TL, p.SEND_PHONE_FIRST),
         "password": refuse(TL, p.NOT_EXPECTING_PASSWORD),
+        "qr": ALLOW,
+        "resend": refuse(TL, p.SEND_PHONE_FIRST),
         "users": refuse("users", p.TELEGRAM_LOGIN_FIRST),
         "chats": refuse("chats", p.TELEGRAM_LOGIN_FIRST),
         "logout": ALLOW,
@@ -77,6 +83,8 @@ EXPECTED: dict[tuple[Phase, bool], dict[str, Any]] = {
         "phone": refuse(TL, p.CODE_PENDING),
         "code": ALLOW,
         "password": refuse(TL, p.NOT_EXPECTING_PASSWORD),
+        "qr": refuse(TL, p.CODE_PENDING),
+        "resend": ALLOW,
         "users": refuse("users", p.TELEGRAM_LOGIN_FIRST),
         "chats": refuse("chats", p.TELEGRAM_LOGIN_FIRST),
         "logout": ALLOW,
@@ -87,6 +95,8 @@ EXPECTED: dict[tuple[Phase, bool], dict[str, Any]] = {
         "phone": refuse(TL, p.PASSWORD_PENDING),
         "code": refuse(TL, p.PASSWORD_PENDING),
         "password": ALLOW,
+        "qr": refuse(TL, p.PASSWORD_PENDING),
+        "resend": refuse(TL, p.PASSWORD_PENDING),
         "users": refuse("users", p.TELEGRAM_LOGIN_FIRST),
         "chats": refuse("chats", p.TELEGRAM_LOGIN_FIRST),
         "logout": ALLOW,
@@ -97,6 +107,8 @@ EXPECTED: dict[tuple[Phase, bool], dict[str, Any]] = {
         "phone": SESSION_EXISTS,
         "code": SESSION_EXISTS,
         "password": SESSION_EXISTS,
+        "qr": SESSION_EXISTS,
+        "resend": SESSION_EXISTS,
         "users": ALLOW,
         "chats": ALLOW,
         "logout": ALLOW,
@@ -107,6 +119,8 @@ EXPECTED: dict[tuple[Phase, bool], dict[str, Any]] = {
         "phone": SESSION_EXISTS,
         "code": SESSION_EXISTS,
         "password": SESSION_EXISTS,
+        "qr": SESSION_EXISTS,
+        "resend": SESSION_EXISTS,
         "users": refuse("users", p.STREAM_IN_PROGRESS),
         "chats": refuse("chats", p.STREAM_IN_PROGRESS),
         "logout": refuse("logout", p.STREAM_IN_PROGRESS),
@@ -122,6 +136,8 @@ EXPECTED_TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (VERIFIED, Outcome.LOGGED_OUT): VERIFIED,
     (CODE_SENT, Outcome.SIGNED_IN): LOGGED_IN,
     (CODE_SENT, Outcome.PASSWORD_NEEDED): PASSWORD_NEEDED,
+    (CODE_SENT, Outcome.CODE_RESENT): CODE_SENT,
+    (VERIFIED, Outcome.PASSWORD_NEEDED): PASSWORD_NEEDED,  # a QR login of a 2FA account
     (CODE_SENT, Outcome.LOGGED_OUT): VERIFIED,
     (PASSWORD_NEEDED, Outcome.SIGNED_IN): LOGGED_IN,
     (PASSWORD_NEEDED, Outcome.LOGGED_OUT): VERIFIED,
@@ -306,7 +322,8 @@ def test_only_the_seeds_verify_first_refusal_closes_the_socket() -> None:
     closing = {where for where, result in answers.items()
                if isinstance(result, tuple) and result[3] is not None}
     assert closing == {(NEW, False, n) for n in
-                       ("phone", "code", "password", "users", "chats", "logout")}
+                       ("phone", "code", "password", "qr", "resend", "users", "chats",
+                        "logout")}
     assert {answers[where][2] for where in closing} == {p.VERIFY_API_KEY_FIRST}
 
 

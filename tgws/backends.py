@@ -74,6 +74,9 @@ def build_world(settings: SandboxConfig) -> Any:
              else build_demo_world(seed=settings.seed))
     world.wire = settings.wire
     world.latency = settings.latency
+    qr = world.login.qr  # QR login: token lifetime and the demo's scan (sandbox/qr.py)
+    qr.ttl, qr.accept_after, qr.accept_as = (settings.qr_token_ttl, settings.qr_accept_after,
+                                             settings.qr_accept_as)
     if settings.hostile:
         world.faults.set(rate=settings.fault_rate, kinds=settings.fault_kinds,
                          flood_wait=settings.flood_wait)

@@ -176,7 +176,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         extra = {"telegram.backend": "sandbox", "sandbox.tick": args.tick, "store.path": db,
                  "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None,
                  # GET /metrics for the curious (still only from loopback, [metrics] allow).
-                 "metrics.enabled": True}
+                 "metrics.enabled": True,
+                 # A QR login is "scanned" by the owner's app 3 s after it is shown.
+                 "sandbox.qr_accept_after": 3.0}
         config = load_config(args, **extra)
         setup_logging(config.log.level, config.log.format)
         key = asyncio.run(_create_demo_key(config.store.path))

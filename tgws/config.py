@@ -181,6 +181,9 @@ class TelegramConfig:
     member_sweep: bool = False
     entity_cache_ttl: float = 86400.0
     device_model: str = "tgws"
+    # A QR login ({"qr": true}) waits this long for a scan, refreshing the code as Telegram
+    # expires it, before it fails (docs/protocol.md).
+    qr_login_timeout: float = 120.0
     server: TelegramServerConfig = field(default_factory=TelegramServerConfig)
 
     def validate(self) -> None:
@@ -198,6 +201,8 @@ class TelegramConfig:
         _require(0 < self.call_timeout <= 300, "telegram.call_timeout",
                  "seconds > 0 and at most 300")
         _require(self.stream_retries >= 0, "telegram.stream_retries", "an integer >= 0")
+        _require(0 < self.qr_login_timeout <= 3600, "telegram.qr_login_timeout",
+                 "seconds > 0 and at most 3600")
         _require(0 <= self.retry_backoff <= 60, "telegram.retry_backoff",
                  "seconds from 0 to 60")
         _require(self.entity_cache_ttl >= 0, "telegram.entity_cache_ttl",
@@ -244,8 +249,17 @@ class SandboxConfig:
     fault_kinds: str = "internal,rpc_call_fail,timeout,flood,drop"
     flood_wait: int = 1
     latency: float = 0.0
+    # QR login in the sandbox (tgws/sandbox/qr.py): a login token lives qr_token_ttl seconds;
+    # with qr_accept_after > 0 the app of phone qr_accept_as scans each one that many seconds
+    # after it is shown (`tgws demo` sets 3), so a QR login can be tried by hand.
+    qr_token_ttl: float = 30.0
+    qr_accept_after: float = 0.0
+    qr_accept_as: str = "+15550000001"
 
     def validate(self) -> None:
+        _require(self.qr_token_ttl > 0, "sandbox.qr_token_ttl", "seconds > 0")
+        _require(self.qr_accept_after >= 0, "sandbox.qr_accept_after",
+                 "seconds >= 0 (0 = nobody scans)")
         _require(self.tick >= 0, "sandbox.tick", "seconds >= 0 (0 = the world stands still)")
         _require(0 <= self.fault_rate <= 1, "sandbox.fault_rate", "a fraction from 0 to 1")
         kinds = [kind.strip() for kind in self.fault_kinds.split(",") if kind.strip()]

@@ -30,6 +30,16 @@ from tgws.errors import (
 )
 from tgws.gateway import Account
 from tgws.login_guard import compact_phone, phone_key
+from tgws.qr_login import (
+    LoginToken,
+    OnFlood,
+    QrNotScanned,
+    ResendUnavailable,
+    pending_phone,
+    qr_login,
+    resend_code,
+)
+from tgws.serialize.common import iso
 from tgws.state import Outcome
 from tgws.streaming import stream_chats, stream_users
 from tgws.wsguard import GuardedConnection
@@ -99,6 +109,10 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
             await account.send_code(request.phone, notify, owner=conn)
             conn.state.advance(Outcome.CODE_SENT)
             await conn.success(event, p.SEND_CODE)
+        elif request.qr:
+            await _qr_login(conn, account, notify)
+        elif request.resend:
+            await _resend_code(conn, account, notify)
         elif request.code is not None:
             if account.login_owner not in (None, conn):
                 raise Refusal(event, p.CODE_ELSEWHERE)
@@ -121,10 +135,45 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         raise Refusal(event, p.INVALID_CODE, close=CloseCode.NORMAL) from None
     except PasswordInvalid:
         raise Refusal(event, p.INVALID_PASSWORD, close=CloseCode.NORMAL) from None
+    except QrNotScanned:
+        raise Refusal(event, p.QR_EXPIRED) from None
+    except ResendUnavailable:
+        raise Refusal(event, p.RESEND_UNAVAILABLE) from None
     except GatewayError as err:
         # Floods (the wait, when Telegram names it), "telegram unavailable" after a
         # deadline or a 5xx, a lost session: a failed reply, and the socket stays open.
         raise p.gateway_refusal(event, err) from None
+
+
+async def _qr_login(conn: Connection, account: Account, notify: OnFlood) -> None:
+    """{"qr": true}: a "scan the QR code" reply per code (Telegram refreshes them), then
+    "logged in successfully" (or PasswordNeeded: "send password"). The request runs until
+    the scan or [telegram] qr_login_timeout; closing the socket stops it."""
+    event = p.TELEGRAM_LOGIN
+    owner = account.login_owner
+    if owner is not None and owner is not conn and owner in conn.app.connections:
+        raise Refusal(event, p.CODE_ELSEWHERE)
+
+    async def show(token: LoginToken) -> None:
+        await conn.success(event, p.SCAN_QR, url=token.url, expires=iso(token.expires))
+
+    await qr_login(account, show, notify, owner=conn)
+    conn.state.advance(Outcome.SIGNED_IN)
+    log.info("%s: telegram session created (QR)", conn.label())
+    await conn.success(event, p.LOGGED_IN)
+
+
+async def _resend_code(conn: Connection, account: Account, notify: OnFlood) -> None:
+    """{"resend": true}: auth.resendCode; "send code" with how it was sent this time."""
+    event = p.TELEGRAM_LOGIN
+    if account.login_owner is not conn:
+        raise Refusal(event, p.CODE_ELSEWHERE)
+    phone = pending_phone(account)
+    if phone is not None:  # a resend sends an SMS or a call too: the same [limits]
+        _take_code_allowance(conn, account, phone)
+    delivery = await resend_code(account, notify, owner=conn)
+    conn.state.advance(Outcome.CODE_RESENT)
+    await conn.success(event, p.SEND_CODE, delivery=delivery.way, next=delivery.next)
 
 
 def _may_send_code(conn: Connection, account: Account, phone: str) -> None:
@@ -139,6 +188,11 @@ def _may_send_code(conn: Connection, account: Account, phone: str) -> None:
     compact = compact_phone(phone)
     if compact is None:
         return  # malformed: the gateway refuses it without asking Telegram
+    _take_code_allowance(conn, account, compact)
+
+
+def _take_code_allowance(conn: Connection, account: Account, compact: str) -> None:
+    """Count one code sent to `compact` against [limits]; refuse when none is left."""
     limits = conn.app.config.limits
     wait = conn.app.send_codes.take(
         account.api_key_id, phone_key(compact), per_key=limits.send_code_per_key,

@@ -103,6 +103,11 @@ RETRYING: Final = "telegram unavailable; retrying in {seconds} s"
 WAITING_FOR_STREAM: Final = "waiting for another stream of {group} to finish"
 PHONE_FLOOD: Final = "too many login attempts for this phone number; try again later"
 PASSWORD_FLOOD: Final = "too many password attempts; try again later"
+# QR login and code delivery (docs/protocol.md, "telegram login").
+SCAN_QR: Final = "scan the QR code"
+QR_EXPIRED: Final = "the QR code was not scanned in time; send {\"qr\": true} to get a new one"
+RESEND_UNAVAILABLE: Final = ("telegram has no other way to send the code; "
+                             "use the code already sent")
 CLIENT_STALLED: Final = "the client stopped reading; connection dropped"  # logged, not seen
 
 
@@ -114,11 +119,14 @@ class Login:
 
 @dataclass(frozen=True, slots=True)
 class TelegramLogin:
-    """Exactly one of phone, code, password is set (parse guarantees it)."""
+    """Exactly one of phone, code, password, qr, resend is set (parse guarantees it)."""
 
     phone: str | None = None
     code: str | None = None
     password: str | None = None
+    qr: bool = False  # {"qr": true}: log in by scanning a QR code
+    resend: bool = False  # {"resend": true}: auth.resendCode
+    delivery: bool = False  # {"phone": ..., "delivery": true}: say how the code was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,10 +245,18 @@ def _parse_login(event: str, data: Mapping[str, Any]) -> Request:
 
 
 def _parse_telegram_login(event: str, data: Mapping[str, Any]) -> Request:
-    present = [f for f in ("phone", "code", "password") if f in data]
+    present = [f for f in ("phone", "code", "password", "qr", "resend") if f in data]
     if len(present) != 1:
-        raise Refusal(event, "'data' must hold exactly one of 'phone', 'code' or 'password'")
+        raise Refusal(event, "'data' must hold exactly one of 'phone', 'code', 'password', "
+                             "'qr' or 'resend'")
     field = present[0]
+    if field in ("qr", "resend"):
+        if data[field] is not True:
+            raise _bad(event, field, "true")
+        return TelegramLogin(qr=field == "qr", resend=field == "resend")
+    # "delivery": true beside a phone opts in to the "delivery" key of the "send code" reply
+    # (the seed's reply stays byte for byte otherwise).
+    delivery = _flag(event, data, "delivery") if field == "phone" else False
     value = data[field]
     # Codes are digits and some clients send them as numbers; accept both.
     if field == "code" and isinstance(value, int) and not isinstance(value, bool):
@@ -249,7 +265,10 @@ def _parse_telegram_login(event: str, data: Mapping[str, Any]) -> Request:
         raise _bad(event, field, "a string")
     if len(value) > 256:
         raise _bad(event, field, "at most 256 characters")
-    return TelegramLogin(**{field: _unicode(event, value, field)})
+    text = _unicode(event, value, field)
+    if field == "phone":
+        return TelegramLogin(phone=text, delivery=delivery)
+    return TelegramLogin(code=text) if field == "code" else TelegramLogin(password=text)
 
 
 def _group_names(event: str, value: Any) -> list[Any]:

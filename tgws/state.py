@@ -13,11 +13,18 @@ Rule 3: the seed's replies are reproduced exactly: a refusal that the seed marks
 Phases of one connection:
 
     NEW ──login ok──▶ VERIFIED ──phone ok──▶ CODE_SENT ──code ok──────────────▶ LOGGED_IN
-     │                   ▲                        └──code ok, 2FA──▶ PASSWORD_NEEDED ──┘
+     │                   │ ▲                  │ ▲ └──code ok, 2FA──▶ PASSWORD_NEEDED ──┘
+     │                   │ │                  └─┘ resend ok                 ▲
+     │                   ├─┼── QR scanned ──────────────────────────────────┼──▶ LOGGED_IN
+     │                   └─┼── QR scanned, 2FA ─────────────────────────────┘
      └──login ok, the API key already has a Telegram session────────────────────▶ LOGGED_IN
-                         └─────────────────── logout / session lost ◀───────────────┘
+                           └───────────────── logout / session lost ◀───────────────┘
 
-A stream (users/chats) runs inside LOGGED_IN; while it runs, a second stream or a logout is
+A QR login ({"qr": true}) runs inside one request: its handler sends each new QR code and
+returns when the code is scanned (SIGNED_IN or PASSWORD_NEEDED) or the wait ends (a refusal,
+the phase stays VERIFIED). So it needs no phase of its own.
+
+A stream (users/chats/watch) runs inside LOGGED_IN; while it runs, a second stream or a logout is
 refused and `cancel` is the way out. `check` returns a canned success reply for the seed's
 "already" answers, so those never reach Telegram.
 """
@@ -45,6 +52,7 @@ class Outcome(enum.Enum):
     CODE_SENT = "code sent"
     PASSWORD_NEEDED = "password needed"
     SIGNED_IN = "signed in"
+    CODE_RESENT = "code resent"  # auth.resendCode: the same login, another way
     LOGGED_OUT = "logged out"  # also: the session turned out to be revoked elsewhere
 
 
@@ -54,6 +62,10 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (Phase.VERIFIED, Outcome.CODE_SENT): Phase.CODE_SENT,
     (Phase.CODE_SENT, Outcome.SIGNED_IN): Phase.LOGGED_IN,
     (Phase.CODE_SENT, Outcome.PASSWORD_NEEDED): Phase.PASSWORD_NEEDED,
+    (Phase.CODE_SENT, Outcome.CODE_RESENT): Phase.CODE_SENT,
+    # A QR login starts and ends in one request, from VERIFIED (see the module docstring);
+    # (VERIFIED, SIGNED_IN) below serves it too.
+    (Phase.VERIFIED, Outcome.PASSWORD_NEEDED): Phase.PASSWORD_NEEDED,
     (Phase.PASSWORD_NEEDED, Outcome.SIGNED_IN): Phase.LOGGED_IN,
     # Another connection of the same API key may log in or out meanwhile; the store is the
     # truth, so a handler that finds a session (or loses it) moves this connection along.
@@ -127,13 +139,13 @@ class ConnectionState:
         phase = self.phase
         if phase is Phase.LOGGED_IN:
             return Canned(event, p.SESSION_EXISTS_TELEGRAM)
-        if request.phone is not None:
+        if request.phone is not None or request.qr:
             if phase is Phase.CODE_SENT:
                 raise _refuse(event, p.CODE_PENDING)
             if phase is Phase.PASSWORD_NEEDED:
                 raise _refuse(event, p.PASSWORD_PENDING)
             return None
-        if request.code is not None:
+        if request.code is not None or request.resend:
             if phase is Phase.VERIFIED:
                 raise _refuse(event, p.SEND_PHONE_FIRST)
             if phase is Phase.PASSWORD_NEEDED:

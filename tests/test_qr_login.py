@@ -1,0 +1,194 @@
+"""QR login and code resends over the socket, end to end: a real daemon, unmodified Telethon,
+the sandbox Telegram scanning with world.login.qr.accept (the "other device")."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import ask, expect, make_config, open_ws, recv_json, world_truth
+from tgws import protocol as p
+from tgws.daemon import Daemon
+
+TL = "telegram login"
+OWNER = "+15550000001"  # the demo world's owner
+TWO_FA = "+19995550002"  # the demo world's account with a password (hunter2)
+
+
+async def started(tmp_path: Path, **overrides: Any) -> Daemon:
+    daemon = Daemon(make_config(tmp_path, **overrides))
+    await daemon.start()
+    return daemon
+
+
+async def verified(daemon: Daemon) -> Any:
+    assert daemon.app is not None
+    key = await daemon.app.store.create_api_key("qr")
+    ws = await open_ws(daemon)
+    expect(await ask(ws, "login", {"apiKey": key}), "login", "success", p.SEND_PHONE_NUMBER)
+    return ws
+
+
+def scan_reply(reply: dict[str, Any]) -> str:
+    """The URL of a "scan the QR code" reply, after checking its whole shape."""
+    assert reply["event"] == TL, reply
+    data = reply["data"]
+    assert list(data) == ["status", "message", "url", "expires"], reply
+    assert (data["status"], data["message"]) == ("success", p.SCAN_QR)
+    assert data["url"].startswith("tg://login?token="), reply
+    expires = datetime.datetime.fromisoformat(data["expires"].replace("Z", "+00:00"))
+    assert expires.tzinfo is not None
+    url: str = data["url"]
+    return url
+
+
+def scanner(daemon: Daemon, phone: str) -> Any:
+    world = world_truth(daemon)
+    user = world.by_phone(phone)
+    assert user is not None
+    return world, user
+
+
+async def test_qr_login_shows_a_url_and_logs_in_once_scanned(tmp_path: Path) -> None:
+    daemon = await started(tmp_path)
+    try:
+        ws = await verified(daemon)
+        world, owner = scanner(daemon, OWNER)
+        url = scan_reply(await ask(ws, TL, {"qr": True}))
+        world.login.qr.accept(url, owner)
+        expect(await recv_json(ws), TL, "success", p.LOGGED_IN)
+        # The session is the owner's and stored: streams work, a second login says so.
+        expect(await ask(ws, TL, {"qr": True}), TL, "success", p.SESSION_EXISTS_TELEGRAM)
+        assert daemon.app is not None
+        assert await daemon.app.store.has_session(1)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_each_refreshed_token_is_a_new_reply_and_the_newest_one_logs_in(
+        tmp_path: Path) -> None:
+    daemon = await started(tmp_path, **{"sandbox.qr_token_ttl": 1.0})
+    try:
+        ws = await verified(daemon)
+        world, owner = scanner(daemon, OWNER)
+        first = scan_reply(await ask(ws, TL, {"qr": True}))
+        second = scan_reply(await recv_json(ws))  # Telegram expired the first: a new code
+        assert second != first
+        with pytest.raises(Exception, match="AUTH_TOKEN_EXPIRED"):
+            world.login.qr.accept(first, owner)
+        world.login.qr.accept(second, owner)
+        while True:  # a third code may have crossed the scan
+            reply = await recv_json(ws)
+            if reply["data"]["message"] != p.SCAN_QR:
+                break
+        expect(reply, TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_qr_login_of_a_2fa_account_asks_for_the_password(tmp_path: Path) -> None:
+    daemon = await started(tmp_path)
+    try:
+        ws = await verified(daemon)
+        world, account = scanner(daemon, TWO_FA)
+        world.login.qr.accept(scan_reply(await ask(ws, TL, {"qr": True})), account)
+        expect(await recv_json(ws), TL, "success", p.SEND_PASSWORD)
+        expect(await ask(ws, TL, {"phone": OWNER}), TL, "failed", p.PASSWORD_PENDING)
+        expect(await ask(ws, TL, {"password": "hunter2"}), TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_qr_login_of_an_account_on_another_dc(tmp_path: Path) -> None:
+    daemon = await started(tmp_path)
+    try:
+        ws = await verified(daemon)
+        world, owner = scanner(daemon, OWNER)
+        world.dcs.place(owner, 4)  # loginTokenMigrateTo(4) -> importLoginToken on DC 4
+        world.login.qr.accept(scan_reply(await ask(ws, TL, {"qr": True})), owner)
+        expect(await recv_json(ws), TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_an_unscanned_qr_login_fails_clearly_and_the_phone_login_still_works(
+        tmp_path: Path) -> None:
+    daemon = await started(tmp_path, **{"sandbox.qr_token_ttl": 1.0,
+                                        "telegram.qr_login_timeout": 1.5})
+    try:
+        ws = await verified(daemon)
+        urls = [scan_reply(await ask(ws, TL, {"qr": True}))]
+        while True:
+            reply = await recv_json(ws)
+            if reply["data"]["status"] != "success":
+                break
+            urls.append(scan_reply(reply))
+        assert reply == {"event": TL, "data": {"status": "failed", "message": p.QR_EXPIRED}}
+        assert len(set(urls)) == len(urls) >= 2
+        # The connection stays open and is back where it was: the code login works.
+        expect(await ask(ws, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
+        expect(await ask(ws, TL, {"code": "12345"}), TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_the_demo_scans_by_itself(tmp_path: Path) -> None:
+    daemon = await started(tmp_path, **{"sandbox.qr_accept_after": 0.05})
+    try:
+        ws = await verified(daemon)
+        scan_reply(await ask(ws, TL, {"qr": True}))
+        expect(await recv_json(ws), TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_resend_names_the_new_delivery_until_telegram_has_no_other_way(
+        tmp_path: Path) -> None:
+    # A resend sends an SMS or a call too: it counts against [limits] like a first code.
+    daemon = await started(tmp_path, **{"limits.send_code_per_phone": 10,
+                                        "limits.send_code_per_key": 10})
+    try:
+        world_truth(daemon).login.delivery = ("app", "sms", "call")
+        ws = await verified(daemon)
+        expect(await ask(ws, TL, {"resend": True}), TL, "failed", p.SEND_PHONE_FIRST)
+        # The seed's reply, byte for byte, when the client did not opt in.
+        await ws.send(json.dumps({"event": TL, "data": {"phone": OWNER}}))
+        assert await ws.recv() == \
+            '{"event": "telegram login", "data": {"status": "success", "message": "send code"}}'
+        resent = await ask(ws, TL, {"resend": True})
+        assert resent == {"event": TL, "data": {"status": "success", "message": p.SEND_CODE,
+                                                "delivery": "sms", "next": "call"}}
+        resent = await ask(ws, TL, {"resend": True})
+        assert resent["data"] == {"status": "success", "message": p.SEND_CODE,
+                                  "delivery": "call", "next": None}
+        expect(await ask(ws, TL, {"resend": True}), TL, "failed", p.RESEND_UNAVAILABLE)
+        expect(await ask(ws, TL, {"code": "12345"}), TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_qr_and_resend_requests_are_checked(tmp_path: Path) -> None:
+    daemon = await started(tmp_path)
+    try:
+        ws = await verified(daemon)
+        reply = await ask(ws, TL, {"qr": 1})
+        assert reply["data"] == {"status": "failed", "message": "'data.qr' must be true"}
+        reply = await ask(ws, TL, {"qr": True, "phone": OWNER})
+        assert reply["data"]["status"] == "failed"
+        assert "exactly one of" in reply["data"]["message"]
+        expect(await ask(ws, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
+        expect(await ask(ws, TL, {"qr": True}), TL, "failed", p.CODE_PENDING)
+        await ws.close()
+    finally:
+        await daemon.stop()
