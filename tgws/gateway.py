@@ -103,12 +103,7 @@ class Account(LoginMethods, ResolveMethods):
         """Telegram's participant count; raises MembersHidden when we may not list them."""
         if peer.kind == "chat":
             return None
-        try:
-            full = await self._call(
-                lambda c: c(functions.channels.GetFullChannelRequest(peer.input_peer())),
-                on_flood)
-        except errors.RPCError as err:
-            raise _translate(err) from None
+        full = await self._full_channel(peer, on_flood)
         channel = next((c for c in full.chats if c.id == peer.id), None)
         is_admin = bool(channel is not None and (channel.creator or channel.admin_rights))
         if getattr(full.full_chat, "participants_hidden", False) and not is_admin:

@@ -144,15 +144,19 @@ class ResolveMethods(AccountCalls):
         """
         if peer.kind != "megagroup":
             return None
-        try:
-            full = await self._call(
-                lambda c: c(functions.channels.GetFullChannelRequest(peer.input_peer())),
-                on_flood)
-        except errors.RPCError as err:
-            raise translate(err) from None
+        full = await self._full_channel(peer, on_flood)
         old_id = getattr(full.full_chat, "migrated_from_chat_id", None)
         if not old_id:
             return None
         old = next((c for c in full.chats if c.id == old_id and classify(c) == "chat"), None)
         title = str(getattr(old, "title", "") or "")
         return Peer(int(old_id), 0, "chat", title, peer.username)
+
+    async def _full_channel(self, peer: Peer, on_flood: OnFlood | None) -> Any:
+        """channels.getFullChannel for a channel or supergroup (its counts, its history)."""
+        try:
+            return await self._call(
+                lambda c: c(functions.channels.GetFullChannelRequest(peer.input_peer())),
+                on_flood)
+        except errors.RPCError as err:
+            raise translate(err) from None
