@@ -10,13 +10,20 @@ from typing import Any
 
 import pytest
 
-from tests.support import ask, expect, make_config, open_ws, recv_json, world_truth
+from tests.support import ask, expect, make_config, open_ws, recv_json
 from tgws import protocol as p
 from tgws.daemon import Daemon
 
 TL = "telegram login"
 OWNER = "+15550000001"  # the demo world's owner
 TWO_FA = "+19995550002"  # the demo world's account with a password (hunter2)
+
+
+def world_truth(daemon: Daemon) -> Any:
+    """The daemon's sandbox World."""
+    world = getattr(daemon.backend, "world", None)
+    assert world is not None, "not a sandbox daemon"
+    return world
 
 
 async def started(tmp_path: Path, **overrides: Any) -> Daemon:
