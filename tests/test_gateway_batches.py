@@ -15,6 +15,7 @@ from telethon.sessions import StringSession
 from tgws import fastpath
 from tgws.config import TelegramConfig
 from tgws.gateway import Account, Gateway
+from tgws.member_paging import OverlapPager
 from tgws.sandbox import World, sandbox_client
 
 
@@ -65,3 +66,17 @@ async def test_member_batches_equal_plain_iteration(world: World) -> None:
         batches = await _batches(client, client.iter_participants("slices"), 200)
     assert [u.id for batch in batches for u in batch] == plain
     assert len(plain) == 450
+
+
+@pytest.mark.parametrize("size", [200, 7, 1000])
+async def test_overlap_pager_pages_equal_its_plain_iteration(world: World, size: int) -> None:
+    # tgws's own member pager hands out what it fetched through take_loaded().
+    reader = world.resolve("reader")
+    session = StringSession(world.session_string(reader))  # type: ignore[arg-type]
+    async with sandbox_client(world, session) as client:
+        channel = await client.get_input_entity("slices")
+        plain = [u.id async for u in OverlapPager(client, channel)]
+        batches = await _batches(client, OverlapPager(client, channel), size)
+    assert [u.id for batch in batches for u in batch] == plain
+    assert len(plain) == len(set(plain)) == 450
+    assert all(len(batch) == size for batch in batches[:-1])

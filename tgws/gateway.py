@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -170,7 +171,7 @@ class Account(LoginMethods, ResolveMethods):
         backoff = resilience.Backoff(cfg.stream_retries, cfg.retry_backoff)
         iterator: Any = None
         started = False  # the iterator handed out an item: re-drive it, never remake it
-        bulk = False
+        take: Callable[[list[Any], int], None] | None = None
         reconnect = False
         generation = self._generation
         items: list[Any] = []
@@ -182,9 +183,7 @@ class Account(LoginMethods, ResolveMethods):
                     generation, reconnect = self._generation, False
                     if iterator is None:
                         iterator = iterate(client)
-                        # Take the rest of Telethon's loaded page in one slice, where its
-                        # internals allow.
-                        bulk = fastpath.can_slice(iterator)
+                        take = _page_taker(iterator)
                 with self.pending.call(limit):
                     async with asyncio.timeout(limit):
                         item = await iterator.__anext__()
@@ -212,8 +211,8 @@ class Account(LoginMethods, ResolveMethods):
                     self.pending.ok()
                 backoff.succeeded()
                 items.append(item)
-                if bulk:
-                    fastpath.take_loaded(iterator, items, size)
+                if take is not None:
+                    take(items, size)
                 if len(items) >= size:
                     yield Page(items, getattr(iterator, "total", None))
                     items = []
@@ -238,6 +237,21 @@ class Account(LoginMethods, ResolveMethods):
         if on_retry is not None:
             await on_retry(pause)
         await asyncio.sleep(pause)
+
+
+def _page_taker(iterator: Any) -> Callable[[list[Any], int], None] | None:
+    """How to take the rest of the page `iterator` has loaded in one go, if it can.
+
+    One __anext__ (and one deadline) per page instead of per item: tgws's own pagers
+    (member_paging) say how with take_loaded(); Telethon's RequestIter is sliced by
+    tgws/fastpath.py where its internals allow; anything else goes item by item.
+    """
+    own: Callable[[list[Any], int], None] | None = getattr(iterator, "take_loaded", None)
+    if own is not None:
+        return own
+    if fastpath.can_slice(iterator):
+        return functools.partial(fastpath.take_loaded, iterator)
+    return None
 
 
 class Gateway:
