@@ -4,7 +4,7 @@
     ├── ConfigError          bad config file/key/value; the CLI prints one line, exits 2
     ├── StoreError           the sqlite store cannot be opened or is newer than this code
     ├── Refusal              a request answered with a failed reply (+ optional close code)
-    └── GatewayError         Telegram said no; raised only by tgws.gateway
+    └── GatewayError         Telegram said no; raised only behind tgws.gateway
         ├── PhoneInvalid         malformed, unregistered or banned phone
         ├── CodeInvalid          wrong, expired or empty login code
         ├── PasswordNeeded       the account has 2FA; ask for the password
@@ -22,7 +22,8 @@
 
 Handlers and state.check raise Refusal; only tgws.server catches it and turns it into
 a reply and, when `close` is set, a websocket close. Telethon's own exceptions never
-leave tgws.gateway.
+leave the gateway (tgws.gateway and the Account modules it is built from: account_calls,
+account_login, peers).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Refusal(TgwsError):
 
 
 class GatewayError(TgwsError):
-    """Telegram refused or failed a call. Raised only by tgws.gateway."""
+    """Telegram refused or failed a call. Raised only behind tgws.gateway (see above)."""
 
 
 class PhoneInvalid(GatewayError):
