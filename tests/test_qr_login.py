@@ -185,6 +185,36 @@ async def test_resend_names_the_new_delivery_until_telegram_has_no_other_way(
         await daemon.stop()
 
 
+async def test_a_client_that_opts_in_learns_how_the_first_code_was_sent(
+        tmp_path: Path) -> None:
+    daemon = await started(tmp_path)
+    try:
+        world_truth(daemon).login.delivery = ("app", "sms")
+        ws = await verified(daemon)
+        reply = await ask(ws, TL, {"phone": OWNER, "delivery": True})
+        assert reply == {"event": TL, "data": {"status": "success", "message": p.SEND_CODE,
+                                               "delivery": "app", "next": "sms"}}
+        reply = await ask(ws, TL, {"code": "12345", "delivery": "yes"})  # ignored beside a code
+        expect(reply, TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
+async def test_a_resend_counts_against_the_code_limits(tmp_path: Path) -> None:
+    daemon = await started(tmp_path, **{"limits.send_code_per_phone": 2})
+    try:
+        ws = await verified(daemon)
+        expect(await ask(ws, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
+        assert (await ask(ws, TL, {"resend": True}))["data"]["delivery"] == "call"
+        reply = await ask(ws, TL, {"resend": True})
+        assert reply["data"]["status"] == "failed"
+        assert reply["data"]["message"].startswith("too many login codes requested")
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
 async def test_qr_and_resend_requests_are_checked(tmp_path: Path) -> None:
     daemon = await started(tmp_path)
     try:

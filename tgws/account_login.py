@@ -16,6 +16,7 @@ from tgws.errors import (
     PhoneInvalid,
 )
 from tgws.login_guard import compact_phone
+from tgws.qr_login import Delivery, delivery_of, request_new_code
 from tgws.rpc_errors import (
     CODE_ERRORS,
     PASSWORD_ERRORS,
@@ -35,7 +36,8 @@ class LoginMethods(AccountCalls):
         return self._login_owner
 
     async def send_code(self, phone: str, on_flood: OnFlood | None = None, *,
-                        owner: object = None) -> None:
+                        owner: object = None) -> Delivery:
+        """Ask Telegram for a login code; how it was delivered (app, sms, call, ...)."""
         compact = compact_phone(phone)
         if compact is None:
             raise PhoneInvalid("malformed phone number")
@@ -43,7 +45,7 @@ class LoginMethods(AccountCalls):
         # sees the claim (the handler refuses it) instead of racing this one.
         self._login_phone, self._login_owner = None, owner
         try:
-            await self._call(lambda c: c.send_code_request(compact), on_flood)
+            sent = await self._call(lambda c: request_new_code(c, compact), on_flood)
         except PHONE_FLOOD_ERRORS:
             raise LoginFlood("phone") from None
         except PHONE_ERRORS:
@@ -56,6 +58,7 @@ class LoginMethods(AccountCalls):
             if self._login_owner is owner:
                 self._login_owner = None
         self._login_phone, self._login_owner = compact, owner
+        return delivery_of(sent)
 
     async def sign_in(self, code: str, on_flood: OnFlood | None = None, *,
                       owner: object = None) -> None:

@@ -106,9 +106,13 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
     try:
         if request.phone is not None:
             _may_send_code(conn, account, request.phone)
-            await account.send_code(request.phone, notify, owner=conn)
+            delivery = await account.send_code(request.phone, notify, owner=conn)
             conn.state.advance(Outcome.CODE_SENT)
-            await conn.success(event, p.SEND_CODE)
+            if request.delivery:  # opted in: the seed's reply plus how the code was sent
+                await conn.success(event, p.SEND_CODE, delivery=delivery.way,
+                                   next=delivery.next)
+            else:
+                await conn.success(event, p.SEND_CODE)
         elif request.qr:
             await _qr_login(conn, account, notify)
         elif request.resend:

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from telethon import errors, events, functions, types
+from telethon import errors, events, functions, types, utils
 
 from tgws.errors import GatewayError, LoginFlood, PasswordNeeded, PhoneInvalid
 from tgws.rpc_errors import PHONE_ERRORS, PHONE_FLOOD_ERRORS
@@ -114,6 +114,18 @@ class LoginToken:
 
 
 OnToken = Callable[[LoginToken], Awaitable[None]]
+
+
+async def request_new_code(client: Any, phone: str) -> Any:
+    """auth.sendCode for `phone`: a new code, even when this client asked for one before.
+
+    Telethon's send_code_request turns a second request for the same phone into
+    auth.resendCode (the next, slower way: SMS, then a call, then SEND_CODE_UNAVAILABLE);
+    a new "phone" request means a new login, so Telethon's remembered code hash goes first.
+    resend_code is the one that walks the delivery chain.
+    """
+    client._phone_code_hash.pop(utils.parse_phone(phone) or phone, None)
+    return await client.send_code_request(phone)
 
 
 def pending_phone(account: Account) -> str | None:
