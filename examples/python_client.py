@@ -40,7 +40,8 @@ async def main(args: argparse.Namespace) -> None:
             data = json.loads(frame)["data"]
             if data["status"] == "failed":
                 sys.exit(f"chats failed: {data['message']}")
-            if data["message"] == "done":
+            if data["message"] == "done":  # the summary on stderr: stdout stays JSON lines
+                print(f"done: {data.get('count')} messages", file=sys.stderr)
                 break
             if data["status"] == "success":
                 print(json.dumps(data["message"]["chat"], ensure_ascii=False))

@@ -77,11 +77,13 @@ async def test_python_example_logs_in_and_prints_the_messages(
     assert code == 0, err
     ids = [m["id"] for m in json_lines(out)]
     assert len(ids) == 300 and ids == sorted(ids)
+    assert err.splitlines()[-1] == "done: 300 messages"
     # Second run: the session is kept, no phone or code needed.
     code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", url,
                                "--api-key", key, "testgroup00002")
     assert code == 0, err
     assert len(json_lines(out)) == 120
+    assert all(line.startswith("{") for line in out.splitlines())  # only JSON lines
 
 
 async def test_python_example_with_two_step_verification(sandbox: Daemon, key: str) -> None:
@@ -166,11 +168,13 @@ async def test_js_example_runs_under_node_against_the_server(sandbox: Daemon, ke
     assert code == 0, err
     ids = [m["id"] for m in json_lines(out)]
     assert len(ids) == 300 and ids == sorted(ids)
-    assert out.splitlines()[-1] == "done: 300 messages"
-    # A failed reply: exit 1, the server's message printed.
-    code, out, _ = await run(*NODE, str(JS_EXAMPLE), ws_url(sandbox), key, "UnderWorld4444x")
+    # Only JSON lines on stdout (`| jq` works); the summary goes to stderr.
+    assert all(line.startswith("{") for line in out.splitlines()), out[-300:]
+    assert err.splitlines()[-1] == "done: 300 messages"
+    # A failed reply: exit 1, the server's message on stderr, nothing on stdout.
+    code, out, err = await run(*NODE, str(JS_EXAMPLE), ws_url(sandbox), key, "UnderWorld4444x")
     assert code == 1
-    assert "chats failed: invalid request" in out
+    assert "chats failed: invalid request" in err and out == ""
 
 
 class _PageReader(HTMLParser):
