@@ -480,7 +480,7 @@ def test_unknown_event_is_refused_listing_known_events() -> None:
     assert r.event == "error"
     assert r.message == (
         "unknown event 'Login'; known events: 'login', 'telegram login', 'users', 'chats', "
-        "'logout', 'cancel'"
+        "'logout', 'cancel', 'watch', 'ack'"
     )
 
 

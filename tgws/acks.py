@@ -63,6 +63,14 @@ class AckBarrier:
         self._unpinged = _NOTHING
         self._last_ping = now
 
+    async def ping_pending(self) -> None:
+        """Ask now for the pong of items sent since the last ping (a live stream that went
+        quiet: no next `sent()` would ask for it)."""
+        if self._task.done():
+            await self._task
+        if self._unpinged is not _NOTHING:
+            await self._ping(time.monotonic())
+
     async def flush(self, limit: float | None = None) -> None:
         """Wait until every item sent so far is confirmed and committed.
 
@@ -104,3 +112,76 @@ class AckBarrier:
 
 def _done(waiter: Awaitable[float]) -> bool:
     return isinstance(waiter, asyncio.Future) and waiter.done()
+
+
+# --- client acks ------------------------------------------------------------------------------
+SEQ_KEY = b',"seq":'
+
+
+def with_seq(frame: bytes, seq: int) -> bytes:
+    """`frame` (a compact reply ending with the close of `data` and of the frame) with
+    `"seq": seq` as the last key of `data`."""
+    return b"%s%s%d}}" % (frame[:-2], SEQ_KEY, seq)
+
+
+class ClientAcks:
+    """Acks the application sends ("ack": "client"): one per connection, for every stream on it.
+
+    Each item sent gets the next sequence number (1, 2, …, never reused on the connection);
+    work that must wait until the client has processed an item (an offset commit) is queued
+    with `after`, and runs when `{"event": "ack", "data": {"seq": N}}` covers it. An ack
+    covers every item up to N. A connection that closes runs nothing more: what was not
+    acked is sent again by the next `latest`.
+    """
+
+    def __init__(self) -> None:
+        self.active = False  # the running users/chats stream asked for "ack": "client"
+        self.last_sent = 0  # the newest sequence number handed out
+        self.acked = 0  # the newest sequence number the client acked
+        self._waiting: deque[tuple[int, Callable[[], Awaitable[None]]]] = deque()
+
+    def number(self, frames: list[bytes]) -> list[bytes]:
+        """`frames` with the next sequence numbers added."""
+        first = self.last_sent + 1
+        self.last_sent += len(frames)
+        return [with_seq(frame, seq) for seq, frame in enumerate(frames, first)]
+
+    async def after(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` once every item numbered so far is acked (now, if it already is)."""
+        if self.acked >= self.last_sent and not self._waiting:
+            await work()
+        else:
+            self._waiting.append((self.last_sent, work))
+
+    async def ack(self, seq: int) -> None:
+        """The client processed everything up to `seq`. ValueError when `seq` was never sent."""
+        if seq > self.last_sent:
+            raise ValueError(seq)
+        self.acked = max(self.acked, seq)
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self.acked:
+            await waiting.popleft()[1]()
+
+    def barrier(self, commit: Callable[[Any], Awaitable[None]]) -> ClientBarrier:
+        """An AckBarrier look-alike for a stream whose offsets wait for the client's acks."""
+        return ClientBarrier(self, commit)
+
+
+class ClientBarrier:
+    """AckBarrier's interface over ClientAcks: a mark is committed once the client acked
+    every item sent before it. Nothing waits for the client: `done` follows the last item
+    at once, and commits run whenever the acks come (on this connection, while it is open)."""
+
+    def __init__(self, acks: ClientAcks, commit: Callable[[Any], Awaitable[None]]) -> None:
+        self.acks = acks
+        self.commit = commit
+
+    async def sent(self, mark: Any, count: int) -> None:
+        commit = self.commit
+        await self.acks.after(lambda: commit(mark))
+
+    async def flush(self, limit: float | None = None) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None

@@ -248,6 +248,23 @@ class SandboxConfig:
     fault_rate: float = 0.05
     fault_kinds: str = "internal,rpc_call_fail,timeout,flood,drop"
     flood_wait: int = 1
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """`watch` (tgws/live.py): how often each watched group is checked against its history."""
+
+    reconcile_interval: float = 60.0
+    # After a live message that leaves a hole behind it (a push lost, or Telegram's own
+    # channelDifferenceTooLong), wait this long for Telethon to fill it before reading history.
+    gap_delay: float = 1.0
+
+    def validate(self) -> None:
+        _require(self.reconcile_interval > 0, "watch.reconcile_interval", "seconds > 0")
+        _require(self.gap_delay >= 0, "watch.gap_delay", "seconds >= 0")
+
+
+_SANDBOX_URL = re.compile(r"(tcp://)?[^:/\s]+:\d{1,5}/?")
+
+
     latency: float = 0.0
     # QR login in the sandbox (tgws/sandbox/qr.py): a login token lives qr_token_ttl seconds;
     # with qr_accept_after > 0 the app of phone qr_accept_as scans each one that many seconds
@@ -307,7 +324,7 @@ class Config:
 
     def validate(self) -> None:
         for section in (self.server, self.store, self.telegram, self.limits,
-                        self.streaming, self.sandbox, self.log, self.metrics):
+                        self.streaming, self.watch, self.sandbox, self.log, self.metrics):
             section.validate()
 
     def require_credentials(self) -> None:
@@ -318,6 +335,7 @@ class Config:
             self.telegram.require_credentials()
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
+    watch: WatchConfig = field(default_factory=WatchConfig)
         if self.telegram.backend == "telegram" and not _API_HASH.match(self.telegram.api_hash):
             raise ConfigError(f"{where}: telegram.api_hash: expected the 32 hex digits "
                               "my.telegram.org shows, got a string of "

@@ -19,6 +19,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from tgws import protocol
+from tgws.acks import ClientAcks
 from tgws.auth import LoginLimiter
 from tgws.config import Config
 from tgws.errors import CloseCode, Refusal
@@ -97,6 +98,8 @@ class Connection:
     failed_logins: int = 0
     stream: asyncio.Task[None] | None = None
     stream_event: str = ""  # the event of the running stream ('users' or 'chats')
+    # Sequence numbers and pending commits of "ack": "client" streams (tgws/acks.py).
+    acks: ClientAcks = field(default_factory=ClientAcks)
 
     async def send(self, text: str) -> None:
         await self.ws.send(text)

@@ -17,6 +17,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from tgws import live
 from tgws import protocol as p
 from tgws.context import Connection
 from tgws.errors import (
@@ -254,6 +255,22 @@ async def chats(conn: Connection, request: p.Chats) -> None:
     conn.start_stream(p.CHATS, stream_chats(conn, account_of(conn), request))
 
 
+async def watch(conn: Connection, request: p.Watch) -> None:
+    refused = p.unusable_group(request)
+    if refused is not None:
+        raise refused
+    conn.start_stream(p.WATCH, live.watch(conn, account_of(conn), request))
+
+
+async def ack(conn: Connection, request: p.Ack) -> None:
+    """The client processed every item up to `seq` ("ack": "client"): no reply when that is
+    so, since acks are many; a failed one when no such item was sent on this connection."""
+    try:
+        await conn.acks.ack(request.seq)
+    except ValueError:
+        raise Refusal(p.ACK, p.ACK_NEVER_SENT.format(seq=request.seq)) from None
+
+
 HANDLERS: dict[str, Handler] = {
     p.LOGIN: login,
     p.TELEGRAM_LOGIN: telegram_login,
@@ -261,4 +278,6 @@ HANDLERS: dict[str, Handler] = {
     p.CHATS: chats,
     p.LOGOUT: logout,
     p.CANCEL: cancel,
+    p.WATCH: watch,
+    p.ACK: ack,
 }

@@ -35,8 +35,10 @@ USERS: Final = "users"
 CHATS: Final = "chats"
 LOGOUT: Final = "logout"  # added by tgws
 CANCEL: Final = "cancel"  # added by tgws
+WATCH: Final = "watch"  # added by tgws (live push, tgws/live.py)
+ACK: Final = "ack"  # added by tgws (client acks, tgws/acks.py)
 ERROR: Final = "error"  # event name of replies to frames whose event cannot be known
-EVENTS: Final = (LOGIN, TELEGRAM_LOGIN, USERS, CHATS, LOGOUT, CANCEL)
+EVENTS: Final = (LOGIN, TELEGRAM_LOGIN, USERS, CHATS, LOGOUT, CANCEL, WATCH, ACK)
 
 SUCCESS: Final = "success"
 FAILED: Final = "failed"
@@ -109,6 +111,18 @@ QR_EXPIRED: Final = "the QR code was not scanned in time; send {\"qr\": true} to
 RESEND_UNAVAILABLE: Final = ("telegram has no other way to send the code; "
                              "use the code already sent")
 CLIENT_STALLED: Final = "the client stopped reading; connection dropped"  # logged, not seen
+# watch and ack (docs/protocol.md, "watch").
+WATCHING: Final = "watching"
+ACK_NEVER_SENT: Final = "no item with seq {seq} was sent on this connection"
+# The item kinds of a watch ("kind") and the path that produced an item ("path").
+KIND_MESSAGE: Final = "message"
+KIND_EDIT: Final = "edit"
+KIND_DELETION: Final = "deletion"
+KIND_MEMBER: Final = "member"
+KIND_MEMBER_LEFT: Final = "member_left"
+PATH_CATCH_UP: Final = "catch-up"
+PATH_LIVE: Final = "live"
+PATH_RECONCILE: Final = "reconcile"
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -134,6 +148,7 @@ class Users:
     groups: tuple[str, ...]
     latest: bool
     progress: bool = False
+    client_acks: bool = False  # "ack": "client": items carry "seq"; offsets wait for `ack`
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +161,24 @@ class ChatTarget:
 class Chats:
     groups: tuple[ChatTarget, ...]
     progress: bool = False
+    client_acks: bool = False  # "ack": "client"
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Live push of the groups' new messages (and edits, deletions, members when asked)."""
+
+    groups: tuple[str, ...]
+    messages: bool = True
+    edits: bool = False
+    deletions: bool = False
+    members: bool = False
+    client_acks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +191,7 @@ class Cancel:
     pass
 
 
-Request = Login | TelegramLogin | Users | Chats | Logout | Cancel
+Request = Login | TelegramLogin | Users | Chats | Logout | Cancel | Watch | Ack
 
 
 def event_of(request: Request) -> str:
@@ -167,7 +200,7 @@ def event_of(request: Request) -> str:
 
 _EVENT_OF: dict[type[Any], str] = {
     Login: LOGIN, TelegramLogin: TELEGRAM_LOGIN, Users: USERS, Chats: CHATS,
-    Logout: LOGOUT, Cancel: CANCEL,
+    Logout: LOGOUT, Cancel: CANCEL, Watch: WATCH, Ack: ACK,
 }
 
 
@@ -318,13 +351,14 @@ def _group_key(name: str) -> str:
     return (username_of(name) or name.strip()).lower()
 
 
-def unusable_group(request: Users | Chats) -> Refusal | None:
+def unusable_group(request: Users | Chats | Watch) -> Refusal | None:
     """The seed's refusal for the first name that is not a username or t.me link, if any.
 
     The replies are the seed's for a group that does not exist (users: "<name> does not
     exist", chats: "invalid request"), and the socket closes as the seed's does.
     """
-    if isinstance(request, Users):
+    if isinstance(request, Users | Watch):
+        event = USERS if isinstance(request, Users) else WATCH
         for name in request.groups:
             if username_of(name) is None:
                 return Refusal(USERS, DOES_NOT_EXIST.format(group=name), close=CloseCode.NORMAL)
@@ -343,7 +377,35 @@ def _parse_users(event: str, data: Mapping[str, Any]) -> Request:
         unique.setdefault(_group_key(name), name)
     latest = _status(event, data.get("status")) or False
     return Users(groups=tuple(unique.values()), latest=latest,
-                 progress=_flag(event, data, "progress"))
+                 progress=_flag(event, data, "progress"), client_acks=_acks(event, data))
+
+
+def _acks(event: str, data: Mapping[str, Any]) -> bool:
+    """"ack": "client" (the application acks) or "pong" / absent (the default barrier)."""
+    value = data.get("ack", "pong")
+    if value not in ("client", "pong"):
+        raise _bad(event, "ack", "\"client\" or \"pong\"")
+    return bool(value == "client")
+
+
+def _parse_watch(event: str, data: Mapping[str, Any]) -> Request:
+    unique: dict[str, str] = {}
+    for name in _group_names(event, data.get("group")):
+        name = _name(event, name, "group[]")
+        unique.setdefault(_group_key(name), name)
+    kinds = {kind: data.get(kind, kind == "messages") for kind in
+             ("messages", "edits", "deletions", "members")}
+    for kind, value in kinds.items():
+        if not isinstance(value, bool):
+            raise _bad(event, kind, "true or false")
+    return Watch(groups=tuple(unique.values()), **kinds, client_acks=_acks(event, data))
+
+
+def _parse_ack(event: str, data: Mapping[str, Any]) -> Request:
+    seq = data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        raise _bad(event, "seq", "a non-negative integer")
+    return Ack(seq)
 
 
 def _parse_chats(event: str, data: Mapping[str, Any]) -> Request:
@@ -365,7 +427,8 @@ def _parse_chats(event: str, data: Mapping[str, Any]) -> Request:
         first = targets.get(key)
         targets[key] = ChatTarget(name, latest) if first is None else \
             ChatTarget(first.name, first.latest and latest)
-    return Chats(groups=tuple(targets.values()), progress=_flag(event, data, "progress"))
+    return Chats(groups=tuple(targets.values()), progress=_flag(event, data, "progress"),
+                 client_acks=_acks(event, data))
 
 
 def _parse_empty(cls: type[Logout] | type[Cancel]) -> Callable[[str, Mapping[str, Any]], Request]:
@@ -384,6 +447,8 @@ _PARSERS: dict[str, Callable[[str, Mapping[str, Any]], Request]] = {
     CANCEL: _parse_empty(Cancel),
 }
 
+    WATCH: _parse_watch,
+    ACK: _parse_ack,
 
 # --- replies -----------------------------------------------------------------------------
 def reply(event: str, status: str, message: Any, **extra: Any) -> str:

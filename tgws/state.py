@@ -122,7 +122,9 @@ class ConnectionState:
             raise _refuse(event, p.VERIFY_API_KEY_FIRST, CloseCode.NORMAL)
         if isinstance(request, p.TelegramLogin):
             return self._check_telegram_login(request)
-        if isinstance(request, p.Users | p.Chats):
+        if isinstance(request, p.Ack):
+            return None  # acks flow while streams run; an ack of nothing sent is refused
+        if isinstance(request, p.Users | p.Chats | p.Watch):
             if phase is not Phase.LOGGED_IN:
                 raise _refuse(event, p.TELEGRAM_LOGIN_FIRST)
             if self.streaming:

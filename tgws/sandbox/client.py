@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,8 +33,18 @@ def make_sandbox_client(world: World, session: Any, api_id: int = 1, api_hash: s
                                    retries=client._connection_retries,
                                    delay=client._retry_delay,
                                    auto_reconnect=client._auto_reconnect,
-                                   updates_queue=client._updates_queue)
+                                   updates_queue=client._updates_queue,
+                                   auto_reconnect_callback=functools.partial(
+                                       _after_reconnect, client))
     return client
+
+
+async def _after_reconnect(client: TelegramClient) -> None:
+    """Telethon's _handle_auto_reconnect (a get_me, so Telegram pushes again), for a client
+    that receives updates; one that does not skips that request, so the calls (and faults)
+    a receive_updates=False client meets after a drop stay what they were."""
+    if not client._no_updates:
+        await client._handle_auto_reconnect()
 
 
 @contextlib.asynccontextmanager

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -112,6 +113,8 @@ class FaultPlan:
         self.latency = 0.0
         self.jitter = 0.0
         self.calls = 0  # requests decided so far (the next call's index)
+        # Requests decided so far per method (class name): what a client cost Telegram.
+        self.per_method: Counter[str] = Counter()
         self.log: list[Decision] = []  # the faults carried out, in call order (see LOG_LIMIT)
         self._rules: list[_Rule] = []
         self._mode = "up"  # "up", "stall", "refuse" or "garbage"
@@ -227,6 +230,7 @@ class FaultPlan:
         else:
             index = self.calls
             self.calls += 1
+            self.per_method[method] += 1
         delay = self.latency
         if self.jitter > 0:
             delay += self.jitter * self._unit(index, "jitter")

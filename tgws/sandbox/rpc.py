@@ -16,7 +16,7 @@ from typing import Any
 
 from telethon.tl import functions, types
 
-from tgws.sandbox import basic, differences, login, wire
+from tgws.sandbox import basic, dialogs, differences, login, wire
 from tgws.sandbox.call import Call, Handler
 from tgws.sandbox.chats import SandboxChat
 from tgws.sandbox.derive import when
@@ -270,5 +270,6 @@ HANDLERS: dict[type, tuple[Handler, bool]] = {
     functions.messages.GetHistoryRequest: (get_history, True),
     functions.messages.GetChatsRequest: (basic.get_chats, True),
     functions.messages.GetFullChatRequest: (basic.get_full_chat, True),
+    functions.messages.GetPeerDialogsRequest: (dialogs.get_peer_dialogs, True),
     **login.HANDLERS,
 }

@@ -38,7 +38,7 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,9 @@ class SandboxSender:
                  auth_key_callback: AuthKeyCallback | None = None,
                  wire: bool | None = None, retries: int = 5, delay: float = 1.0,
                  auto_reconnect: bool = True,
-                 updates_queue: asyncio.Queue[Any] | None = None) -> None:
+                 updates_queue: asyncio.Queue[Any] | None = None,
+                 auto_reconnect_callback: Callable[[], Coroutine[Any, Any, Any]] | None = None,
+                 ) -> None:
         self.world = world
         # The same AuthKey object the session holds: replacing its bytes in place after a
         # login is what makes StringSession.save() return the logged-in key.
@@ -107,6 +109,10 @@ class SandboxSender:
         self._retries = retries
         self._delay = delay
         self._auto_reconnect = auto_reconnect
+        # Called after each successful reconnect, as MTProtoSender does (Telethon's client
+        # passes _handle_auto_reconnect: a get_me, so Telegram keeps pushing updates).
+        self._auto_reconnect_callback = auto_reconnect_callback
+        self._callback_task: asyncio.Task[Any] | None = None
         self.dc = DEFAULT_DC  # the data centre of the current (or last) connection
         self._connection: Any = None
         self._user_connected = False
@@ -243,6 +249,9 @@ class SandboxSender:
         for entry in list(self._inflight.values()):
             if entry.decision is None:
                 self._transmit(entry)
+        if self._auto_reconnect_callback is not None:
+            self._callback_task = asyncio.get_running_loop().create_task(
+                self._auto_reconnect_callback())
 
     def _fail(self, error: Exception) -> None:
         """MTProtoSender._disconnect(error): waiting requests and `disconnected` fail."""

@@ -1,0 +1,302 @@
+"""`watch` end to end: a real daemon, a real websocket client, unmodified Telethon receiving the
+sandbox's pushed updates. Catch-up then live, every item kind, gaps recovered by
+reconciliation, offsets shared with `latest`, client acks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from tests.support import (
+    collect_stream,
+    expect,
+    logged_in,
+    make_config,
+    recv_json,
+    timeout,
+    world_truth,
+)
+from tgws.config import Config
+from tgws.daemon import Daemon
+
+PHONE = "+919876543210"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    # Periodic reconciliation is off in effect (an hour) unless a test sets it: what these
+    # tests see comes from the pushes and from the holes they leave.
+    return make_config(tmp_path, **{"watch.reconcile_interval": 3600.0,
+                                    "watch.gap_delay": 0.2})
+
+
+class Room:
+    """A megagroup in the daemon's sandbox world that the logged-in account is a member of."""
+
+    def __init__(self, daemon: Daemon, name: str, messages: int = 5) -> None:
+        self.world = world = world_truth(daemon)
+        self.me = world.by_phone(PHONE)
+        assert self.me is not None
+        self.alice = world.user(f"{name}_alice"[:32], first_name="Alice")
+        self.chat = world.megagroup(name, creator=self.alice)
+        self.chat.join(self.me)
+        self.chat.announce_members = True  # from now on joins and departures are posted
+        for i in range(messages):
+            self.chat.post(self.alice, f"old {i}")
+
+    def post(self, text: str) -> int:
+        return int(self.chat.post(self.alice, text).id)
+
+
+async def start_watch(ws: ClientConnection, *names: str, **kinds: Any) -> None:
+    await ws.send(json.dumps({"event": "watch", "data": {"group": list(names), **kinds}}))
+    expect(await recv_json(ws), "watch", "success", "watching")
+
+
+async def items_until(ws: ClientConnection, done: Any, wait: float = 10.0
+                      ) -> list[dict[str, Any]]:
+    """Watch items (data dicts) until `done(items)` holds."""
+    items: list[dict[str, Any]] = []
+    while not done(items):
+        reply = await recv_json(ws, wait)
+        assert reply["event"] == "watch", reply
+        assert reply["data"]["status"] == "success", reply
+        items.append(reply["data"])
+    return items
+
+
+def message_ids(items: list[dict[str, Any]], path: str | None = None) -> list[int]:
+    return [i["message"]["chat"]["id"] for i in items
+            if i["kind"] == "message" and (path is None or i["path"] == path)]
+
+
+async def cancel(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Cancel the watch; the items that were still on their way, then "cancelled"."""
+    await ws.send(json.dumps({"event": "cancel"}))
+    rest = []
+    while True:
+        reply = await recv_json(ws)
+        if reply["event"] == "cancel":
+            expect(reply, "cancel", "success", "cancelled")
+            return rest
+        rest.append(reply["data"])
+
+
+async def latest_chats(ws: ClientConnection, name: str, **extra: Any
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    await ws.send(json.dumps({"event": "chats", "data": {
+        "group": [{"name": name, "status": "latest"}], "status": "", **extra}}))
+    return await collect_stream(ws, "chats")
+
+
+async def test_watch_catches_up_then_pushes_a_new_message_live(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom01")
+    await start_watch(ws, "watchroom01")
+    caught = await items_until(ws, lambda items: len(items) == 5)
+    assert message_ids(caught, "catch-up") == [1, 2, 3, 4, 5]
+    assert caught[0]["message"]["group"] == "watchroom01"
+    assert caught[0]["message"]["chat"]["text"] == "old 0"
+    new_id = room.post("hello live")
+    live = await items_until(ws, lambda items: len(items) == 1)
+    assert live[0]["kind"] == "message" and live[0]["path"] == "live"
+    assert live[0]["message"]["chat"] == {**live[0]["message"]["chat"], "id": new_id,
+                                          "text": "hello live"}
+    await cancel(ws)
+    await ws.close()
+
+
+async def test_edits_deletions_joins_and_leaves_arrive_as_their_kinds(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom02", messages=3)
+    await start_watch(ws, "watchroom02", edits=True, deletions=True, members=True)
+    caught = await items_until(ws, lambda items: len(items) == 5)
+    assert message_ids(caught) == [1, 2, 3]
+    # Members are caught up as `users` latest would send them: the creator and this account.
+    members = [i["message"]["user"]["id"] for i in caught if i["kind"] == "member"]
+    assert sorted(members) == sorted([room.alice.id, room.me.id])
+    assert all(i["path"] == "catch-up" for i in caught)
+
+    room.chat.edit(2, "old 1, edited")
+    edit = (await items_until(ws, lambda items: len(items) == 1))[0]
+    assert (edit["kind"], edit["path"]) == ("edit", "live")
+    assert edit["message"]["chat"]["id"] == 2
+    assert edit["message"]["chat"]["text"] == "old 1, edited"
+
+    room.chat.delete(1, 3)
+    deletion = (await items_until(ws, lambda items: len(items) == 1))[0]
+    assert deletion["kind"] == "deletion"
+    assert deletion["message"]["group"] == "watchroom02"
+    assert sorted(deletion["message"]["deleted"]["ids"]) == [1, 3]
+
+    bob = room.world.user("watch_bob", first_name="Bob")
+    room.chat.join(bob)  # posts MessageActionChatAddUser (announce_members)
+    joined = await items_until(ws, lambda items: any(i["kind"] == "member" for i in items))
+    member = next(i for i in joined if i["kind"] == "member")
+    assert member["path"] == "live"
+    assert member["message"]["user"]["id"] == bob.id
+    assert member["message"]["user"]["first_name"] == "Bob"
+    assert member["message"]["user"]["membership"]["role"] == "member"
+    # The service message itself is a message item, as `chats` would send it.
+    service = [i for i in joined if i["kind"] == "message"]
+    assert service and service[0]["message"]["chat"]["action"]["type"] == "chat_add_user"
+
+    room.chat.leave(bob)
+    gone = await items_until(ws, lambda items: any(i["kind"] == "member_left" for i in items))
+    left = next(i for i in gone if i["kind"] == "member_left")
+    assert left["message"]["left"]["user_id"] == bob.id
+    assert left["message"]["left"]["by"] is None  # left by themselves
+    await cancel(ws)
+    await ws.close()
+
+
+async def test_a_watch_of_only_messages_sends_no_edits_deletions_or_members(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom03", messages=2)
+    await start_watch(ws, "watchroom03")
+    await items_until(ws, lambda items: len(items) == 2)
+    room.chat.edit(1, "changed")
+    room.chat.delete(2)
+    last = room.post("after")
+    items = await items_until(ws, lambda items: last in message_ids(items))
+    assert [i["kind"] for i in items] == ["message"]
+    await cancel(ws)
+    await ws.close()
+
+
+@contextlib.asynccontextmanager
+async def daemon_with(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[Daemon, str]]:
+    """A daemon with these config overrides, and an API key for it."""
+    d = Daemon(make_config(tmp_path, **overrides))
+    await d.start()
+    try:
+        assert d.app is not None
+        yield d, await d.app.store.create_api_key("watcher")
+    finally:
+        await d.stop()
+
+
+async def test_pushes_never_sent_are_recovered_by_the_periodic_reconciliation(
+        tmp_path: Path) -> None:
+    async with daemon_with(tmp_path, **{"watch.reconcile_interval": 0.3}) as (daemon, key):
+        ws = await logged_in(daemon, key, PHONE)
+        room = Room(daemon, "watchroom04", messages=2)
+        await start_watch(ws, "watchroom04")
+        await items_until(ws, lambda items: len(items) == 2)
+        room.world.updates.mute(room.chat)  # Telegram pushes nothing of this chat
+        posted = [room.post(f"unpushed {i}") for i in range(3)]
+        items = await items_until(ws, lambda items: len(items) == 3)
+        assert message_ids(items, "reconcile") == posted
+        assert room.world.updates.stats["muted"] >= 3
+        await cancel(ws)
+        await ws.close()
+
+
+async def test_dropped_pushes_and_channel_difference_too_long_are_recovered(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom05", messages=2)
+    await start_watch(ws, "watchroom05")
+    await items_until(ws, lambda items: len(items) == 2)
+    # Telethon follows a channel from the first push it sees.
+    followed = room.post("followed")
+    await items_until(ws, lambda items: message_ids(items) == [followed])
+    updates = room.world.updates
+    updates.mute(room.chat)
+    missed = [room.post(f"missed {i}") for i in range(4)]
+    updates.unmute(room.chat)
+    # Telethon sees the pts gap with the next push, asks getChannelDifference and is told
+    # channelDifferenceTooLong: it jumps ahead and hands nothing of the gap to handlers.
+    updates.force_too_long(room.chat, times=1)
+    trigger = room.post("after the gap")
+    following = room.post("and one more")
+    everything = [*missed, trigger, following]
+    items = await items_until(ws, lambda items: sorted(message_ids(items)) == everything)
+    assert len(message_ids(items)) == len(everything)  # nothing twice
+    assert set(message_ids(items, "reconcile")) >= set(missed)
+    assert updates.stats["channel_too_long"] >= 1
+    await cancel(ws)
+    await ws.close()
+
+
+async def test_a_telegram_disconnect_loses_no_message(daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom06", messages=2)
+    await start_watch(ws, "watchroom06")
+    await items_until(ws, lambda items: len(items) == 2)
+    world = room.world
+    world.updates.mute(room.chat)  # what was posted while the connection was down
+    world.faults.drop_connections()
+    lost = [room.post(f"while down {i}") for i in range(3)]
+    world.updates.unmute(room.chat)
+    after = room.post("back")
+    items = await items_until(ws, lambda items: sorted(message_ids(items)) == [*lost, after])
+    assert len(items) == 4
+    await cancel(ws)
+    await ws.close()
+
+
+async def committed(daemon: Daemon, room: Room, value: int) -> None:
+    """Wait until the chats offset of the room's group reached `value`."""
+    assert daemon.app is not None
+    store = daemon.app.store
+    keys = await store.list_api_keys()
+    key_id = keys[0].id
+    deadline = asyncio.get_running_loop().time() + timeout(10)
+    while True:
+        offset = await store.get_offset(key_id, "chats", room.chat.id)
+        if offset is not None and offset.value >= value:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"offset {offset} never {value}"
+        await asyncio.sleep(0.01)  # poll interval
+
+
+async def test_a_watch_cut_by_the_client_resumes_where_it_was_confirmed(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom07", messages=3)
+    await start_watch(ws, "watchroom07")
+    await items_until(ws, lambda items: len(items) == 3)
+    live = room.post("live one")
+    await items_until(ws, lambda items: len(items) == 1)
+    await committed(daemon, room, live)
+    await ws.close()  # the client leaves: the watch ends
+    meanwhile = [room.post(f"meanwhile {i}") for i in range(2)]
+    ws = await logged_in(daemon, api_key, PHONE)
+    await start_watch(ws, "watchroom07")
+    items = await items_until(ws, lambda items: len(items) == 2)
+    assert message_ids(items, "catch-up") == meanwhile  # no gap, nothing confirmed again
+    await cancel(ws)
+    await ws.close()
+
+
+async def test_watch_then_latest_and_latest_then_watch_share_the_offsets(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "watchroom08", messages=3)
+    first, _ = await latest_chats(ws, "watchroom08")
+    assert [i["chat"]["id"] for i in first] == [1, 2, 3]
+    await committed(daemon, room, 3)
+    room.post("between")
+    await start_watch(ws, "watchroom08")
+    items = await items_until(ws, lambda items: len(items) == 1)
+    assert message_ids(items, "catch-up") == [4]  # latest's delivery is not repeated
+    live = room.post("live")
+    await items_until(ws, lambda items: message_ids(items) == [live])
+    await committed(daemon, room, live)
+    assert await cancel(ws) == []
+    after = room.post("after the watch")
+    rest, done = await latest_chats(ws, "watchroom08")
+    assert [i["chat"]["id"] for i in rest] == [after]  # only what the watch did not deliver
+    assert done["groups"][0]["sent"] == 1
+    await ws.close()
