@@ -237,18 +237,6 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class SandboxConfig:
-    """The in-process sandbox Telegram (used when telegram.backend = "sandbox")."""
-
-    seed: int = 0
-    tick: float = 0.0
-    wire: bool = False
-    # The hostile world (docs/sandbox.md); the fault knobs apply only when hostile is true.
-    hostile: bool = False
-    fault_rate: float = 0.05
-    fault_kinds: str = "internal,rpc_call_fail,timeout,flood,drop"
-    flood_wait: int = 1
-@dataclass(frozen=True, slots=True)
 class WatchConfig:
     """`watch` (tgws/live.py): how often each watched group is checked against its history."""
 
@@ -262,9 +250,18 @@ class WatchConfig:
         _require(self.gap_delay >= 0, "watch.gap_delay", "seconds >= 0")
 
 
-_SANDBOX_URL = re.compile(r"(tcp://)?[^:/\s]+:\d{1,5}/?")
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """The in-process sandbox Telegram (used when telegram.backend = "sandbox")."""
 
-
+    seed: int = 0
+    tick: float = 0.0
+    wire: bool = False
+    # The hostile world (docs/sandbox.md); the fault knobs apply only when hostile is true.
+    hostile: bool = False
+    fault_rate: float = 0.05
+    fault_kinds: str = "internal,rpc_call_fail,timeout,flood,drop"
+    flood_wait: int = 1
     latency: float = 0.0
     # QR login in the sandbox (tgws/sandbox/qr.py): a login token lives qr_token_ttl seconds;
     # with qr_accept_after > 0 the app of phone qr_accept_as scans each one that many seconds
@@ -317,6 +314,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -335,7 +333,6 @@ class Config:
             self.telegram.require_credentials()
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
-    watch: WatchConfig = field(default_factory=WatchConfig)
         if self.telegram.backend == "telegram" and not _API_HASH.match(self.telegram.api_hash):
             raise ConfigError(f"{where}: telegram.api_hash: expected the 32 hex digits "
                               "my.telegram.org shows, got a string of "

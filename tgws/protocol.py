@@ -445,10 +445,10 @@ _PARSERS: dict[str, Callable[[str, Mapping[str, Any]], Request]] = {
     CHATS: _parse_chats,
     LOGOUT: _parse_empty(Logout),
     CANCEL: _parse_empty(Cancel),
-}
-
     WATCH: _parse_watch,
     ACK: _parse_ack,
+}
+
 
 # --- replies -----------------------------------------------------------------------------
 def reply(event: str, status: str, message: Any, **extra: Any) -> str:

@@ -174,8 +174,8 @@ class _UserTarget:
 
 async def stream_users(conn: Connection, account: Account, request: p.Users) -> None:
     event = p.USERS
-    notify, on_retry = _notices(conn, event, request.progress)
     conn.acks.active = request.client_acks  # "ack": "client": items numbered, acks commit
+    notify, on_retry = _notices(conn, event, request.progress)
     targets: list[_UserTarget] = []
     async with _telegram_errors(conn, account, event):
         for name in request.groups:
@@ -230,7 +230,6 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
     progress.start()
     sent, listed, newest = await _send_members(conn, target, since, progress, counts.pages())
     complete = _listing_complete(listed, target.total, counts.last)
-    # The users offset is committed once per group (members come in no date order), so one
     async def commit() -> None:
         if newest is not None and complete:
             # Only a complete listing may move the offset: the members it did not reach
@@ -242,6 +241,7 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
     if conn.acks.active:
         await conn.acks.after(commit)  # once the client acked the group's last item
         return sent, listed, complete
+    # The users offset is committed once per group (members come in no date order), so one
     # pong after the last frame is the only acknowledgement the group needs.
     async with _client_keeps_up(conn, p.USERS):
         await (await conn.ws.ping())
@@ -283,9 +283,9 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
         listed += len(page.items)
         fresh = mark.unseen(page.items)
         frames = serialize.user_frames(target.name, fresh)
-        mark.delivered(fresh)
         if conn.acks.active:
             frames = conn.acks.number(frames)
+        mark.delivered(fresh)
         async with _client_keeps_up(conn, p.USERS):
             if frames:
                 await send_frames(conn.ws, frames)
@@ -298,19 +298,19 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
 # --- chats ---------------------------------------------------------------------------------
 async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> None:
     event = p.CHATS
-    notify, on_retry = _notices(conn, event, request.progress)
     conn.acks.active = request.client_acks  # "ack": "client": items numbered, acks commit
+    notify, on_retry = _notices(conn, event, request.progress)
     targets: list[tuple[p.ChatTarget, Peer]] = []
     async with _telegram_errors(conn, account, event):
-        for target in request.groups:
         # `latest`: newest ids (and cached names checked) in bulk, 100 groups per call.
         known = await bulk_latest.prefetch(
             account, [target.name for target in request.groups if target.latest])
-            try:
+        for target in request.groups:
             hit = known.get(target.name)
             if hit is not None:
                 targets.append((target, hit.peer))
                 continue
+            try:
                 peer = await account.resolve(target.name, notify)
             except PeerNotFound:
                 raise _refused(event, p.INVALID_REQUEST) from None
@@ -324,11 +324,11 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
         progress = _progress(conn, event, request.progress)
         batch = conn.app.config.streaming.batch_size
         for target, peer in targets:
-            async with _group_turn(conn, progress, CHATS_KIND, peer, target.name):
             hit = known.get(target.name)
             if hit is not None and await _nothing_new(conn, peer, hit.newest):
                 summaries.append({"group": target.name, "sent": 0, "total": None})
                 continue  # no getHistory (tgws/bulk_latest.py)
+            async with _group_turn(conn, progress, CHATS_KIND, peer, target.name):
                 sent, total = await _stream_group_history(conn, account, target, peer, batch,
                                                           progress, notify, on_retry)
             summaries.append({"group": target.name, "sent": sent, "total": total})
@@ -336,13 +336,13 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
     await conn.send(p.success(event, p.DONE, count=sent_total, groups=summaries))
 
 
-async def _stream_group_history(conn: Connection, account: Account, target: p.ChatTarget,
 async def _nothing_new(conn: Connection, peer: Peer, newest: int) -> bool:
     """Whether this key's chats offset already covers the group's newest message."""
     since = await conn.app.store.get_offset(_key_id(conn), CHATS_KIND, peer.id)
     return since is not None and since.value > 0 and since.value >= newest
 
 
+async def _stream_group_history(conn: Connection, account: Account, target: p.ChatTarget,
                                  peer: Peer, batch: int, progress: Progress,
                                  notify: Notify | None,
                                  on_retry: OnRetry | None) -> tuple[int, int | None]:
@@ -405,9 +405,9 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
             total = page.total
             items = page.items if keep is None else [m for m in page.items if keep(m)]
             frames = serialize.message_frames(target.name, items)
-            async with _client_keeps_up(conn, p.CHATS):
             if conn.acks.active:
                 frames = conn.acks.number(frames)
+            async with _client_keeps_up(conn, p.CHATS):
                 if frames:
                     await send_frames(conn.ws, frames)
                     conn.app.metrics.items_sent(p.CHATS, len(frames))
