@@ -5,7 +5,8 @@ the MTProto server named in [telegram.server].
 `sandbox`: the same unmodified TelegramClient with the in-process sandbox Telegram below
 it (tgws.sandbox), holding the fixed demo world; [sandbox] tick makes that world live.
 [sandbox] hostile = true holds the hostile world instead (docs/sandbox.md), with the fault
-plan the [sandbox] fault keys describe.
+plan the [sandbox] fault keys describe. [sandbox] url = "tcp://127.0.0.1:PORT" reaches the
+shared world of `tgws sandbox serve` instead (several daemons, one world).
 """
 
 from __future__ import annotations
@@ -65,6 +66,32 @@ class SandboxBackend:
                 await self._ticker
 
 
+class RemoteSandboxBackend:
+    """The shared sandbox of `tgws sandbox serve` ([sandbox] url): one world for several
+    daemons. Clients are unmodified TelegramClients whose sender sends the TL bytes over TCP
+    (tgws/sandbox/remote.py); the world, its ticks and its faults live in the server."""
+
+    def __init__(self, config: Config) -> None:
+        from tgws.sandbox.link import parse_address
+        from tgws.sandbox.remote import make_remote_client
+
+        self.config = config
+        self.address = parse_address(config.sandbox.url)
+        options = client_options(config.telegram)
+        address = self.address
+
+        def make(session: Any) -> Any:
+            return make_remote_client(address, session, **options)
+
+        self.factory: ClientFactory = make
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
 def build_world(settings: SandboxConfig) -> Any:
     """The sandbox World [sandbox] describes: the calm demo world, or the hostile one with its
     fault plan switched on (faults are data: the world code never asks whether it is hostile)."""
@@ -85,7 +112,9 @@ def build_world(settings: SandboxConfig) -> Any:
     return world
 
 
-def build_backend(config: Config) -> TelegramBackend | SandboxBackend:
+def build_backend(config: Config) -> TelegramBackend | SandboxBackend | RemoteSandboxBackend:
     if config.telegram.backend == "sandbox":
+        if config.sandbox.url:
+            return RemoteSandboxBackend(config)
         return SandboxBackend(config)
     return TelegramBackend(config)

@@ -1,4 +1,4 @@
-"""The `tgws` command: serve, demo, client, apikey, check-config.
+"""The `tgws` command: serve, demo, client, apikey, check-config, sandbox serve.
 
 This is the one place that turns a ConfigError into a single stderr line and exit code 2
 (systemd's RestartPreventExitStatus=2 keeps a bad config from restart-looping). Other
@@ -22,6 +22,7 @@ from tgws import config as config_mod
 from tgws.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
+    from tgws.config import StoreConfig
     from tgws.sealing import Keyring
 
 EXIT_OK = 0
@@ -66,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
                            "(sandbox.hostile; docs/sandbox.md)")
     demo.add_argument("--seed", type=int, metavar="N",
                       help="seed of the world and its faults (sandbox.seed, default 0)")
+    demo.add_argument("--sandbox-url", metavar="tcp://HOST:PORT",
+                      help="use the shared sandbox of `tgws sandbox serve` (sandbox.url)")
+
+    sandbox = sub.add_parser("sandbox", help="one sandbox Telegram for several daemons")
+    sandbox_actions = sandbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sandbox_serve = sandbox_actions.add_parser(
+        "serve", help="serve a sandbox world on a loopback port ([sandbox] url reaches it)")
+    sandbox_serve.add_argument("--config", "-c", metavar="FILE",
+                               help="TOML config whose [sandbox] keys describe the world")
+    sandbox_serve.add_argument("--port", type=int, default=0, metavar="N", dest="sandbox_port",
+                               help="port on 127.0.0.1 (default 0: any free one, printed)")
+    sandbox_serve.add_argument("--seed", type=int, metavar="N", help="sandbox.seed")
+    sandbox_serve.add_argument("--hostile", action="store_true", help="sandbox.hostile")
+    sandbox_serve.add_argument("--tick", type=float, metavar="SECONDS",
+                               help="sandbox.tick: the world moves every SECONDS (0 = never)")
+    sandbox_serve.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
+                               help="close a connection silent this long (default 10)")
 
     client = sub.add_parser("client", help="command-line client for any tgws server")
     from tgws.client import add_arguments as add_client_arguments
@@ -139,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_secret_key(args)
         if args.command == "check-config":
             return cmd_check_config(args)
+        if args.command == "sandbox":
+            from tgws.sandbox.serve import cmd_sandbox_serve
+            return cmd_sandbox_serve(load_config(args, **{
+                "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None,
+                "sandbox.tick": args.tick}), port=args.sandbox_port, idle_timeout=args.idle_timeout)
     except ConfigError as err:
         print(f"tgws: config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -175,6 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db = args.db or os.path.join(tmp, "tgws.db")
         extra = {"telegram.backend": "sandbox", "sandbox.tick": args.tick, "store.path": db,
                  "sandbox.seed": args.seed, "sandbox.hostile": True if args.hostile else None,
+                 "sandbox.url": args.sandbox_url,
                  # GET /metrics for the curious (still only from loopback, [metrics] allow).
                  "metrics.enabled": True,
                  # A QR login is "scanned" by the owner's app 3 s after it is shown.
@@ -186,6 +210,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         def announce(daemon: Daemon) -> None:
             host = config.server.host
             url = f"{config.server.scheme}://{host}:{daemon.port}{config.server.path}"
+            if config.sandbox.url:  # the world lives in `tgws sandbox serve`
+                from tgws.sandbox.remote import remote_banner
+                print(remote_banner(url=url, key=key, sandbox_url=config.sandbox.url),
+                      flush=True)
+                return
             print(demo_banner(daemon.backend.world, url=url, key=key, tick=args.tick,
                               hostile=config.sandbox.hostile), flush=True)
 
@@ -209,22 +238,24 @@ async def _create_demo_key(db: str) -> str:
 def cmd_apikey(args: argparse.Namespace) -> int:
     config = load_config(args)
     path = config.store.path
-    if args.action != "create" and not Path(path).exists():
+    if not config.store.url and args.action != "create" and not Path(path).exists():
         print(f"tgws: no store at {path} (create a key first)", file=sys.stderr)
         return EXIT_FAILURE
     from tgws.sealing import load_keyring
 
     # With the keyring, opening the store also seals any plaintext session, as the daemon does.
-    return asyncio.run(_apikey(args, path, load_keyring(config.store.secret_key_file)))
+    return asyncio.run(_apikey(args, config.store, load_keyring(config.store.secret_key_file)))
 
 
-async def _apikey(args: argparse.Namespace, path: str, keyring: Keyring | None) -> int:
+async def _apikey(args: argparse.Namespace, where: StoreConfig, keyring: Keyring | None) -> int:
     from tgws.store import Store
 
-    async with await Store.open(path, keyring=keyring) as store:
+    async with await Store.open(where.target, keyring=keyring, deadline=where.timeout) as store:
         if args.action == "create":
             key = await store.create_api_key(args.name)
-            print(f"created API key {args.name!r} in {path}; it is shown once, keep it safe:")
+            # store.path: the file, or the URL without its password
+            print(f"created API key {args.name!r} in {store.path}; it is shown once, keep it "
+                  "safe:")
             print(key)
             return EXIT_OK
         if args.action == "list":
