@@ -250,6 +250,9 @@ class WatchConfig:
         _require(self.gap_delay >= 0, "watch.gap_delay", "seconds >= 0")
 
 
+_SANDBOX_URL = re.compile(r"(tcp://)?[^:/\s]+:\d{1,5}/?")
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
     """The in-process sandbox Telegram (used when telegram.backend = "sandbox")."""
@@ -269,8 +272,14 @@ class SandboxConfig:
     qr_token_ttl: float = 30.0
     qr_accept_after: float = 0.0
     qr_accept_as: str = "+15550000001"
+    # "" = the world lives in this process; "tcp://127.0.0.1:PORT" = the shared sandbox that
+    # `tgws sandbox serve` runs for several daemons (tgws/sandbox/remote.py); the world keys
+    # above are then the server's business.
+    url: str = ""
 
     def validate(self) -> None:
+        _require(not self.url or bool(_SANDBOX_URL.fullmatch(self.url)), "sandbox.url",
+                 '"" or "tcp://HOST:PORT" (a `tgws sandbox serve` port)')
         _require(self.qr_token_ttl > 0, "sandbox.qr_token_ttl", "seconds > 0")
         _require(self.qr_accept_after >= 0, "sandbox.qr_accept_after",
                  "seconds >= 0 (0 = nobody scans)")
