@@ -21,7 +21,6 @@ from tests.support import (
     make_config,
     recv_json,
     timeout,
-    world_truth,
 )
 from tgws.config import Config
 from tgws.daemon import Daemon
@@ -35,6 +34,12 @@ def config(tmp_path: Path) -> Config:
     # tests see comes from the pushes and from the holes they leave.
     return make_config(tmp_path, **{"watch.reconcile_interval": 3600.0,
                                     "watch.gap_delay": 0.2})
+
+
+def world_truth(daemon: Daemon) -> Any:
+    """The daemon's sandbox World."""
+    assert daemon.backend is not None
+    return daemon.backend.world
 
 
 class Room:
@@ -80,7 +85,7 @@ def message_ids(items: list[dict[str, Any]], path: str | None = None) -> list[in
 async def cancel(ws: ClientConnection) -> list[dict[str, Any]]:
     """Cancel the watch; the items that were still on their way, then "cancelled"."""
     await ws.send(json.dumps({"event": "cancel"}))
-    rest = []
+    rest: list[dict[str, Any]] = []
     while True:
         reply = await recv_json(ws)
         if reply["event"] == "cancel":
