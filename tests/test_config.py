@@ -180,6 +180,8 @@ ENV_CASES = [
     ("TGWS_HOST", "10.0.0.1", lambda c: c.server.host, "10.0.0.1"),
     ("TGWS_PORT", "9500", lambda c: c.server.port, 9500),
     ("TGWS_DB", "/tmp/env.db", lambda c: c.store.path, "/tmp/env.db"),
+    ("TGWS_STORE_URL", "postgresql://u:pw@db:5432/tgws", lambda c: c.store.url,
+     "postgresql://u:pw@db:5432/tgws"),
     ("TGWS_BACKEND", "telegram", lambda c: c.telegram.backend, "telegram"),
     ("TGWS_API_ID", "777", lambda c: c.telegram.api_id, 777),
     ("TGWS_API_HASH", "envhash", lambda c: c.telegram.api_hash, "envhash"),
@@ -510,3 +512,30 @@ def test_example_mentions_every_environment_variable() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     for var in cfg.ENVIRONMENT:
         assert var in text, var
+
+
+# --- [store] url (PostgreSQL) ----------------------------------------------------------------
+
+
+def test_store_url_is_what_the_store_opens_and_check_config_hides_its_password(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '[store]\npath = "x.db"\nurl = "postgresql://tgws:s3cret@db/tgws"\n')
+    config = load(path, environ={})
+    assert config.store.target == "postgresql://tgws:s3cret@db/tgws"
+    shown = cfg.effective_settings(config)["store"]
+    assert shown["url"] == "postgresql://tgws:***@db/tgws"
+    assert load(write(tmp_path, '[store]\npath = "x.db"\n'), environ={}).store.target.endswith(
+        "x.db")
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "tgws.db", "postgresql:/x"])
+def test_store_url_must_be_a_postgresql_url(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"store\.url"):
+        load(write(tmp_path, f'[store]\nurl = "{url}"\n'), environ={})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "301"])
+def test_store_timeout_is_bounded(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"store\.timeout"):
+        load(write(tmp_path, f"[store]\ntimeout = {value}\n"), environ={})

@@ -1,27 +1,36 @@
-"""tgws.store: file safety, migrations, API keys, sessions, entity cache, offsets, concurrency."""
+"""tgws.store: file safety, migrations, API keys, sessions, entity cache, offsets, concurrency.
+
+The tests of the interface run against both dialects (the ``target`` fixture: a sqlite file, or
+a fresh database on a real PostgreSQL server started for the session, tests/pgserver.py);
+tests of one dialect's own machinery (sqlite's files and locks, PostgreSQL's deadlines and
+URL secrets) say so in their names.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import stat
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tgws.store.schema as schema_module
+from tests.pgserver import PASSWORD, PgServer
 from tests.support import timeout
 from tgws.auth import hash_api_key
 from tgws.errors import StoreError
+from tgws.sealing import Keyring
 from tgws.store import SCHEMA_VERSION, EntityRecord, Offset, Store
 from tgws.store.sqlite import SqliteStore
 
@@ -49,13 +58,90 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session. If it cannot start, every test that needs it
+    errors with the reason: the dialect is part of what this suite proves, never skipped."""
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """Where a store lives: a new sqlite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(db_path)
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
 @pytest.fixture
-async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+async def store(target: str, clock: FakeClock) -> AsyncIterator[Store]:
+    opened = await Store.open(target, clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(db_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
     opened = await Store.open(db_path, clock=clock)
     try:
         yield opened
     finally:
         await opened.close()
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith("postgresql://")
+
+
+async def raw_fetch(target: str, sql: str) -> list[tuple[object, ...]]:
+    """Read the store with a connection of its own, as another tool would."""
+    if not is_postgres(target):
+        return raw_query(Path(target), sql)
+    conn = await asyncpg.connect(target)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def raw_write(target: str, sql: str) -> None:
+    """One statement on a connection of its own (sqlite: with foreign keys enforced)."""
+    if not is_postgres(target):
+        with contextlib_closing(sqlite3.connect(target, isolation_level=None)) as conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(sql)
+        return
+    pg = await asyncpg.connect(target)
+    try:
+        await pg.execute(sql)
+    finally:
+        await pg.close()
+
+
+async def stored_version(target: str) -> int:
+    sql = "SELECT version FROM tgws_schema" if is_postgres(target) else "PRAGMA user_version"
+    [(version,)] = await raw_fetch(target, sql)
+    assert isinstance(version, int)
+    return version
+
+
+async def set_stored_version(target: str, version: int) -> None:
+    sql = (f"UPDATE tgws_schema SET version = {version}" if is_postgres(target)
+           else f"PRAGMA user_version = {version}")
+    await raw_write(target, sql)
+
+
+async def table_exists(target: str, name: str) -> bool:
+    sql = (f"SELECT 1 FROM pg_tables WHERE tablename = '{name}'" if is_postgres(target)
+           else f"SELECT 1 FROM sqlite_master WHERE name = '{name}'")
+    return bool(await raw_fetch(target, sql))
 
 
 def sqlite_conn(store: Store) -> aiosqlite.Connection:
@@ -121,7 +207,10 @@ def umask(mask: int) -> Iterator[None]:
 # -- opening, files, migrations ---------------------------------------------------------------
 
 
-async def test_new_database_and_its_wal_files_are_private(store: Store, db_path: Path) -> None:
+async def test_new_database_and_its_wal_files_are_private(
+    sqlite_store: Store, db_path: Path
+) -> None:
+    store = sqlite_store
     await new_key(store)  # make sure the WAL has been written to
     files = sqlite_files(db_path)
     assert [p.name for p in files] == ["tgws.db", "tgws.db-wal", "tgws.db-shm"]
@@ -137,7 +226,10 @@ async def test_new_database_is_private_even_under_a_permissive_umask(db_path: Pa
         await opened.close()
 
 
-async def test_loose_wal_side_files_are_tightened_on_open(store: Store, db_path: Path) -> None:
+async def test_loose_wal_side_files_are_tightened_on_open(
+    sqlite_store: Store, db_path: Path
+) -> None:
+    store = sqlite_store
     await store.close()
     wal = Path(f"{db_path}-wal")
     make_file(wal, 0o644)
@@ -148,7 +240,8 @@ async def test_loose_wal_side_files_are_tightened_on_open(store: Store, db_path:
         await reopened.close()
 
 
-async def test_open_sets_wal_and_the_connection_pragmas(store: Store, db_path: Path) -> None:
+async def test_open_sets_wal_and_the_connection_pragmas(sqlite_store: Store, db_path: Path) -> None:
+    store = sqlite_store
     db = sqlite_conn(store)
     pragmas = {}
     for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
@@ -165,59 +258,56 @@ async def test_open_sets_wal_and_the_connection_pragmas(store: Store, db_path: P
     assert store.schema_version == SCHEMA_VERSION == 1
 
 
-async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, db_path: Path) -> None:
+async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, target: str) -> None:
     key, _ = await new_key(store)
     await store.close()
     for _ in range(2):
-        async with await Store.open(db_path) as reopened:
+        async with await Store.open(target) as reopened:
             assert reopened.schema_version == SCHEMA_VERSION
             assert await reopened.verify_api_key(key) is not None
-    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert await stored_version(target) == SCHEMA_VERSION
 
 
-async def test_a_newer_schema_is_refused_with_a_clear_message(db_path: Path) -> None:
-    async with await Store.open(db_path):
+async def test_a_newer_schema_is_refused_with_a_clear_message(target: str) -> None:
+    async with await Store.open(target):
         pass
-    raw_execute(db_path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    await set_stored_version(target, SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match=r"schema version 2, but this tgws only knows .* 1"):
-        await Store.open(db_path)
+        await Store.open(target)
     # Refused without touching it.
-    assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+    assert await stored_version(target) == SCHEMA_VERSION + 1
 
 
 async def test_a_failing_migration_leaves_the_previous_version_intact(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+    target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with await Store.open(db_path):
+    async with await Store.open(target):
         pass
-
-    async def broken_v2(db: aiosqlite.Connection) -> None:
-        await db.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration bug")
-
-    monkeypatch.setattr(schema_module, "MIGRATIONS", (schema_module._migrate_v1, broken_v2))
+    statements = ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL")
+    broken_v2 = schema_module.Migration(sqlite=statements, postgres=statements)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, broken_v2))
     monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 2)
-    with pytest.raises(RuntimeError, match="migration bug"):
-        await Store.open(db_path)
-    assert raw_query(db_path, "PRAGMA user_version") == [(1,)]
-    assert raw_query(db_path, "SELECT name FROM sqlite_master WHERE name = 'half_done'") == []
+    with pytest.raises(StoreError, match="cannot open store"):
+        await Store.open(target)
+    assert await stored_version(target) == 1
+    assert not await table_exists(target, "half_done")
 
 
 async def test_migrations_run_forward_one_version_at_a_time(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+    target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with await Store.open(db_path) as v1:
+    async with await Store.open(target) as v1:
         key, _ = await new_key(v1)
 
-    async def v2(db: aiosqlite.Connection) -> None:
-        await db.execute("ALTER TABLE api_keys ADD COLUMN note TEXT NOT NULL DEFAULT ''")
-
-    monkeypatch.setattr(schema_module, "MIGRATIONS", (schema_module._migrate_v1, v2))
+    add_note = ("ALTER TABLE api_keys ADD COLUMN note TEXT NOT NULL DEFAULT ''",)
+    v2 = schema_module.Migration(sqlite=add_note, postgres=add_note)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, v2))
     monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 2)
-    async with await Store.open(db_path) as upgraded:
+    async with await Store.open(target) as upgraded:
         assert upgraded.schema_version == 2
         assert await upgraded.verify_api_key(key) is not None
-    assert raw_query(db_path, "SELECT note FROM api_keys") == [("",)]
+    assert await raw_fetch(target, "SELECT note FROM api_keys") == [("",)]
+    assert await stored_version(target) == 2
 
 
 async def test_missing_parent_directory_is_a_store_error(tmp_path: Path) -> None:
@@ -306,7 +396,10 @@ async def test_api_key_active_for_unknown_id_is_false(store: Store) -> None:
     assert await store.api_key_active(key_id + 1) is False
 
 
-async def test_the_plaintext_key_is_never_written_to_disk(store: Store, db_path: Path) -> None:
+async def test_the_plaintext_key_is_never_written_to_disk(
+    sqlite_store: Store, db_path: Path
+) -> None:
+    store = sqlite_store
     key, key_id = await new_key(store)
     await store.save_session(key_id, "1SESSION", 42)
     on_disk = disk_bytes(db_path)
@@ -413,16 +506,15 @@ async def test_revoke_hides_the_session_until_log_out_and_deletes_entities_and_o
     assert await store.lookup_entity(key_id, "grp") is None
 
 
-async def test_foreign_keys_cascade_when_a_key_row_is_deleted(store: Store) -> None:
+async def test_foreign_keys_cascade_when_a_key_row_is_deleted(store: Store, target: str) -> None:
     _, key_id = await new_key(store)
     await store.save_session(key_id, "1AAAA", 111)
     await store.cache_entities(key_id, [EntityRecord(5, 6, "megagroup", "grp", "G")])
     await store.commit_offset(key_id, "users", 5, Offset(100, frozenset({1})))
     # No Store method deletes key rows (revocation keeps a tombstone); an operator might.
-    await sqlite_conn(store).execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+    await raw_write(target, f"DELETE FROM api_keys WHERE id = {key_id}")
     for table in ("tg_sessions", "entities", "offsets"):
-        rows = list(await sqlite_conn(store).execute_fetchall(f"SELECT count(*) FROM {table}"))
-        assert rows == [(0,)], table
+        assert await raw_fetch(target, f"SELECT count(*) FROM {table}") == [(0,)], table
 
 
 # -- entity cache -----------------------------------------------------------------------------
@@ -546,25 +638,32 @@ offset_steps = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(offset_steps)
+_groups = iter(range(1, 1_000_000))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(steps=offset_steps)
 def test_offset_commits_match_the_monotonic_model(
-    steps: list[tuple[int, frozenset[int]]],
+    target: str, steps: list[tuple[int, frozenset[int]]],
 ) -> None:
-    async def scenario(path: Path) -> None:
-        async with await Store.open(path) as store:
-            _, key_id = await new_key(store)
+    # One database for the test, a group of its own for each example: a fresh offset each time.
+    group = next(_groups)
+
+    async def scenario() -> None:
+        async with await Store.open(target) as store:
+            existing = await store.list_api_keys()
+            key = existing[0].id if existing else (await new_key(store))[1]
             model: Offset | None = None
             for value, ties in steps:
-                await store.commit_offset(key_id, "users", 1, Offset(value, ties))
+                await store.commit_offset(key, "users", group, Offset(value, ties))
                 if model is None or value > model.value:
                     model = Offset(value, ties)
                 elif value == model.value:
                     model = Offset(value, model.tie_ids | ties)
-                assert await store.get_offset(key_id, "users", 1) == model
+                assert await store.get_offset(key, "users", group) == model
 
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(scenario(Path(tmp) / "prop.db"))
+    asyncio.run(scenario())
 
 
 # -- isolation between API keys ---------------------------------------------------------------
@@ -625,14 +724,14 @@ async def test_a_store_error_inside_a_transaction_rolls_back_earlier_writes(
     assert await store.get_offset(key_id, "chats", 1) is None
 
 
-async def test_a_transaction_commits_all_its_writes(store: Store, db_path: Path) -> None:
+async def test_a_transaction_commits_all_its_writes(store: Store, target: str) -> None:
     _, key_id = await new_key(store)
     async with store.transaction():
         await store.commit_offset(key_id, "chats", 1, Offset(100))
         await store.save_session(key_id, "1AAAA", 1)
     # Visible to another connection: committed, not just in our connection's view.
-    assert raw_query(db_path, "SELECT value FROM offsets") == [(100,)]
-    assert raw_query(db_path, "SELECT session FROM tg_sessions") == [("1AAAA",)]
+    assert await raw_fetch(target, "SELECT value FROM offsets") == [(100,)]
+    assert await raw_fetch(target, "SELECT session FROM tg_sessions") == [("1AAAA",)]
 
 
 async def test_a_nested_failure_undoes_only_the_inner_block(store: Store) -> None:
@@ -650,7 +749,7 @@ async def test_a_nested_failure_undoes_only_the_inner_block(store: Store) -> Non
 
 
 async def test_other_tasks_wait_for_a_transaction_and_survive_its_rollback(
-    store: Store,
+    store: Store, target: str
 ) -> None:
     _, key_id = await new_key(store)
     inside = asyncio.Event()
@@ -674,8 +773,12 @@ async def test_other_tasks_wait_for_a_transaction_and_survive_its_rollback(
 
     results = await asyncio.gather(failing_transaction(), bystander(), return_exceptions=True)
     assert isinstance(results[0], RuntimeError) and results[1] is None
-    # Called during the transaction, finished only after it: it waited, and was not undone.
-    assert order == ["calling", "rolling back", "written"]
+    if is_postgres(target):
+        # Its own pooled connection: it need not wait, and the rollback does not touch it.
+        assert sorted(order) == ["calling", "rolling back", "written"]
+    else:
+        # One connection: called during the transaction, finished only after it.
+        assert order == ["calling", "rolling back", "written"]
     assert await store.get_offset(key_id, "chats", 1) is None
     assert await store.get_offset(key_id, "chats", 2) == Offset(200)
 
@@ -712,8 +815,8 @@ async def test_many_concurrent_offset_commits_keep_the_maximum(store: Store) -> 
 # -- two connections, two processes -----------------------------------------------------------
 
 
-async def test_two_stores_on_one_file_see_each_others_writes(db_path: Path) -> None:
-    async with await Store.open(db_path) as daemon, await Store.open(db_path) as cli:
+async def test_two_stores_on_one_database_see_each_others_writes(target: str) -> None:
+    async with await Store.open(target) as daemon, await Store.open(target) as cli:
         key = await cli.create_api_key("from-cli")
         record = await daemon.verify_api_key(key)
         assert record is not None and record.name == "from-cli"
@@ -797,7 +900,7 @@ async def test_cancelled_while_waiting_for_the_write_lock_leaves_no_open_transac
 
 
 async def test_a_key_created_by_another_process_verifies_in_the_daemon(
-    store: Store, db_path: Path
+    store: Store, target: str
 ) -> None:
     script = (
         "import asyncio, sys\n"
@@ -813,7 +916,7 @@ async def test_a_key_created_by_another_process_verifies_in_the_daemon(
         sys.executable,
         "-c",
         script,
-        str(db_path),
+        target,
         cwd=REPO_ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -840,7 +943,7 @@ async def test_close_is_idempotent(store: Store) -> None:
     await store.close()
 
 
-async def test_close_waits_for_a_running_transaction(store: Store) -> None:
+async def test_close_waits_for_a_running_transaction(store: Store, target: str) -> None:
     _, key_id = await new_key(store)
     inside = asyncio.Event()
     closing = asyncio.Event()
@@ -856,7 +959,7 @@ async def test_close_waits_for_a_running_transaction(store: Store) -> None:
     closing.set()
     await store.close()
     await task
-    async with await Store.open(store.path) as reopened:
+    async with await Store.open(target) as reopened:
         assert await reopened.get_offset(key_id, "chats", 1) == Offset(100)
 
 
@@ -901,3 +1004,167 @@ async def test_a_closed_store_refuses_transactions(store: Store) -> None:
     with pytest.raises(StoreError, match="closed"):
         async with store.transaction():
             pass
+
+
+# -- both dialects: one schema, the same secrets at rest ----------------------------------------
+
+
+async def test_both_dialects_build_the_same_tables_and_columns(
+    db_path: Path, pg_server: PgServer
+) -> None:
+    url = pg_server.new_database()
+    async with await Store.open(db_path), await Store.open(url):
+        pass
+    sqlite_tables = {
+        str(name): [str(col[1]) for col in raw_query(db_path, f"PRAGMA table_info({name})")]
+        for (name,) in raw_query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    pg_rows = await raw_fetch(
+        url, "SELECT table_name, column_name FROM information_schema.columns "
+             "WHERE table_schema = 'public' AND table_name <> 'tgws_schema' "
+             "ORDER BY table_name, ordinal_position")
+    pg_tables: dict[str, list[str]] = {}
+    for table, column in pg_rows:
+        pg_tables.setdefault(str(table), []).append(str(column))
+    assert sqlite_tables == pg_tables
+    assert set(pg_tables) == {"api_keys", "tg_sessions", "entities", "offsets"}
+
+
+def test_every_migration_is_written_for_both_dialects() -> None:
+    for version, migration in enumerate(schema_module.MIGRATIONS, start=1):
+        assert migration.sqlite and migration.postgres, f"version {version}"
+
+
+async def test_sessions_are_sealed_in_the_database_with_a_keyring(target: str) -> None:
+    keyring = Keyring((os.urandom(32),))
+    session = "1" + "S" * 300
+    async with await Store.open(target, keyring=keyring) as store:
+        _, key_id = await new_key(store)
+        await store.save_session(key_id, session, 1)
+        assert await store.load_session(key_id) == session
+    [(stored,)] = await raw_fetch(target, "SELECT session FROM tg_sessions")
+    assert isinstance(stored, str) and stored.startswith("tgws-sealed:v1:")
+    assert "S" * 40 not in stored
+
+
+async def test_keys_are_stored_only_as_their_hash(store: Store, target: str) -> None:
+    key, _ = await new_key(store)
+    [(stored,)] = await raw_fetch(target, "SELECT key_hash FROM api_keys")
+    assert stored == hash_api_key(key)
+    everything = repr(await raw_fetch(target, "SELECT * FROM api_keys"))
+    assert key.removeprefix("tgws_") not in everything
+
+
+async def test_revocation_racing_offset_commits_leaves_nothing_behind(store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.commit_offset(key_id, "chats", 0, Offset(1))
+
+    async def committer(group: int) -> None:
+        for value in range(20):
+            await store.commit_offset(key_id, "chats", group, Offset(value))
+
+    await asyncio.gather(*(committer(g) for g in range(1, 5)), store.revoke_api_key("bot"))
+    for group in range(5):
+        assert await store.get_offset(key_id, "chats", group) is None
+
+
+async def test_concurrent_opens_of_a_fresh_database_migrate_it_once(target: str) -> None:
+    stores = await asyncio.gather(*(Store.open(target) for _ in range(3)))
+    try:
+        assert {s.schema_version for s in stores} == {SCHEMA_VERSION}
+        assert await stored_version(target) == SCHEMA_VERSION
+        key = await stores[0].create_api_key("bot")
+        assert await stores[2].verify_api_key(key) is not None
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+# -- PostgreSQL's own: deadlines, errors, the URL's password ------------------------------------
+
+
+async def test_postgres_wrong_password_is_a_store_error_that_never_shows_a_password(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.new_database()
+    wrong = "not-the-" + PASSWORD
+    with pytest.raises(StoreError, match="cannot open store") as caught:
+        await Store.open(url.replace(PASSWORD, wrong))
+    assert wrong not in str(caught.value) and PASSWORD not in str(caught.value)
+    async with await Store.open(url) as store:
+        assert PASSWORD not in store.path and "***" in store.path
+
+
+async def test_postgres_nobody_listening_is_a_store_error(pg_server: PgServer) -> None:
+    with socket.socket() as sock:  # a port nobody listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = pg_server.url().replace(f":{pg_server.port}/", f":{port}/")
+    with pytest.raises(StoreError, match="cannot open store"):
+        await Store.open(url, deadline=timeout(2))
+
+
+async def test_postgres_a_silent_server_is_a_store_error_at_the_deadline() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accepts, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(timeout(10)):  # the store's deadline, not this, must end it
+            with pytest.raises(StoreError, match="did not answer in time"):
+                await Store.open(f"postgresql://u:p@127.0.0.1:{port}/db", deadline=0.3)
+        assert accepted, "the store never connected"
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_postgres_a_statement_blocked_past_the_deadline_is_a_store_error(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.new_database()
+    async with await Store.open(url, deadline=0.5) as store:
+        _, key_id = await new_key(store)
+        holder = await asyncpg.connect(url)
+        try:
+            # Another session holds the key's row: an offset commit must wait for it (it
+            # checks the key under a share lock) and gives up at its deadline.
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute(f"SELECT 1 FROM api_keys WHERE id = {key_id} FOR UPDATE")
+            async with asyncio.timeout(timeout(10)):
+                with pytest.raises(StoreError, match=r"committing an offset: .*in time"):
+                    await store.commit_offset(key_id, "chats", 1, Offset(5))
+            await tx.rollback()
+        finally:
+            await holder.close()
+        # The store is still usable afterwards.
+        await store.commit_offset(key_id, "chats", 1, Offset(6))
+        assert await store.get_offset(key_id, "chats", 1) == Offset(6)
+        assert await store.healthy()
+
+
+async def test_postgres_a_stopped_server_makes_calls_fail_and_health_false(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.new_database()
+    async with await Store.open(url, deadline=timeout(2)) as store:
+        _, key_id = await new_key(store)
+        # Every session of this database is ended by the server (as a restart would).
+        db = url.rsplit("/", 1)[1]
+        pg_server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      f"WHERE datname = '{db}' AND pid <> pg_backend_pid()")
+        pg_server.sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false")
+        try:
+            with pytest.raises(StoreError):
+                await store.get_offset(key_id, "chats", 1)
+            assert await store.healthy() is False
+        finally:
+            pg_server.sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        # The pool reconnects once the database takes connections again.
+        assert await store.healthy() is True

@@ -52,7 +52,8 @@ async def _reseal(args: argparse.Namespace) -> int:
         raise ConfigError("tgws secret-key reseal needs [store] secret_key_file in the config")
     # Opening the store with the keyring reseals (Store.open); reseal_sessions() then finds
     # nothing left to do but counts what it cannot open.
-    async with await Store.open(config.store.path, keyring=keyring) as store:
+    async with await Store.open(config.store.target, keyring=keyring,
+                                deadline=config.store.timeout) as store:
         _, unreadable = await store.reseal_sessions()
     if unreadable:
         raise StoreError(

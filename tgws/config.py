@@ -118,9 +118,21 @@ class ServerConfig:
 class StoreConfig:
     path: str = field(default_factory=default_db_path)
     secret_key_file: str = ""  # "" = sessions are not encrypted at rest (tgws.sealing)
+    # "" = the sqlite file at `path`; "postgresql://user:password@host:port/db" = PostgreSQL
+    # (tgws.store.postgres), for several daemons sharing one database.
+    url: str = ""
+    timeout: float = 5.0  # seconds any one database call may take (tgws.store.base)
+
+    @property
+    def target(self) -> str:
+        """What Store.open() opens: the PostgreSQL URL when one is set, else the file."""
+        return self.url or self.path
 
     def validate(self) -> None:
         _require(bool(self.path), "store.path", "a non-empty file path")
+        _require(not self.url or self.url.startswith(("postgresql://", "postgres://")),
+                 "store.url", '"" or a URL like "postgresql://user:password@host:5432/tgws"')
+        _require(0 < self.timeout <= 300, "store.timeout", "seconds > 0 and at most 300")
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +402,7 @@ ENVIRONMENT: dict[str, str] = {
     "TGWS_HOST": "server.host",
     "TGWS_PORT": "server.port",
     "TGWS_DB": "store.path",
+    "TGWS_STORE_URL": "store.url",
     "TGWS_BACKEND": "telegram.backend",
     "TGWS_API_ID": "telegram.api_id",
     "TGWS_API_HASH": "telegram.api_hash",
@@ -582,4 +595,8 @@ def effective_settings(config: Config) -> dict[str, Any]:
     out = dataclasses.asdict(config)
     if out["telegram"]["api_hash"]:
         out["telegram"]["api_hash"] = "********"
+    if out["store"]["url"]:
+        from tgws.store.base import redact_url  # here: config stays free of the store
+
+        out["store"]["url"] = redact_url(out["store"]["url"])
     return out

@@ -92,8 +92,9 @@ class Daemon:
 
     async def start(self) -> None:
         self.config.telegram.require_credentials()
-        store = await Store.open(self.config.store.path,
-                                 keyring=load_keyring(self.config.store.secret_key_file))
+        store = await Store.open(self.config.store.target,
+                                 keyring=load_keyring(self.config.store.secret_key_file),
+                                 deadline=self.config.store.timeout)
         try:
             self.backend = build_backend(self.config)
             metrics = Metrics()

@@ -31,9 +31,10 @@ import contextlib
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 from tgws.sealing import Keyring
 from tgws.store.records import ApiKeyRecord, EntityRecord, Offset
@@ -42,9 +43,33 @@ log = logging.getLogger("tgws.store")
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
+DEFAULT_DEADLINE: Final = 5.0
+"""Seconds a database call may wait ([store] timeout)."""
+
 
 def is_postgres_url(target: str) -> bool:
     return target.startswith(POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (and without a query, which may hold one), for logs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "postgresql://(unparseable URL)"
+
+
+def url_password(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
 
 
 class Store(abc.ABC):
@@ -66,19 +91,28 @@ class Store(abc.ABC):
         *,
         clock: Callable[[], float] = time.time,
         keyring: Keyring | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> Store:
         """Open (creating and migrating as needed) the store at ``target``.
 
         ``target`` is a sqlite file path or a ``postgresql://`` URL. ``clock`` returns unix
         seconds; tests pass a fake one. With ``keyring`` (from [store] secret_key_file)
         sessions are sealed at rest, and any session not yet sealed with its first key is
-        sealed now. Raises StoreError when the store cannot be opened or its schema is newer
-        than this code.
+        sealed now. ``deadline`` ([store] timeout) bounds every database call: sqlite's wait
+        for another process's write lock; PostgreSQL's connect, pool wait and each statement.
+        Raises StoreError when the store cannot be opened or its schema is newer than this
+        code.
         """
         where = os.fspath(target)
-        from tgws.store.sqlite import SqliteStore  # here: sqlite.py imports this module
+        # Imported here: the dialects import this module.
+        if is_postgres_url(where):
+            from tgws.store.postgres import PostgresStore
 
-        return await SqliteStore.connect(where, clock=clock, keyring=keyring)
+            return await PostgresStore.connect(where, clock=clock, keyring=keyring,
+                                               deadline=deadline)
+        from tgws.store.sqlite import SqliteStore
+
+        return await SqliteStore.connect(where, clock=clock, keyring=keyring, deadline=deadline)
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -1,29 +1,59 @@
-"""The store's schema: forward-only migrations under PRAGMA user_version.
+"""The store's schema: forward-only migrations, one history for every dialect.
 
-MIGRATIONS[n] turns schema version n into n + 1: one small function per version, appended,
-never edited once released (after mautrix-python). A fresh database runs them all; an older
-one runs what it lacks, each in its own BEGIN IMMEDIATE transaction, re-checking the version
-under the write lock because another process (the CLI) may migrate at the same moment. A
-database newer than this code is refused, never "downgraded".
+MIGRATIONS[n] turns schema version n into n + 1: one :class:`Migration` per version with its
+sqlite and its PostgreSQL text side by side, appended, never edited once released (after
+mautrix-python). One tuple for both dialects means the histories cannot drift apart: version n
+is the same schema whichever database holds it (tests/test_store.py checks the two dialects
+end up with the same tables and columns).
+
+A fresh database runs them all; an older one runs what it lacks, each version in its own
+transaction that also records the new version, so a crash leaves the previous version intact.
+Two processes migrating at once (the CLI and a daemon; several daemons on one PostgreSQL)
+migrate exactly once: the version is re-read under a lock (sqlite's write lock taken by BEGIN
+IMMEDIATE; a transaction-scoped advisory lock in PostgreSQL). A database newer than this code
+is refused, never "downgraded".
+
+Where the version lives: sqlite's ``PRAGMA user_version``; PostgreSQL's one-row table
+``tgws_schema`` (created by the runner, outside the history).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 import aiosqlite
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from tgws.errors import StoreError
 
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version's change, written once per dialect, side by side.
+
+    The two texts say the same thing in each dialect's words: the same tables, columns,
+    keys and meaning. Each is a sequence of single statements (no scripts: Python's sqlite3
+    commits before running a script, which would split the migration out of its transaction).
+    """
+
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
 
 
-async def _migrate_v1(db: aiosqlite.Connection) -> None:
-    """The first schema. Timestamps are INTEGER unix seconds."""
-    statements = (
+# v1, the first schema. Timestamps are unix seconds in 64-bit integers (INTEGER is 64-bit in
+# sqlite, BIGINT in PostgreSQL), ids and Telegram ids too. `tg_sessions.session` is a Telethon
+# StringSession (the account's auth key, a secret) or its sealed form. The entity cache is per
+# API key because access hashes are per Telegram account; `username` keeps the spelling
+# Telegram returned, `username_lc` is the lookup key. `offsets.tie_ids` is a sorted JSON array
+# of user ids (see Offset), text in both dialects so both hold the same bytes.
+# Case-insensitive API key names: sqlite's COLLATE NOCASE, PostgreSQL's unique index on
+# lower(name) (names are ASCII, where the two agree).
+_V1 = Migration(
+    sqlite=(
         """
         CREATE TABLE api_keys (
             id           INTEGER PRIMARY KEY,
@@ -34,7 +64,6 @@ async def _migrate_v1(db: aiosqlite.Connection) -> None:
             revoked_at   INTEGER
         )
         """,
-        # session: a Telethon StringSession string, i.e. the account's auth key. A secret.
         """
         CREATE TABLE tg_sessions (
             api_key_id INTEGER PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
@@ -43,8 +72,6 @@ async def _migrate_v1(db: aiosqlite.Connection) -> None:
             updated_at INTEGER NOT NULL
         )
         """,
-        # Per API key because access hashes are per Telegram account. `username` keeps the
-        # spelling Telegram returned; `username_lc` is the lookup key.
         """
         CREATE TABLE entities (
             api_key_id  INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
@@ -58,7 +85,6 @@ async def _migrate_v1(db: aiosqlite.Connection) -> None:
             PRIMARY KEY (api_key_id, username_lc)
         ) WITHOUT ROWID
         """,
-        # tie_ids: JSON array of user ids, sorted (see Offset).
         """
         CREATE TABLE offsets (
             api_key_id INTEGER NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
@@ -70,14 +96,56 @@ async def _migrate_v1(db: aiosqlite.Connection) -> None:
             PRIMARY KEY (api_key_id, kind, group_id)
         ) WITHOUT ROWID
         """,
-    )
-    # Not executescript(): Python's sqlite3 commits before running a script, which would split
-    # the migration out of its transaction.
-    for statement in statements:
-        await db.execute(statement)
+    ),
+    postgres=(
+        """
+        CREATE TABLE api_keys (
+            id           BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            name         TEXT   NOT NULL,
+            key_hash     TEXT   NOT NULL UNIQUE,
+            created_at   BIGINT NOT NULL,
+            last_used_at BIGINT,
+            revoked_at   BIGINT
+        )
+        """,
+        "CREATE UNIQUE INDEX api_keys_name_nocase ON api_keys (lower(name))",
+        """
+        CREATE TABLE tg_sessions (
+            api_key_id BIGINT PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
+            session    TEXT   NOT NULL,
+            user_id    BIGINT,
+            updated_at BIGINT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE entities (
+            api_key_id  BIGINT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+            username_lc TEXT   NOT NULL,
+            username    TEXT   NOT NULL,
+            peer_id     BIGINT NOT NULL,
+            access_hash BIGINT NOT NULL,
+            kind        TEXT   NOT NULL,
+            title       TEXT   NOT NULL DEFAULT '',
+            updated_at  BIGINT NOT NULL,
+            PRIMARY KEY (api_key_id, username_lc)
+        )
+        """,
+        """
+        CREATE TABLE offsets (
+            api_key_id BIGINT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+            kind       TEXT   NOT NULL,
+            group_id   BIGINT NOT NULL,
+            value      BIGINT NOT NULL,
+            tie_ids    TEXT   NOT NULL DEFAULT '[]',
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (api_key_id, kind, group_id)
+        )
+        """,
+    ),
+)
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1,)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1,)
 """MIGRATIONS[n] turns schema version n into n + 1. Append only; never edit a released one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -94,15 +162,19 @@ async def rollback_quietly(db: aiosqlite.Connection) -> None:
         await db.execute("ROLLBACK")
 
 
-async def migrate(db: aiosqlite.Connection, path: str) -> int:
+def _too_new(where: str, version: int) -> StoreError:
+    return StoreError(
+        f"store {where} has schema version {version}, but this tgws only knows versions "
+        f"up to {SCHEMA_VERSION}: upgrade tgws (or restore a backup made by this version)"
+    )
+
+
+async def migrate_sqlite(db: aiosqlite.Connection, path: str) -> int:
     """Bring the schema up to SCHEMA_VERSION; refuse a newer one. Returns the final version."""
     while True:
         version = await _user_version(db)
         if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {path} has schema version {version}, but this tgws only knows versions "
-                f"up to {SCHEMA_VERSION}: upgrade tgws (or restore a backup made by this version)"
-            )
+            raise _too_new(path, version)
         if version == SCHEMA_VERSION:
             return version
         try:
@@ -110,10 +182,44 @@ async def migrate(db: aiosqlite.Connection, path: str) -> int:
             # Re-read under the write lock: another process may have migrated meanwhile.
             current = await _user_version(db)
             if current == version:
-                await MIGRATIONS[version](db)
+                for statement in MIGRATIONS[version].sqlite:
+                    await db.execute(statement)
                 # PRAGMA takes no parameters; the value is our own int.
                 await db.execute(f"PRAGMA user_version = {version + 1}")
             await db.execute("COMMIT")
         except BaseException:
             await rollback_quietly(db)
             raise
+
+
+# Any constant unlikely to collide with another application's advisory locks in the same
+# database: "tgws" in ASCII, then "sche".
+PG_MIGRATION_LOCK: Final = 0x7467_7773_7363_6865
+
+
+async def migrate_postgres(
+    conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any], where: str
+) -> int:
+    """The same for PostgreSQL: each version in its own transaction under an advisory lock.
+
+    asyncpg errors propagate (the caller translates them); the lock is transaction-scoped, so
+    a crashed migrator releases it with its connection.
+    """
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", PG_MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS tgws_schema ("
+                " one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), version INTEGER NOT NULL)"
+            )
+            version = await conn.fetchval("SELECT version FROM tgws_schema")
+            if version is None:
+                await conn.execute("INSERT INTO tgws_schema (version) VALUES (0)")
+                version = 0
+            if version > SCHEMA_VERSION:
+                raise _too_new(where, version)
+            if version == SCHEMA_VERSION:
+                return int(version)
+            for statement in MIGRATIONS[version].postgres:
+                await conn.execute(statement)
+            await conn.execute("UPDATE tgws_schema SET version = $1", version + 1)

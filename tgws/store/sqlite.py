@@ -85,7 +85,7 @@ from tgws.store.records import (
     utc,
     valid_api_key_name,
 )
-from tgws.store.schema import migrate, rollback_quietly
+from tgws.store.schema import migrate_sqlite, rollback_quietly
 
 log = logging.getLogger("tgws.store")
 
@@ -95,7 +95,8 @@ logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 
 BUSY_TIMEOUT_MS: Final = 5_000
-"""How long a writer waits for another connection's write lock (the CLI vs the daemon)."""
+"""How long a writer waits for another connection's write lock (the CLI vs the daemon), by
+default ([store] timeout sets it)."""
 
 # -- SQL used on hot paths --------------------------------------------------------------------
 
@@ -184,6 +185,7 @@ class SqliteStore(Store):
         *,
         clock: Callable[[], float] = time.time,
         keyring: Keyring | None = None,
+        deadline: float = BUSY_TIMEOUT_MS / 1000,
     ) -> SqliteStore:
         """Open (creating if needed, mode 0600) and migrate the database at ``path``.
 
@@ -198,13 +200,13 @@ class SqliteStore(Store):
                         "sessions)", name, mode)
 
         try:
-            db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            db = await aiosqlite.connect(path, isolation_level=None, timeout=deadline)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         try:
             with _sqlite_errors(f"cannot open store {path}"):
                 # busy_timeout first, so that switching to WAL waits for another process.
-                await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                await db.execute(f"PRAGMA busy_timeout = {int(deadline * 1000)}")
                 rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
                 if str(rows[0][0]).lower() != "wal":
                     raise StoreError(
@@ -220,7 +222,7 @@ class SqliteStore(Store):
                 await db.execute("PRAGMA secure_delete = ON")
                 # The offset merge needs sqlite's JSON functions; fail at startup, not mid-stream.
                 await db.execute_fetchall("SELECT json_group_array(value) FROM json_each('[1]')")
-                version = await migrate(db, path)
+                version = await migrate_sqlite(db, path)
         except BaseException:
             await db.close()
             raise

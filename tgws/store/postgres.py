@@ -1,0 +1,494 @@
+"""The PostgreSQL dialect of the store ([store] url = "postgresql://..."), through asyncpg.
+
+For operators who run many accounts or several daemons on one database they already back up
+(issue 15). The same interface and guarantees as sqlite (see :mod:`tgws.store.base`); what
+differs is written here.
+
+Connections and transactions
+    A small asyncpg pool (:data:`POOL_SIZE` connections). A call outside a transaction borrows
+    a connection for its statement; :meth:`PostgresStore.transaction` keeps one connection for
+    the whole block and remembers it for the task that opened it, so every Store call of that
+    task inside the block runs on it (nested blocks are SAVEPOINTs), while other tasks' calls
+    run on other connections meanwhile and see the block's writes only once it commits (READ
+    COMMITTED). The connection is found by the *task*, not a context variable: a task started
+    inside the block inherits the context but must not share its connection.
+
+Deadlines
+    Every statement has asyncpg's ``command_timeout``; connecting and borrowing a connection
+    have the same deadline. A passing deadline is a StoreError like any other failure of the
+    database: the caller sees "the store did not answer", never a hang.
+
+Races that sqlite's single writer ruled out
+    A write that must not land for a revoked key (a session, an offset, the entity cache)
+    checks the key with ``FOR SHARE`` on its api_keys row: a revocation in flight (its UPDATE
+    holds the row) makes the write wait and then see the key revoked, and a write that got the
+    share lock first is committed before the revocation's DELETEs run, which then remove it.
+    Two creations of one name race to the unique index on lower(name); the loser gets the same
+    "already exists" StoreError.
+
+Secrets
+    The URL may carry a password: it never appears in a log line or an error message (see
+    :func:`tgws.store.base.redact_url`). PostgreSQL keeps deleted rows until VACUUM and copies
+    them into its WAL and backups; sqlite's secure_delete and WAL scrubbing have no equivalent
+    here, so with PostgreSQL, configure [store] secret_key_file: sealed sessions are worth
+    nothing without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Final, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from tgws.auth import hash_api_key, keys_match, new_api_key
+from tgws.errors import StoreError
+from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
+from tgws.store.base import DEFAULT_DEADLINE, Store, redact_url, url_password
+from tgws.store.records import (
+    MAX_KEY_LENGTH,
+    ApiKeyRecord,
+    EntityRecord,
+    Offset,
+    check_offset_kind,
+    decode_ties,
+    encode_ties,
+    entity_rows,
+    normalize_username,
+    utc,
+    valid_api_key_name,
+)
+from tgws.store.schema import migrate_postgres
+
+log = logging.getLogger("tgws.store")
+
+POOL_SIZE: Final = 4
+"""Connections per daemon. Statements are short (one round trip each); four let a slow one
+(a revocation, a reseal) run beside the streams' offset commits without queueing them."""
+
+Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+# asyncpg's own errors, the socket's, and a passing command_timeout: everything the database
+# can do to a call. Anything else is a bug of ours and propagates as it is.
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# Inside a caller's transaction block only the driver's own errors are ours to translate: a
+# TimeoutError there may be the caller's.
+_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+# The key must be active, checked under a share lock on its row: see "Races" above.
+_KEY_ACTIVE: Final = "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR SHARE"
+
+_SAVE_SESSION: Final = f"""
+INSERT INTO tg_sessions (api_key_id, session, user_id, updated_at)
+SELECT $1::bigint, $2::text, $3::bigint, $4::bigint
+WHERE EXISTS ({_KEY_ACTIVE})
+ON CONFLICT (api_key_id) DO UPDATE SET
+    session = excluded.session, user_id = excluded.user_id, updated_at = excluded.updated_at
+RETURNING 1
+"""
+
+_CACHE_ENTITY: Final = """
+INSERT INTO entities
+    (api_key_id, username_lc, username, peer_id, access_hash, kind, title, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (api_key_id, username_lc) DO UPDATE SET
+    username = excluded.username, peer_id = excluded.peer_id,
+    access_hash = excluded.access_hash, kind = excluded.kind, title = excluded.title,
+    updated_at = excluded.updated_at
+"""
+
+# The monotonic merge in one statement, as in sqlite: a lower value is ignored (the WHERE on DO
+# UPDATE, evaluated on the row as it is once this statement holds its lock, so concurrent
+# commits serialize and the highest wins), an equal value unions the tie ids, a higher value
+# replaces them. The union is written back as sqlite writes it: "[1,2,3]", sorted, no spaces.
+_COMMIT_OFFSET: Final = f"""
+INSERT INTO offsets (api_key_id, kind, group_id, value, tie_ids, updated_at)
+SELECT $1::bigint, $2::text, $3::bigint, $4::bigint, $5::text, $6::bigint
+WHERE EXISTS ({_KEY_ACTIVE})
+ON CONFLICT (api_key_id, kind, group_id) DO UPDATE SET
+    tie_ids = CASE
+        WHEN excluded.value > offsets.value THEN excluded.tie_ids
+        ELSE (SELECT '[' || coalesce(string_agg(tie::text, ',' ORDER BY tie), '') || ']'
+              FROM (SELECT jsonb_array_elements_text(offsets.tie_ids::jsonb)::bigint AS tie
+                    UNION
+                    SELECT jsonb_array_elements_text(excluded.tie_ids::jsonb)::bigint) AS ties)
+    END,
+    value = excluded.value,
+    updated_at = excluded.updated_at
+WHERE excluded.value >= offsets.value
+"""
+
+
+class PostgresStore(Store):
+    """The store in a PostgreSQL database. Open with ``Store.open("postgresql://...")``."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        where: str,
+        version: int,
+        clock: Callable[[], float],
+        keyring: Keyring | None,
+        timeout: float,
+        secret: str | None,
+    ) -> None:
+        """Internal: use :meth:`Store.open`."""
+        super().__init__(clock, keyring)
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = pool
+        self._where = where
+        self._version = version
+        self._timeout = timeout
+        self._secret = secret
+        # The connection of each task inside transaction(), and how deep it is nested.
+        self._tx: dict[asyncio.Task[Any], Conn] = {}
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        keyring: Keyring | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> PostgresStore:
+        """Connect, migrate and check sessions at rest. StoreError when the server cannot be
+        reached in ``deadline`` seconds, refuses us, or holds a newer schema. ``deadline`` is
+        also every later statement's."""
+        where = redact_url(url)
+        secret = url_password(url)
+        try:
+            async with asyncio.timeout(deadline):
+                pool = await asyncpg.create_pool(
+                    url, min_size=1, max_size=POOL_SIZE, timeout=deadline,
+                    command_timeout=deadline, server_settings={"application_name": "tgws"})
+        except (*_DB_ERRORS, ValueError) as exc:
+            raise StoreError(f"cannot open store {where}: {_describe(exc, secret)}") from None
+        store = cls(pool, where, 0, clock, keyring, deadline, secret)
+        try:
+            async with store._conn(f"cannot open store {where}") as conn:
+                store._version = await migrate_postgres(conn, where)
+            await store._check_sessions_at_rest()
+        except BaseException:
+            await store._abandon()
+            raise
+        return store
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        if asyncio.current_task() in self._tx:
+            raise StoreError("Store.close() called inside one of its own transactions")
+        pool, self._pool = self._pool, None
+        # Waits for borrowed connections (a running transaction) to come back; a transaction
+        # that outlives a generous deadline is cut off rather than hanging the shutdown.
+        try:
+            async with asyncio.timeout(4 * self._timeout):
+                await pool.close()
+        except TimeoutError:
+            log.warning("store %s: a transaction outlived close(); its connection was cut",
+                        self._where)
+            pool.terminate()
+
+    async def _abandon(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+
+    @property
+    def schema_version(self) -> int:
+        return self._version
+
+    @property
+    def path(self) -> str:
+        return self._where
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
+
+    async def healthy(self) -> bool:
+        if self._pool is None:
+            return False
+        try:
+            async with self._conn("health check") as conn:
+                return bool(await conn.fetchval("SELECT 1") == 1)
+        except (StoreError, ValueError):
+            return False
+
+    # -- connections and transactions ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, what: str, kinds: tuple[type[BaseException], ...] = _DB_ERRORS,
+                ) -> Iterator[None]:
+        try:
+            yield
+        except kinds as exc:
+            raise StoreError(f"{what}: {_describe(exc, self._secret)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, what: str) -> AsyncIterator[Conn]:
+        """A connection for the caller's statements: its own transaction's, or a pooled one
+        (each statement then commits by itself)."""
+        task = asyncio.current_task()
+        own = self._tx.get(task) if task is not None else None
+        if own is not None:
+            with self._errors(what):
+                yield own
+            return
+        if self._pool is None:
+            raise StoreError(f"store {self._where} is closed")
+        with self._errors(what):
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None, "Store.transaction() outside a task"
+        own = self._tx.get(task)
+        if own is not None:
+            # asyncpg makes a nested transaction a SAVEPOINT: an exception undoes the inner
+            # block and propagates; the outer transaction decides about the rest.
+            with self._errors("in a transaction", _DRIVER_ERRORS):
+                async with own.transaction():
+                    yield
+            return
+        if self._pool is None:
+            raise StoreError(f"store {self._where} is closed")
+        pool = self._pool
+        with self._errors("starting a transaction"):
+            conn = await pool.acquire(timeout=self._timeout)
+        try:
+            tx = conn.transaction()
+            with self._errors("starting a transaction"):
+                await tx.start()
+            self._tx[task] = conn
+            try:
+                with self._errors("in a transaction", _DRIVER_ERRORS):
+                    yield
+            except BaseException:
+                del self._tx[task]
+                # A failed rollback (the connection died) rolls back by itself at the server;
+                # release() then resets or discards the connection.
+                with contextlib.suppress(*_DB_ERRORS):
+                    await tx.rollback()
+                raise
+            del self._tx[task]
+            with self._errors("committing a transaction"):
+                await tx.commit()
+        finally:
+            with contextlib.suppress(*_DB_ERRORS):
+                await pool.release(conn, timeout=self._timeout)
+
+    # -- API keys -------------------------------------------------------------------------
+
+    async def create_api_key(self, name: str) -> str:
+        if not valid_api_key_name(name):
+            raise StoreError(
+                f"invalid API key name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -"
+            )
+        key = new_api_key()
+        async with self.transaction(), self._conn("creating an API key") as conn:
+            row = await conn.fetchrow(
+                "SELECT name, revoked_at FROM api_keys WHERE lower(name) = lower($1)", name)
+            if row is not None:
+                why = " (revoked; names are not reused)" if row[1] is not None else ""
+                raise StoreError(f"an API key named {row[0]!r} already exists{why}")
+            try:
+                await conn.execute(
+                    "INSERT INTO api_keys (name, key_hash, created_at) VALUES ($1, $2, $3)",
+                    name, hash_api_key(key), self._now())
+            except asyncpg.UniqueViolationError:
+                # Another process created the name between our SELECT and INSERT.
+                raise StoreError(f"an API key named {name!r} already exists") from None
+        return key
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        async with self._conn("listing API keys") as conn:
+            rows = await conn.fetch(
+                "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id")
+        return [
+            ApiKeyRecord(id=row[0], name=row[1], created_at=datetime.fromtimestamp(row[2], UTC),
+                         last_used_at=utc(row[3]), revoked_at=utc(row[4]))
+            for row in rows
+        ]
+
+    async def revoke_api_key(self, name: str) -> bool:
+        async with self.transaction(), self._conn("revoking an API key") as conn:
+            key_id = await conn.fetchval(
+                "UPDATE api_keys SET revoked_at = $1 "
+                "WHERE lower(name) = lower($2) AND revoked_at IS NULL RETURNING id",
+                self._now(), name)
+            if key_id is None:
+                return False
+            for table in ("entities", "offsets"):
+                await conn.execute(f"DELETE FROM {table} WHERE api_key_id = $1", key_id)
+        return True
+
+    async def verify_api_key(self, key: str) -> ApiKeyRecord | None:
+        if not key or len(key) > MAX_KEY_LENGTH:
+            return None
+        digest = hash_api_key(key)
+        async with self._conn("verifying an API key") as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, key_hash, created_at FROM api_keys "
+                "WHERE key_hash = $1 AND revoked_at IS NULL", digest)
+            if row is None or not keys_match(row[2], key):
+                return None
+            now = self._now()
+            # Guarded again: the CLI may have revoked the key between the two statements.
+            updated = await conn.fetchval(
+                "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL "
+                "RETURNING id", now, row[0])
+        if updated is None:
+            return None
+        return ApiKeyRecord(id=row[0], name=row[1], created_at=datetime.fromtimestamp(row[3], UTC),
+                            last_used_at=datetime.fromtimestamp(now, UTC), revoked_at=None)
+
+    async def api_key_active(self, api_key_id: int) -> bool:
+        async with self._conn("checking an API key") as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL", api_key_id)
+        return bool(found == 1)
+
+    # -- Telegram sessions ----------------------------------------------------------------
+
+    async def load_session(self, api_key_id: int, *, revoked: bool = False) -> str | None:
+        sql = ("SELECT s.session FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+               "WHERE s.api_key_id = $1")
+        if not revoked:
+            sql += " AND k.revoked_at IS NULL"
+        async with self._conn("loading a Telegram session") as conn:
+            value = await conn.fetchval(sql, api_key_id)
+        if value is None:
+            return None
+        return open_session(self._keyring, api_key_id, str(value))
+
+    async def save_session(self, api_key_id: int, session: str, user_id: int | None) -> None:
+        if not session:
+            raise ValueError("empty Telegram session; use delete_session() to forget one")
+        stored = self._seal(api_key_id, session)
+        async with self._conn("saving a Telegram session") as conn:
+            saved = await conn.fetchval(_SAVE_SESSION, api_key_id, stored, user_id, self._now())
+        if saved is None:
+            raise StoreError(f"API key {api_key_id} is unknown or revoked; session not saved")
+
+    async def delete_session(self, api_key_id: int) -> None:
+        """As in sqlite, minus the WAL scrub: PostgreSQL keeps dead rows until VACUUM (see the
+        module docstring on secrets)."""
+        async with self.transaction(), self._conn("deleting a Telegram session") as conn:
+            await conn.execute("DELETE FROM tg_sessions WHERE api_key_id = $1", api_key_id)
+            await conn.execute("DELETE FROM entities WHERE api_key_id = $1", api_key_id)
+
+    async def has_session(self, api_key_id: int) -> bool:
+        async with self._conn("checking a Telegram session") as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+                "WHERE s.api_key_id = $1 AND k.revoked_at IS NULL", api_key_id)
+        return bool(found == 1)
+
+    async def sessions_to_log_out(self) -> list[int]:
+        async with self._conn("listing revoked sessions") as conn:
+            rows = await conn.fetch(
+                "SELECT s.api_key_id FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+                "WHERE k.revoked_at IS NOT NULL ORDER BY s.api_key_id")
+        return [int(row[0]) for row in rows]
+
+    async def reseal_sessions(self) -> tuple[int, int]:
+        keyring = self._keyring
+        if keyring is None:
+            return 0, 0
+        resealed = unreadable = 0
+        async with self.transaction(), self._conn("resealing sessions") as conn:
+            # FOR UPDATE: a daemon sealing at start and the CLI's reseal do not interleave.
+            rows = await conn.fetch("SELECT api_key_id, session FROM tg_sessions FOR UPDATE")
+            for api_key_id, value in rows:
+                if sealed_key_id(value) == keyring.primary_id:
+                    continue
+                try:
+                    plain = keyring.open(api_key_id, value)
+                except SessionUnreadable:
+                    unreadable += 1
+                    continue
+                await conn.execute("UPDATE tg_sessions SET session = $1 WHERE api_key_id = $2",
+                                   keyring.seal(api_key_id, plain), api_key_id)
+                resealed += 1
+        return resealed, unreadable
+
+    async def _count_sealed_sessions(self) -> int:
+        async with self._conn("counting sealed sessions") as conn:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM tg_sessions WHERE session LIKE 'tgws-sealed:%'")
+        return int(count)
+
+    # -- entity cache ---------------------------------------------------------------------
+
+    async def cache_entities(self, api_key_id: int, records: Iterable[EntityRecord]) -> None:
+        rows = entity_rows(api_key_id, records, self._now())
+        if not rows:
+            return
+        async with self.transaction(), self._conn("caching entities") as conn:
+            if await conn.fetchval(_KEY_ACTIVE, api_key_id) == 1:
+                await conn.executemany(_CACHE_ENTITY, rows)
+
+    async def lookup_entity(
+        self, api_key_id: int, username: str, *, max_age: float | None = None
+    ) -> EntityRecord | None:
+        username_lc = normalize_username(username).lower()
+        oldest = self._now() - max_age if max_age else 0
+        async with self._conn("looking up an entity") as conn:
+            row = await conn.fetchrow(
+                "SELECT peer_id, access_hash, kind, username, title FROM entities "
+                "WHERE api_key_id = $1 AND username_lc = $2 AND updated_at >= $3",
+                api_key_id, username_lc, int(oldest))
+        if row is None:
+            return None
+        return EntityRecord(peer_id=row[0], access_hash=row[1], kind=row[2], username=row[3],
+                            title=row[4])
+
+    async def forget_entity(self, api_key_id: int, username: str) -> bool:
+        async with self._conn("forgetting an entity") as conn:
+            gone = await conn.fetchval(
+                "DELETE FROM entities WHERE api_key_id = $1 AND username_lc = $2 RETURNING 1",
+                api_key_id, normalize_username(username).lower())
+        return bool(gone == 1)
+
+    # -- offsets --------------------------------------------------------------------------
+
+    async def get_offset(self, api_key_id: int, kind: str, group_id: int) -> Offset | None:
+        check_offset_kind(kind)
+        async with self._conn("reading an offset") as conn:
+            row = await conn.fetchrow(
+                "SELECT value, tie_ids FROM offsets "
+                "WHERE api_key_id = $1 AND kind = $2 AND group_id = $3",
+                api_key_id, kind, group_id)
+        if row is None:
+            return None
+        return Offset(value=int(row[0]), tie_ids=decode_ties(row[1]))
+
+    async def commit_offset(
+        self, api_key_id: int, kind: str, group_id: int, offset: Offset
+    ) -> None:
+        check_offset_kind(kind)
+        async with self._conn("committing an offset") as conn:
+            await conn.execute(_COMMIT_OFFSET, api_key_id, kind, group_id, offset.value,
+                               encode_ties(offset.tie_ids), self._now())
+
+
+def _describe(exc: BaseException, secret: str | None) -> str:
+    """The error for a message: its text, or its kind when it has none (a timeout); never
+    the password, should a driver ever echo the URL."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        text = "the database did not answer in time"
+    if secret:
+        text = text.replace(secret, "***")
+    return text
