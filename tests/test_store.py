@@ -58,17 +58,6 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """One PostgreSQL server for the session. If it cannot start, every test that needs it
-    errors with the reason: the dialect is part of what this suite proves, never skipped."""
-    server = PgServer.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def target(request: pytest.FixtureRequest, db_path: Path) -> str:
     """Where a store lives: a new sqlite file, or a new PostgreSQL database."""
