@@ -202,7 +202,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  # GET /metrics for the curious (still only from loopback, [metrics] allow).
                  "metrics.enabled": True,
                  # A QR login is "scanned" by the owner's app 3 s after it is shown.
-                 "sandbox.qr_accept_after": 3.0}
+                 "sandbox.qr_accept_after": 3.0,
+                 # examples/browser_client.html served as examples/README.md says.
+                 "server.allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"]}
         config = load_config(args, **extra)
         setup_logging(config.log.level, config.log.format)
         key = asyncio.run(_create_demo_key(config.store.path))
