@@ -291,10 +291,10 @@ def test_other_names_are_refused_with_the_seeds_replies(name: str) -> None:
     assert p.username_of(name) is None
     users = p.unusable_group(p.Users(groups=("testgroup00001", name), latest=False))
     assert users is not None and users.close == CloseCode.NORMAL
-    assert p.refusal_reply(users) == p.failed("users", f"{name} does not exist")
+    assert p.refusal_reply(users) == p.failed("users", f"{name} does not exist", group=name)
     chats = p.unusable_group(p.Chats(groups=(p.ChatTarget(name, False),)))
     assert chats is not None and chats.close == CloseCode.NORMAL
-    assert p.refusal_reply(chats) == p.failed("chats", "invalid request")
+    assert p.refusal_reply(chats) == p.failed("chats", "invalid request", group=name)
 
 
 def test_users_group_as_single_string_is_a_one_element_list() -> None:

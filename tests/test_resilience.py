@@ -212,8 +212,9 @@ async def test_a_5xx_on_resolve_is_telegram_unavailable_not_does_not_exist(
 async def test_a_username_nobody_has_still_does_not_exist(
         daemon: Daemon, api_key: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
-        expect(await ask(ws, "users", {"group": ["nosuchgroup4242"]}), "users", "failed",
-               "nosuchgroup4242 does not exist")
+        reply = await ask(ws, "users", {"group": ["nosuchgroup4242"]})
+        assert reply["data"] == {"status": "failed", "message": "nosuchgroup4242 does not exist",
+                                 "group": "nosuchgroup4242"}
         assert await wait_closed(ws) == 1000
 
 

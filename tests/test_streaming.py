@@ -91,8 +91,11 @@ async def test_users_of_an_unknown_group_fail_before_anything_streams(
         daemon: Daemon, api_key: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
         # The good first group is not streamed: everything is resolved first.
-        expect(await ask(ws, "users", {"group": ["testgroup00001", "NoSuchGroup77"]}),
-               "users", "failed", "NoSuchGroup77 does not exist")
+        reply = await ask(ws, "users", {"group": ["testgroup00001", "NoSuchGroup77"]})
+        # The seed's message unchanged, and beside it the group it is about (issue 14).
+        assert reply == {"event": "users", "data": {
+            "status": "failed", "message": "NoSuchGroup77 does not exist",
+            "group": "NoSuchGroup77"}}
         assert await wait_closed(ws) == 1000
 
 
@@ -101,9 +104,10 @@ async def test_chats_of_an_unknown_name_or_a_user_is_an_invalid_request(
     world_of(daemon).user("plainperson", first_name="Plain")
     for name in ["NoSuchGroup77", "plainperson"]:
         async with await logged_in(daemon, api_key) as ws:
-            expect(await ask(ws, "chats", {"group": [{"name": name, "status": ""}],
-                                           "status": ""}),
-                   "chats", "failed", "invalid request")
+            reply = await ask(ws, "chats", {"group": [{"name": name, "status": ""}],
+                                            "status": ""})
+            assert reply == {"event": "chats", "data": {
+                "status": "failed", "message": "invalid request", "group": name}}
             assert await wait_closed(ws) == 1000
 
 

@@ -410,12 +410,14 @@ async def test_names_that_are_not_usernames_never_reach_telegram(
     key = await store.create_api_key("names")
     async with await logged_in(daemon, key) as ws:
         before = calls_to_telegram(daemon)
-        expect(await ask(ws, "users", {"group": ["testgroup00002", name]}), "users", "failed",
-               f"{name} does not exist")
+        reply = await ask(ws, "users", {"group": ["testgroup00002", name]})
+        assert reply["data"] == {"status": "failed", "message": f"{name} does not exist",
+                                 "group": name}
         assert await wait_closed(ws) == 1000
     async with await logged_in(daemon, key) as ws:
-        expect(await ask(ws, "chats", {"group": [{"name": name, "status": ""}]}), "chats",
-               "failed", "invalid request")
+        reply = await ask(ws, "chats", {"group": [{"name": name, "status": ""}]})
+        assert reply["data"] == {"status": "failed", "message": "invalid request",
+                                 "group": name}
         assert await wait_closed(ws) == 1000
     assert calls_to_telegram(daemon) == before
     assert await store.lookup_entity(await key_id_of(daemon, key), name) is None

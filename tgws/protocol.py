@@ -361,10 +361,12 @@ def unusable_group(request: Users | Chats | Watch) -> Refusal | None:
         event = USERS if isinstance(request, Users) else WATCH
         for name in request.groups:
             if username_of(name) is None:
-                return Refusal(event, DOES_NOT_EXIST.format(group=name), close=CloseCode.NORMAL)
+                return Refusal(event, DOES_NOT_EXIST.format(group=name),
+                               close=CloseCode.NORMAL, group=name)
         return None
-    if any(username_of(target.name) is None for target in request.groups):
-        return Refusal(CHATS, INVALID_REQUEST, close=CloseCode.NORMAL)
+    for target in request.groups:
+        if username_of(target.name) is None:
+            return Refusal(CHATS, INVALID_REQUEST, close=CloseCode.NORMAL, group=target.name)
     return None
 
 

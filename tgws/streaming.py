@@ -91,9 +91,10 @@ class Progress:
                                      {"group": group, "sent": sent, "total": total}))
 
 
-def _refused(event: str, message: str) -> Refusal:
-    """A request refused before anything streamed: the seed closes the socket (1000)."""
-    return Refusal(event, message, close=CloseCode.NORMAL)
+def _refused(event: str, message: str, **extra: object) -> Refusal:
+    """A request refused before anything streamed: the seed closes the socket (1000).
+    `extra`: keys beside the seed's message, e.g. the `group` it is about."""
+    return Refusal(event, message, close=CloseCode.NORMAL, **extra)
 
 
 def _progress(conn: Connection, event: str, enabled: bool) -> Progress:
@@ -182,11 +183,11 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
             try:
                 peer = await account.resolve(name, notify)
             except PeerNotFound:
-                raise _refused(event, p.DOES_NOT_EXIST.format(group=name)) from None
+                raise _refused(event, p.DOES_NOT_EXIST.format(group=name), group=name) from None
             if peer.kind == "broadcast":
                 raise _refused(event, p.IS_A_CHANNEL.format(group=name))
             if not peer.is_group:
-                raise _refused(event, p.DOES_NOT_EXIST.format(group=name))
+                raise _refused(event, p.DOES_NOT_EXIST.format(group=name), group=name)
             try:
                 total = await account.member_total(peer, notify)
             except MembersHidden:
@@ -313,9 +314,9 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
             try:
                 peer = await account.resolve(target.name, notify)
             except PeerNotFound:
-                raise _refused(event, p.INVALID_REQUEST) from None
+                raise _refused(event, p.INVALID_REQUEST, group=target.name) from None
             if peer.kind == "user":
-                raise _refused(event, p.INVALID_REQUEST)
+                raise _refused(event, p.INVALID_REQUEST, group=target.name)
             targets.append((target, peer))
 
         await conn.success(event, p.SENDING_CHATS)
