@@ -194,6 +194,23 @@ async def test_a_revoked_connection_does_not_confuse_the_gauges(tmp_path: Path) 
     assert value(samples, "tgws_failed_logins_total") == 1
 
 
+async def test_a_reload_turns_metrics_on_and_narrows_who_may_scrape(tmp_path: Path) -> None:
+    settings: dict[str, object] = {}
+    daemon = Daemon(make_config(tmp_path), reload_loader=lambda: make_config(tmp_path,
+                                                                             **settings))
+    await daemon.start()
+    try:
+        assert (await http_get(daemon.port, "/metrics"))[0] == 404
+        settings["metrics.enabled"] = True
+        await daemon.reload()
+        assert (await http_get(daemon.port, "/metrics"))[0] == 200
+        settings["metrics.allow"] = ["192.0.2.0/24"]
+        await daemon.reload()
+        assert (await http_get(daemon.port, "/metrics"))[0] == 403
+    finally:
+        await daemon.stop()
+
+
 def test_demo_serves_metrics(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
     env["PYTHONUNBUFFERED"] = "1"

@@ -185,7 +185,7 @@ class Daemon:
         set_log_format(new.log.format)
         self.app.limiter.configure(**limiter_settings(new))
         live = dataclasses.replace(old, log=new.log, limits=new.limits,
-                                   streaming=new.streaming)
+                                   streaming=new.streaming, metrics=new.metrics)
         self.config = live
         self.app.config = live
         await self.server.check_revocations()
@@ -194,7 +194,7 @@ class Daemon:
         self.notifier.ready()
 
 
-LIVE_SECTIONS = ("log", "limits", "streaming")
+LIVE_SECTIONS = ("log", "limits", "streaming", "metrics")
 TLS_KEYS = ("server.tls_cert", "server.tls_key")  # re-read on reload while TLS is on
 
 
