@@ -45,6 +45,7 @@ async def stream(session: Session, out: Output, event: str, groups: list[str], *
     recv = session.recv_raw
     loads = orjson.loads
     received = 0
+    last_group = groups[0] if groups else ""
     waiting_for = f"the rest of the {event} stream"
     while True:
         raw = await recv(waiting_for)
@@ -63,7 +64,8 @@ async def stream(session: Session, out: Output, event: str, groups: list[str], *
             write(dumps(line, option=newline))
             received += 1
             if bar:
-                draw(event, received, str(group))
+                last_group = str(group)
+                draw(event, received, last_group)
             continue
         data = reply_data(raw)
         reply_status, message = data.get("status"), data.get("message")
@@ -73,6 +75,7 @@ async def stream(session: Session, out: Output, event: str, groups: list[str], *
             raise Failed(event_of(data, event), str(message))
         elif reply_status == p.SUCCESS and message == p.DONE:
             out.flush()
+            session.status.finish(event, received, last_group)
             _summarize(session.status, event, data, received)
             return
         else:
@@ -106,7 +109,13 @@ async def telegram_login(session: Session, phone: str | None,
     if phone is None:
         phone = (await read("phone number (international format, e.g. +919876543210): ",
                             False)).strip()
-    message = await session.request(event, {"phone": phone})
+    return await finish_login(session, await session.request(event, {"phone": phone}), read)
+
+
+async def finish_login(session: Session, message: str,
+                       read: Callable[[str, bool], Any]) -> str:
+    """Answer the server's "send code" / "send password" until it says we are in."""
+    event = p.TELEGRAM_LOGIN
     while True:
         if message == p.SEND_CODE:
             code = (await read("code Telegram sent you: ", False)).strip()

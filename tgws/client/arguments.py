@@ -29,7 +29,8 @@ login:
   terminal, or with --phone, the code (and then the password, if asked for) are read
   as lines from standard input:  printf '12345\\n' | tgws client login --phone +91...
   If the server already holds a Telegram session for the API key, login says so and
-  exits 0.
+  exits 0. `login --qr` draws a QR code on stderr instead (its tg://login URL below it);
+  scan it with the Telegram app; then the password is asked for if the account has one.
 
 environment:
   TGWS_URL        default for --url ({DEFAULT_URL})
@@ -74,9 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "login", parents=[common], help="log the API key's account in to Telegram",
         description="Log the API key's account in to Telegram (phone, code, 2FA password).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    login.add_argument("--phone", metavar="PHONE",
-                       help="phone number in international format (e.g. +919876543210); "
-                            "then the code and password are read from standard input lines")
+    how = login.add_mutually_exclusive_group()
+    how.add_argument("--phone", metavar="PHONE",
+                     help="phone number in international format (e.g. +919876543210); "
+                          "then the code and password are read from standard input lines")
+    how.add_argument("--qr", action="store_true",
+                     help="log in by scanning a QR code with a Telegram app where the account "
+                          "is logged in (Settings > Devices > Link Desktop Device); the code "
+                          "is drawn on stderr and redrawn each time Telegram renews it")
     actions.add_parser("logout", parents=[common], help="end the Telegram session of the key",
                        description="Log the API key's Telegram session out.")
 

@@ -17,6 +17,7 @@ from tgws import protocol as p
 from tgws.client.actions import ITEM_KEY, api_login, stream, telegram_login, terminal_reader
 from tgws.client.arguments import DEFAULT_URL, EXIT_CONNECTION, EXIT_OK, EXIT_USAGE
 from tgws.client.output import Output, ReaderGone, Status
+from tgws.client.qr import QrDrawing, qr_login
 from tgws.client.session import ClientError, Lost, Session
 
 MAX_SIZE: Final = 16 * 1024 * 1024  # one frame; a message with a long text is still far below
@@ -55,6 +56,13 @@ async def _main(args: argparse.Namespace, url: str, api_key: str, out: Output) -
             flusher = asyncio.get_running_loop().create_task(_flush_forever(out, ws))
             try:
                 return await _act(args, session, out, api_key)
+            except ClientError as err:
+                # A failed reply ends the conversation normally: close with 1000 ourselves.
+                # Leaving `async with` by the exception would close with 1011, which the
+                # daemon logs as "closed (code 1011)", the code for a bug.
+                if not isinstance(err, Lost):
+                    await ws.close(1000, "done")
+                raise
             finally:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -105,5 +113,8 @@ async def _act(args: argparse.Namespace, session: Session, out: Output, api_key:
         print(first)
         return EXIT_OK
     read = terminal_reader(sys.stdin, sys.stderr)
-    print(await telegram_login(session, args.phone, read))
+    if args.qr:
+        print(await qr_login(session, read, QrDrawing(sys.stderr)))
+    else:
+        print(await telegram_login(session, args.phone, read))
     return EXIT_OK

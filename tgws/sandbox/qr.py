@@ -117,6 +117,13 @@ class QrDesk:
         found.accepted_by = user.id
         self.world.updates.push_login_token(found.key)
 
+    def latest_url(self) -> str | None:
+        """The tg://login URL of the newest token (what a scan of the newest QR code reads)."""
+        if not self._tokens:
+            return None
+        token = next(reversed(self._tokens))
+        return URL_PREFIX + base64.urlsafe_b64encode(token).decode().rstrip("=")
+
     def accepted_for(self, key: bytes) -> tuple[bytes, SandboxUser] | None:
         """A token exported by `key`, accepted and not used yet, with its scanner."""
         for token, found in self._tokens.items():
