@@ -435,7 +435,8 @@ def test_logout_and_cancel_parse_with_or_without_data(event: str, expected: p.Re
 def test_event_of_round_trips_every_request_kind() -> None:
     samples: list[p.Request] = [
         p.Login("k"), p.TelegramLogin(phone="+1"), p.Users(("g",), False),
-        p.Chats((p.ChatTarget("g", False),)), p.Logout(), p.Cancel(),
+        p.Chats((p.ChatTarget("g", False),)), p.Logout(), p.Cancel(), p.Watch(("g",)),
+        p.Ack(1),
     ]
     assert [p.event_of(s) for s in samples] == list(p.EVENTS)
 

@@ -305,3 +305,155 @@ async def test_watch_then_latest_and_latest_then_watch_share_the_offsets(
     assert [i["chat"]["id"] for i in rest] == [after]  # only what the watch did not deliver
     assert done["groups"][0]["sent"] == 1
     await ws.close()
+
+
+# --- client acks -------------------------------------------------------------------------------
+async def read_stream(ws: ClientConnection, event: str) -> list[dict[str, Any]]:
+    """Data dicts of one users/chats stream's items (after "sending …", up to "done")."""
+    first = await recv_json(ws)
+    assert first["data"]["message"] == f"sending {event}", first
+    items = []
+    while True:
+        reply = await recv_json(ws)
+        if reply["data"]["message"] == "done":
+            return items
+        items.append(reply["data"])
+
+
+async def offset_of(daemon: Daemon, kind: str, group_id: int) -> int | None:
+    assert daemon.app is not None
+    store = daemon.app.store
+    key_id = (await store.list_api_keys())[0].id
+    offset = await store.get_offset(key_id, kind, group_id)
+    return None if offset is None else offset.value
+
+
+async def test_chats_with_client_acks_commit_only_what_the_client_acked(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "ackroom01", messages=5)
+    await ws.send(json.dumps({"event": "chats", "data": {
+        "group": ["ackroom01"], "status": "latest", "ack": "client"}}))
+    items = await read_stream(ws, "chats")
+    assert [i["message"]["chat"]["id"] for i in items] == [1, 2, 3, 4, 5]
+    assert [i["seq"] for i in items] == [1, 2, 3, 4, 5]
+    assert await offset_of(daemon, "chats", room.chat.id) is None  # delivered, not acked
+    await ws.send(json.dumps({"event": "ack", "data": {"seq": 3}}))
+    await committed(daemon, room, 3)
+    await ws.close()  # 4 and 5 were delivered but never acked
+    ws = await logged_in(daemon, api_key, PHONE)
+    again, _ = await latest_chats(ws, "ackroom01")
+    assert [i["chat"]["id"] for i in again] == [4, 5]  # sent again; 1-3 are not
+    await ws.close()
+
+
+async def test_an_ack_of_an_item_never_sent_is_refused(daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    await ws.send(json.dumps({"event": "ack", "data": {"seq": 99}}))
+    expect(await recv_json(ws), "ack", "failed", "no item with seq 99 was sent on this connection")
+    await ws.close()
+
+
+async def test_a_watch_with_client_acks_resends_what_was_not_acked(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "ackroom02", messages=3)
+    await start_watch(ws, "ackroom02", ack="client")
+    caught = await items_until(ws, lambda items: len(items) == 3)
+    assert [i["seq"] for i in caught] == [1, 2, 3]
+    live = room.post("live")
+    item = (await items_until(ws, lambda items: len(items) == 1))[0]
+    assert (item["seq"], item["message"]["chat"]["id"]) == (4, live)
+    await ws.send(json.dumps({"event": "ack", "data": {"seq": 2}}))
+    await committed(daemon, room, 2)
+    await ws.close()
+    ws = await logged_in(daemon, api_key, PHONE)
+    await start_watch(ws, "ackroom02", ack="client")
+    again = await items_until(ws, lambda items: len(items) == 2)
+    assert message_ids(again, "catch-up") == [3, live]
+    await cancel(ws)
+    await ws.close()
+
+
+async def test_users_with_client_acks_commit_the_listing_once_its_last_item_is_acked(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "ackroom03", messages=0)
+    for i in range(3):
+        room.chat.join(room.world.user(f"ackroom03_m{i}"))
+    request = {"event": "users", "data": {"group": ["ackroom03"], "status": "latest",
+                                          "ack": "client"}}
+    await ws.send(json.dumps(request))
+    first = await read_stream(ws, "users")
+    assert len(first) == 5 and [i["seq"] for i in first] == [1, 2, 3, 4, 5]
+    await ws.send(json.dumps(request))  # not acked: everything again
+    second = await read_stream(ws, "users")
+    assert len(second) == 5
+    await ws.send(json.dumps({"event": "ack", "data": {"seq": second[-1]["seq"]}}))
+    assert daemon.app is not None
+    await ws.send(json.dumps(request))
+    third = await read_stream(ws, "users")
+    assert third == []
+    await ws.close()
+
+
+# --- latest over idle groups ----------------------------------------------------------------
+def calls(world: Any) -> dict[str, int]:
+    return dict(world.faults.per_method)
+
+
+def spent(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {m: n - before.get(m, 0) for m, n in after.items() if n != before.get(m, 0)}
+
+
+async def test_latest_over_idle_groups_makes_one_bulk_call_per_100_and_no_history_call(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    rooms = [Room(daemon, f"idleroom{i:03d}", messages=2) for i in range(100)]
+    names = [f"idleroom{i:03d}" for i in range(100)]
+
+    async def latest() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        await ws.send(json.dumps({"event": "chats", "data": {
+            "group": names, "status": "latest"}}))
+        return await collect_stream(ws, "chats")
+
+    first, _ = await latest()  # resolves each name and delivers everything
+    assert len(first) == 200
+    await committed(daemon, rooms[-1], 2)
+    world = rooms[0].world
+    before = calls(world)
+    items, done = await latest()
+    assert items == []
+    assert done["count"] == 0 and len(done["groups"]) == 100
+    assert spent(before, calls(world)) == {"GetPeerDialogsRequest": 1}
+
+    news = rooms[42].post("news")
+    before = calls(world)
+    items, done = await latest()
+    assert [(i["group"], i["chat"]["id"]) for i in items] == [("idleroom042", news)]
+    used = spent(before, calls(world))
+    assert used["GetPeerDialogsRequest"] == 1
+    # Only the group with news is read: its pages (Telethon reads on to an empty one), and its
+    # full channel (an upgraded group's old history would come first); not 100 groups' worth.
+    assert used["GetHistoryRequest"] <= 2 and used.get("GetFullChannelRequest", 0) <= 1
+    assert "GetChannelsRequest" not in used and "ResolveUsernameRequest" not in used
+    await ws.close()
+
+
+async def test_latest_of_a_group_the_account_is_not_in_falls_back_to_history(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    world = world_truth(daemon)
+    owner = world.user("outsider_owner")
+    chat = world.megagroup("outsideroom", creator=owner)
+    for i in range(3):
+        chat.post(owner, f"m{i}")
+    first, _ = await latest_chats(ws, "outsideroom")
+    assert [i["chat"]["id"] for i in first] == [1, 2, 3]
+    chat.post(owner, "m3")
+    before = calls(world)
+    second, _ = await latest_chats(ws, "outsideroom")
+    assert [i["chat"]["id"] for i in second] == [4]  # exact, though no dialog tells
+    used = spent(before, calls(world))
+    assert used.get("GetHistoryRequest", 0) >= 1
+    await ws.close()

@@ -124,21 +124,26 @@ def with_seq(frame: bytes, seq: int) -> bytes:
     return b"%s%s%d}}" % (frame[:-2], SEQ_KEY, seq)
 
 
+Commit = Callable[[Any], Awaitable[None]]
+
+
 class ClientAcks:
     """Acks the application sends ("ack": "client"): one per connection, for every stream on it.
 
-    Each item sent gets the next sequence number (1, 2, …, never reused on the connection);
-    work that must wait until the client has processed an item (an offset commit) is queued
-    with `after`, and runs when `{"event": "ack", "data": {"seq": N}}` covers it. An ack
-    covers every item up to N. A connection that closes runs nothing more: what was not
-    acked is sent again by the next `latest`.
+    Each item sent gets the next sequence number (1, 2, …, never reused on the connection).
+    Work that must wait until the client has processed items (an offset commit) is queued
+    as (seq, commit, mark) and runs as `commit(mark)` when `{"event": "ack", "data":
+    {"seq": N}}` covers seq; an ack covers every item up to N. Marks queued for the same
+    commit only move forwards, so one ack runs each commit once, with its newest mark. A
+    connection that closes runs nothing more: what was not acked is sent again by the next
+    `latest`.
     """
 
     def __init__(self) -> None:
         self.active = False  # the running users/chats stream asked for "ack": "client"
         self.last_sent = 0  # the newest sequence number handed out
         self.acked = 0  # the newest sequence number the client acked
-        self._waiting: deque[tuple[int, Callable[[], Awaitable[None]]]] = deque()
+        self._waiting: deque[tuple[int, Commit, Any]] = deque()
 
     def number(self, frames: list[bytes]) -> list[bytes]:
         """`frames` with the next sequence numbers added."""
@@ -148,37 +153,60 @@ class ClientAcks:
 
     async def after(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run `work` once every item numbered so far is acked (now, if it already is)."""
-        if self.acked >= self.last_sent and not self._waiting:
+        async def run(_: Any) -> None:
             await work()
-        else:
-            self._waiting.append((self.last_sent, work))
+
+        await self.after_each(run, [None])
+
+    async def after_each(self, commit: Commit, marks: list[Any]) -> None:
+        """`commit(marks[i])` once the i-th of the last len(marks) items numbered is acked."""
+        first = self.last_sent - len(marks) + 1
+        await self.after_seqs(commit, list(enumerate(marks, first)))
+
+    async def after_seqs(self, commit: Commit, pairs: list[tuple[int, Any]]) -> None:
+        """`commit(mark)` once item `seq` is acked, for each (seq, mark), seqs ascending."""
+        for seq, mark in pairs:
+            self._waiting.append((seq, commit, mark))
+        await self._run()
 
     async def ack(self, seq: int) -> None:
         """The client processed everything up to `seq`. ValueError when `seq` was never sent."""
         if seq > self.last_sent:
             raise ValueError(seq)
         self.acked = max(self.acked, seq)
-        waiting = self._waiting
-        while waiting and waiting[0][0] <= self.acked:
-            await waiting.popleft()[1]()
+        await self._run()
 
-    def barrier(self, commit: Callable[[Any], Awaitable[None]]) -> ClientBarrier:
+    async def _run(self) -> None:
+        waiting = self._waiting
+        due: dict[Commit, Any] = {}
+        while waiting and waiting[0][0] <= self.acked:
+            _, commit, mark = waiting.popleft()
+            due.pop(commit, None)  # re-inserted: runs in the order of its newest mark
+            due[commit] = mark
+        for commit, mark in due.items():
+            await commit(mark)
+
+    def barrier(self, commit: Commit) -> ClientBarrier:
         """An AckBarrier look-alike for a stream whose offsets wait for the client's acks."""
         return ClientBarrier(self, commit)
 
 
 class ClientBarrier:
-    """AckBarrier's interface over ClientAcks: a mark is committed once the client acked
-    every item sent before it. Nothing waits for the client: `done` follows the last item
-    at once, and commits run whenever the acks come (on this connection, while it is open)."""
+    """AckBarrier's interface over ClientAcks: each item's mark is committed once the client
+    acked it. Nothing waits for the client: `done` follows the last item at once, and
+    commits run whenever the acks come (on this connection, while it is open)."""
 
-    def __init__(self, acks: ClientAcks, commit: Callable[[Any], Awaitable[None]]) -> None:
+    def __init__(self, acks: ClientAcks, commit: Commit) -> None:
         self.acks = acks
         self.commit = commit
 
     async def sent(self, mark: Any, count: int) -> None:
-        commit = self.commit
-        await self.acks.after(lambda: commit(mark))
+        """The last `count` items numbered are covered by `mark` once the last is acked."""
+        await self.acks.after_each(self.commit, [mark])
+
+    async def sent_each(self, marks: list[Any]) -> None:
+        """The last len(marks) items numbered, each with its own mark."""
+        await self.acks.after_each(self.commit, marks)
 
     async def flush(self, limit: float | None = None) -> None:
         return None

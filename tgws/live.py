@@ -70,6 +70,8 @@ T = TypeVar("T")
 
 CHATS_KIND = "chats"
 USERS_KIND = "users"
+# (offset kind, group id, offset): what a confirmed send makes true
+OffsetChange = tuple[str, int, Offset]
 
 
 # --- the account's updates, fanned out ----------------------------------------------------------
@@ -149,7 +151,7 @@ class Watcher:
         self.groups: list[Group] = []
         self.by_chat: dict[int, Group] = {}
         self.queue: asyncio.Queue[account_updates.Change] = asyncio.Queue()
-        self.ledger: deque[tuple[int, list[tuple[str, int, Offset]]]] = deque()
+        self.ledger: deque[tuple[int, list[OffsetChange]]] = deque()
         self.sends = 0
         self.barrier: AckBarrier | None = None
         self.generation = account_updates.generation(account)
@@ -190,8 +192,10 @@ class Watcher:
             self.by_chat[account_updates.chat_key(peer)] = group
 
     # -- sending and confirming ---------------------------------------------------------------
-    async def send(self, frames: list[bytes], changes: list[tuple[str, int, Offset]]) -> None:
-        """Write `frames`; commit `changes` once the client confirmed them."""
+    async def send(self, frames: list[bytes], changes: list[OffsetChange],
+                   each: list[list[OffsetChange]] | None = None) -> None:
+        """Write `frames`; commit `changes` once the client confirmed them all, and with
+        client acks `each[i]` once it acked frame i (so an acked item is never resent)."""
         conn = self.conn
         if self.request.client_acks:
             frames = conn.acks.number(frames)
@@ -201,15 +205,19 @@ class Watcher:
             conn.app.metrics.items_sent(p.WATCH, len(frames))
         if not changes and not frames:
             return
-        self.sends += 1
-        mark = self.sends
-        self.ledger.append((mark, changes))
         if self.request.client_acks:
-            await conn.acks.after(lambda: self.confirm(mark))
-        else:
-            assert self.barrier is not None
-            async with _client_keeps_up(conn):
-                await self.barrier.sent(mark, len(frames))
+            last = conn.acks.last_sent  # ledger marks are sequence numbers
+            marks = list(range(last - len(frames) + 1, last + 1)) if each else []
+            for seq, own in zip(marks, each or [], strict=True):
+                self.ledger.append((seq, own))
+            self.ledger.append((last, changes))
+            await conn.acks.after_seqs(self.confirm, [(m, m) for m in [*marks, last]])
+            return
+        self.sends += 1
+        self.ledger.append((self.sends, [*(each[-1] if each else []), *changes]))
+        assert self.barrier is not None
+        async with _client_keeps_up(conn):
+            await self.barrier.sent(self.sends, len(frames))
 
     async def confirm(self, mark: Any) -> None:
         """Everything sent up to `mark` reached the client: commit the offsets it made true."""
@@ -250,7 +258,8 @@ class Watcher:
             frames = _retag(serialize.message_frames(group.name, items), b"chats",
                             p.KIND_MESSAGE, p.PATH_CATCH_UP)
             after = page.items[-1].id
-            await self.send(frames, [(CHATS_KIND, offset_id, Offset(after))])
+            await self.send(frames, [(CHATS_KIND, offset_id, Offset(after))],
+                            [[(CHATS_KIND, offset_id, Offset(m.id))] for m in items])
         if latest_mark:
             group.mark = after
 

@@ -413,7 +413,11 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
                     await send_frames(conn.ws, frames)
                     conn.app.metrics.items_sent(p.CHATS, len(frames))
                 sent += len(frames)
-                await barrier.sent(page.items[-1].id, len(frames))
+                if isinstance(barrier, ClientBarrier):
+                    # Each item its own mark: an acked item is never sent again.
+                    await barrier.sent_each([m.id for m in items])
+                else:
+                    await barrier.sent(page.items[-1].id, len(frames))
                 await progress.update(target.name, sent_before + sent, total)
         async with _client_keeps_up(conn, p.CHATS):
             await barrier.flush(cfg.ack_timeout)
