@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     secret = sub.add_parser("secret-key",
                             help="keys that encrypt stored Telegram sessions ([store] "
                                  "secret_key_file)")
+    _add_config_flags(secret, server=False)  # for reseal, before or after the action
     secret_actions = secret.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (("create", "write a new key file (mode 0600; never over a file)"),
                          ("rotate", "put a new key first in FILE; old keys still decrypt"),
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     reseal = secret_actions.add_parser(
         "reseal", help="re-encrypt every stored session with the first key of "
                        "[store] secret_key_file")
-    _add_config_flags(reseal, server=False)
+    _add_config_flags(reseal, server=False, nested=True)
 
     check = sub.add_parser("check-config", help="validate a config and print the settings")
     _add_config_flags(check)
