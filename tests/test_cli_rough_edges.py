@@ -145,3 +145,17 @@ def test_gitignore_keeps_the_shipped_files(path: str) -> None:
     result = subprocess.run([git, "check-ignore", "--no-index", "-q", path], cwd=ROOT,
                             timeout=timeout(30))
     assert result.returncode == 1, path
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_secret_key_reseal_takes_config_before_or_after_the_action(
+        tmp_path: Path, order: str) -> None:
+    folder = tmp_path / "deploy"
+    write_config(folder, '[store]\npath = "t.db"\nsecret_key_file = "keys"\n')
+    assert tgws("secret-key", "create", str(folder / "keys"), cwd=tmp_path).returncode == 0
+    flags = ["--config", "deploy/tgws.toml"]
+    args = [*flags, "reseal"] if order == "before" else ["reseal", *flags]
+    result = tgws("secret-key", *args, cwd=tmp_path)  # from the parent: paths resolve
+    assert result.returncode == 0, result.stderr
+    assert "every stored session is sealed" in result.stdout
+    assert (folder / "t.db").exists() and not (tmp_path / "t.db").exists()
