@@ -24,6 +24,15 @@ def sandbox_wire(request: pytest.FixtureRequest) -> bool:
     return wire
 
 
+@pytest.fixture(params=["calm", "hostile"])
+def sandbox_world(request: pytest.FixtureRequest) -> str:
+    """The sandbox world, both ways, for modules that ask for it (support.world_settings):
+    the calm demo world, or `[sandbox] hostile = true` with its default fault rate (5 % of
+    calls meet a 5xx, a timeout, a flood wait or a dropped connection; docs/sandbox.md)."""
+    world: str = request.param
+    return world
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return make_config(tmp_path)

@@ -38,6 +38,22 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     return load(None, environ={}, overrides=values)
 
 
+def world_settings(world: str) -> dict[str, Any]:
+    """Config overrides for a sandbox world named by conftest.sandbox_world: "calm" (the demo
+    world) or "hostile" (the hostile world with its default fault plan, 5 % of calls failing)."""
+    if world == "calm":
+        return {}
+    if world == "hostile":
+        return {"sandbox.hostile": True}
+    raise ValueError(f"unknown sandbox world {world!r}")
+
+
+def world_toml(world: str) -> str:
+    """world_settings(world) as lines of a [sandbox] table (for tests that write a file)."""
+    return "".join(f"{key.split('.', 1)[1]} = {str(value).lower()}\n"
+                   for key, value in world_settings(world).items())
+
+
 def ws_url(daemon: Daemon) -> str:
     return f"ws://127.0.0.1:{daemon.port}{daemon.config.server.path}"
 

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.daemon_process import DaemonProcess
-from tests.support import ask, collect_stream, expect, recv_json, timeout
+from tests.support import ask, collect_stream, expect, recv_json, timeout, world_toml
 
 GROUP = "testgroup00001"  # 1,000 messages in the demo world
 
@@ -30,12 +30,15 @@ OBJECTS_ONLY = pytest.mark.parametrize("sandbox_wire", [False], ids=["objects"])
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, sandbox_wire: bool) -> Path:
+def config_file(tmp_path: Path, sandbox_wire: bool, sandbox_world: str) -> Path:
+    """Both sandbox modes and both worlds (conftest.sandbox_world): a restarted process
+    builds the same world from the same seed, hostile or calm."""
     path = tmp_path / "tgws.toml"
     path.write_text(f'[server]\nport = 0\nshutdown_timeout = 5.0\n'
                     f'[store]\npath = "{tmp_path / "t.db"}"\n'
                     '[telegram]\nbackend = "sandbox"\n'
-                    f'[sandbox]\nwire = {str(sandbox_wire).lower()}\n')
+                    f'[sandbox]\nwire = {str(sandbox_wire).lower()}\n'
+                    + world_toml(sandbox_world))
     return path
 
 
