@@ -221,13 +221,30 @@ def test_telegram_login_code_as_int_becomes_its_decimal_string() -> None:
         {"phone": "+1", "password": "x"},
         {"code": "1", "password": "x"},
         {"phone": "+1", "code": "1", "password": "x"},
+        {"qr": True, "phone": "+1"},
+        {"qr": True, "resend": True},
+        {"delivery": True},
     ],
 )
 def test_telegram_login_with_none_or_several_fields_is_refused(data: dict[str, Any]) -> None:
     r = refusal(frame("telegram login", data))
     assert r.event == "telegram login"
-    assert r.message == "'data' must hold exactly one of 'phone', 'code' or 'password'"
+    assert r.message == ("'data' must hold exactly one of 'phone', 'code', 'password', "
+                         "'qr' or 'resend'")
     assert r.close is None
+
+
+def test_telegram_login_qr_resend_and_the_delivery_opt_in_parse() -> None:
+    assert p.parse(frame("telegram login", {"qr": True})) == p.TelegramLogin(qr=True)
+    assert p.parse(frame("telegram login", {"resend": True})) == p.TelegramLogin(resend=True)
+    assert p.parse(frame("telegram login", {"phone": "+1555", "delivery": True})) == \
+        p.TelegramLogin(phone="+1555", delivery=True)
+    assert p.parse(frame("telegram login", {"phone": "+1555"})) == p.TelegramLogin(phone="+1555")
+    for bad in ({"qr": False}, {"qr": "yes"}, {"resend": 1}):
+        field = next(iter(bad))
+        assert refusal(frame("telegram login", bad)).message == f"'data.{field}' must be true"
+    r = refusal(frame("telegram login", {"phone": "+1555", "delivery": "yes"}))
+    assert r.message == "'data.delivery' must be true or false"
 
 
 @pytest.mark.parametrize(
