@@ -60,6 +60,14 @@ def _hostile_lines(world: World) -> list[str]:
     return lines
 
 
+def _qr_lines(world: World) -> list[str]:
+    qr = world.login.qr
+    if qr.accept_after <= 0:
+        return []
+    return [f"{_INDENT}or by QR code (login --qr): {qr.accept_as}'s app scans it after "
+            f"{qr.accept_after:g} s"]
+
+
 def demo_banner(world: World, *, url: str, key: str, tick: float, hostile: bool) -> str:
     """The banner for `world` served at `url` with the API key `key`."""
     title = ("tgws demo --hostile: the sandbox Telegram as it really is, no account needed."
@@ -71,6 +79,7 @@ def demo_banner(world: World, *, url: str, key: str, tick: float, hostile: bool)
         f"  api key    {key}",
         f"  login      any phone (e.g. {EXAMPLE_PHONE}), code {world.login_code};",
         f"{_INDENT}{PASSWORD_PHONE} also needs the 2FA password {PASSWORD}",
+        *_qr_lines(world),
         *_demo_chats(world),
         (f"  the world  one new message per chat every {tick} s, a new member every 5th tick"
          if tick > 0 else "  the world  stands still (--tick 0)"),
