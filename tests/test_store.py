@@ -244,7 +244,7 @@ async def test_open_sets_wal_and_the_connection_pragmas(sqlite_store: Store, db_
         "busy_timeout": 5000,
     }
     assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.schema_version == SCHEMA_VERSION == 2
 
 
 async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, target: str) -> None:
@@ -261,7 +261,8 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(target: str) -> No
     async with await Store.open(target):
         pass
     await set_stored_version(target, SCHEMA_VERSION + 1)
-    with pytest.raises(StoreError, match=r"schema version 2, but this tgws only knows .* 1"):
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, but this "
+                                         rf"tgws only knows .* {SCHEMA_VERSION}"):
         await Store.open(target)
     # Refused without touching it.
     assert await stored_version(target) == SCHEMA_VERSION + 1
@@ -275,10 +276,10 @@ async def test_a_failing_migration_leaves_the_previous_version_intact(
     statements = ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL")
     broken_v2 = schema_module.Migration(sqlite=statements, postgres=statements)
     monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, broken_v2))
-    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="cannot open store"):
         await Store.open(target)
-    assert await stored_version(target) == 1
+    assert await stored_version(target) == SCHEMA_VERSION
     assert not await table_exists(target, "half_done")
 
 
@@ -289,14 +290,14 @@ async def test_migrations_run_forward_one_version_at_a_time(
         key, _ = await new_key(v1)
 
     add_note = ("ALTER TABLE api_keys ADD COLUMN note TEXT NOT NULL DEFAULT ''",)
-    v2 = schema_module.Migration(sqlite=add_note, postgres=add_note)
-    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, v2))
-    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", 2)
+    following = schema_module.Migration(sqlite=add_note, postgres=add_note)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, following))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     async with await Store.open(target) as upgraded:
-        assert upgraded.schema_version == 2
+        assert upgraded.schema_version == SCHEMA_VERSION + 1
         assert await upgraded.verify_api_key(key) is not None
     assert await raw_fetch(target, "SELECT note FROM api_keys") == [("",)]
-    assert await stored_version(target) == 2
+    assert await stored_version(target) == SCHEMA_VERSION + 1
 
 
 async def test_missing_parent_directory_is_a_store_error(tmp_path: Path) -> None:
@@ -1016,7 +1017,8 @@ async def test_both_dialects_build_the_same_tables_and_columns(
     for table, column in pg_rows:
         pg_tables.setdefault(str(table), []).append(str(column))
     assert sqlite_tables == pg_tables
-    assert set(pg_tables) == {"api_keys", "tg_sessions", "entities", "offsets"}
+    assert set(pg_tables) == {"api_keys", "tg_sessions", "entities", "offsets", "daemons",
+                              "leases"}
 
 
 def test_every_migration_is_written_for_both_dialects() -> None:
@@ -1157,3 +1159,21 @@ async def test_postgres_a_stopped_server_makes_calls_fail_and_health_false(
             pg_server.sql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
         # The pool reconnects once the database takes connections again.
         assert await store.healthy() is True
+
+
+async def test_a_version_1_store_is_upgraded_with_its_data(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:1])
+        patched.setattr(schema_module, "SCHEMA_VERSION", 1)
+        async with await Store.open(target) as v1:
+            key, key_id = await new_key(v1)
+            await v1.commit_offset(key_id, "chats", 1, Offset(7))
+        assert await stored_version(target) == 1
+        assert not await table_exists(target, "leases")
+    async with await Store.open(target) as upgraded:
+        assert upgraded.schema_version == SCHEMA_VERSION
+        assert await upgraded.verify_api_key(key) is not None
+        assert await upgraded.get_offset(key_id, "chats", 1) == Offset(7)
+    assert await table_exists(target, "leases") and await table_exists(target, "daemons")

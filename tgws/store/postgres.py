@@ -233,6 +233,12 @@ class PostgresStore(Store):
         except kinds as exc:
             raise StoreError(f"{what}: {_describe(exc, self._secret)}") from exc
 
+    def connection(self, what: str) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """For the store package's other modules (tgws.store.ownership): a connection as the
+        Store's own methods get one (the task's transaction's, or a pooled one), with errors
+        turned into StoreError naming ``what``."""
+        return self._conn(what)
+
     @contextlib.asynccontextmanager
     async def _conn(self, what: str) -> AsyncIterator[Conn]:
         """A connection for the caller's statements: its own transaction's, or a pooled one

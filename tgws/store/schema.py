@@ -145,7 +145,51 @@ _V1 = Migration(
 )
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_V1,)
+# v2: ownership of each API key's Telegram session when several daemons share one database
+# (tgws.store.ownership, docs/scaling.md). `daemons`: each daemon's id, the internal address
+# other daemons forward to, and its last heartbeat. `leases`: who runs the key's session, the
+# fencing token (raised at every change of hands) and when the lease ends. Times are
+# milliseconds of the *database's* clock, so daemons on hosts with skewed clocks agree. sqlite
+# has the tables too (one history), unused: one file means one daemon.
+_V2 = Migration(
+    sqlite=(
+        """
+        CREATE TABLE daemons (
+            id           TEXT    PRIMARY KEY,
+            address      TEXT    NOT NULL,
+            heartbeat_ms INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE leases (
+            api_key_id INTEGER PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
+            owner      TEXT    NOT NULL,
+            token      INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL
+        )
+        """,
+    ),
+    postgres=(
+        """
+        CREATE TABLE daemons (
+            id           TEXT   PRIMARY KEY,
+            address      TEXT   NOT NULL,
+            heartbeat_ms BIGINT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE leases (
+            api_key_id BIGINT PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
+            owner      TEXT   NOT NULL,
+            token      BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        )
+        """,
+    ),
+)
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_V1, _V2)
 """MIGRATIONS[n] turns schema version n into n + 1. Append only; never edit a released one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
