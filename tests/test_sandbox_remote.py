@@ -390,6 +390,17 @@ async def test_one_session_in_two_daemons_at_once_is_auth_key_duplicated_and_rec
     await logged(sandbox, f"AUTH_KEY_DUPLICATED key={event['key']}")
 
 
+async def server_stats(sandbox: SandboxProcess, check: Any) -> dict[str, Any]:
+    """The server's stats once `check(stats)` holds (asked again until then)."""
+    deadline = time.monotonic() + timeout(10)
+    while True:
+        stats = await admin(sandbox.url, "stats")
+        if check(stats):
+            return stats
+        assert time.monotonic() < deadline, stats
+        await asyncio.sleep(0.02)
+
+
 async def logged(sandbox: SandboxProcess, text: str) -> None:
     """Wait until the sandbox server's stderr holds `text`."""
     deadline = time.monotonic() + timeout(10)
@@ -451,3 +462,36 @@ async def test_the_demo_runs_against_the_shared_sandbox(
         assert "seen by the demo" in json.dumps(next(i for i in items if i["chat"]["id"] == 121))
     finally:
         demo.stop()
+
+
+async def test_a_stalled_server_holds_the_answer_until_it_resumes(
+        sandbox: SandboxProcess, clients: list[TelegramClient]) -> None:
+    client = remote(sandbox, clients, await session_for(sandbox, "+15550001313"))
+    async with asyncio.timeout(timeout(30)):
+        await client.connect()
+        await admin(sandbox.url, "faults", mode="stall")
+        calls = (await admin(sandbox.url, "stats"))["calls"]
+        waiting = asyncio.ensure_future(client.get_me())
+        # The request reached the server and was decided (one more call), and is held.
+        await server_stats(sandbox, lambda stats: stats["calls"] > calls)
+        assert not waiting.done()
+        await admin(sandbox.url, "faults", mode="resume")
+        assert (await waiting).phone == "15550001313"
+
+
+async def test_the_hostile_world_migrates_a_login_to_the_accounts_data_centre(
+        clients: list[TelegramClient]) -> None:
+    server = SandboxProcess("--hostile", "--seed", "0")
+    try:
+        await admin(server.url, "faults", mode="calm")  # DCs, not random faults, are tested
+        client = remote(server, clients)
+        async with asyncio.timeout(timeout(60)):
+            await client.connect()
+            sent = await client.send_code_request("+15550000001")  # PHONE_MIGRATE_1
+            await client.sign_in("+15550000001", "12345", phone_code_hash=sent.phone_code_hash)
+            me = await client.get_me()
+        assert me.phone == "15550000001"
+        assert client.session.dc_id == client._sender.dc == 1
+    finally:
+        await asyncio.gather(*(c.disconnect() for c in clients))
+        server.stop()
