@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ask, expect, make_config, open_ws, recv_json
+from tests.support import ask, expect, make_config, open_ws, recv_json, timeout
 from tgws import protocol as p
 from tgws.daemon import Daemon
 
@@ -128,8 +128,10 @@ async def test_qr_login_of_an_account_on_another_dc(tmp_path: Path) -> None:
 
 async def test_an_unscanned_qr_login_fails_clearly_and_the_phone_login_still_works(
         tmp_path: Path) -> None:
-    daemon = await started(tmp_path, **{"sandbox.qr_token_ttl": 1.0,
-                                        "telegram.qr_login_timeout": 1.5})
+    # Tokens expire on whole seconds (TL dates): one lives 0.5 to 1.5 s here, so at least
+    # two are shown before the QR login gives up.
+    daemon = await started(tmp_path, **{"sandbox.qr_token_ttl": 0.5,
+                                        "telegram.qr_login_timeout": timeout(2.5)})
     try:
         ws = await verified(daemon)
         urls = [scan_reply(await ask(ws, TL, {"qr": True}))]
