@@ -495,3 +495,17 @@ async def test_the_hostile_world_migrates_a_login_to_the_accounts_data_centre(
     finally:
         await asyncio.gather(*(c.disconnect() for c in clients))
         server.stop()
+
+
+def test_sandbox_url_makes_the_daemons_backend_the_remote_one(tmp_path: Path) -> None:
+    from tests.support import make_config
+    from tgws.backends import RemoteSandboxBackend, SandboxBackend, build_backend
+    from tgws.errors import ConfigError
+
+    backend = build_backend(make_config(tmp_path, **{"sandbox.url": "tcp://127.0.0.1:7777"}))
+    assert isinstance(backend, RemoteSandboxBackend)
+    assert backend.address == ("127.0.0.1", 7777)
+    assert isinstance(build_backend(make_config(tmp_path)), SandboxBackend)
+    for wrong in ("http://127.0.0.1:7777", "127.0.0.1", "tcp://127.0.0.1:port"):
+        with pytest.raises(ConfigError, match=r"sandbox\.url"):
+            make_config(tmp_path, **{"sandbox.url": wrong})

@@ -50,7 +50,7 @@ class RemoteEndpoint:
         self.used = False  # sent a request with its key (what makes a key "in use")
         self.closed = False
         self.wants_updates = False
-        self._handles: set[asyncio.Handle] = set()
+        self._handles: dict[int, asyncio.Handle] = {}  # scheduled arrivals, by request id
         self._held: list[tuple[int, Any, Decision]] = []
         self._held_push: bytes | None = None
         self._held_handle: asyncio.TimerHandle | None = None
@@ -82,7 +82,8 @@ class RemoteEndpoint:
                         return
             finally:
                 beat.cancel()
-        except (EOFError, OSError, TimeoutError, ValueError, FrameError) as error:
+        except (EOFError, OSError, TimeoutError, ValueError, TypeError, KeyError,
+                FrameError) as error:  # a closed, silent or confused client
             log.debug("sandbox server: connection ends: %r", error)
         finally:
             self.close()
@@ -125,7 +126,7 @@ class RemoteEndpoint:
         self.world.faults.detach(self)
         self.world.updates.detach(self)
         self.server.unregister(self)
-        for handle in self._handles:
+        for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
         self._held.clear()
@@ -173,10 +174,10 @@ class RemoteEndpoint:
             handle = loop.call_later(delay, self._arrive, msg_id, request, decision)
         else:
             handle = loop.call_soon(self._arrive, msg_id, request, decision)
-        self._handles.add(handle)
+        self._handles[msg_id] = handle
 
     def _arrive(self, msg_id: int, request: Any, decision: Decision) -> None:
-        self._handles = {h for h in self._handles if not h.cancelled()}
+        self._handles.pop(msg_id, None)
         if self.closed:
             return
         faults = self.world.faults
