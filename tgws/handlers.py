@@ -265,10 +265,11 @@ async def watch(conn: Connection, request: p.Watch) -> None:
 async def ack(conn: Connection, request: p.Ack) -> None:
     """The client processed every item up to `seq` ("ack": "client"): no reply when that is
     so, since acks are many; a failed one when no such item was sent on this connection."""
-    try:
-        await conn.acks.ack(request.seq)
-    except ValueError:
-        raise Refusal(p.ACK, p.ACK_NEVER_SENT.format(seq=request.seq)) from None
+    if request.seq > conn.acks.last_sent:
+        raise Refusal(p.ACK, p.ACK_NEVER_SENT.format(seq=request.seq))
+    # Shielded: a client that acks and closes at once (its last words) has its ack
+    # committed, though the close stops this handler.
+    await asyncio.shield(conn.acks.ack(request.seq))
 
 
 HANDLERS: dict[str, Handler] = {

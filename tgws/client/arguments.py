@@ -83,6 +83,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="log in by scanning a QR code with a Telegram app where the account "
                           "is logged in (Settings > Devices > Link Desktop Device); the code "
                           "is drawn on stderr and redrawn each time Telegram renews it")
+    live = actions.add_parser(
+        p.WATCH, parents=[common], help="print new messages (and more) as they happen",
+        description="Watch groups: first what is new since this API key's last stream, then "
+                    "every new message as it happens, one JSON line each (with \"kind\" and "
+                    "\"path\"), until Ctrl-C.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    live.add_argument("groups", nargs="+", metavar="GROUP",
+                      help="group or channel username (e.g. testgroup00001)")
+    live.add_argument("--edits", action="store_true", help="also print edits")
+    live.add_argument("--deletions", action="store_true", help="also print deletions")
+    live.add_argument("--members", action="store_true",
+                      help="also print members joining and leaving (groups only)")
+    live.add_argument("--ack", action="store_true",
+                      help="ask for client acks: each item is acked only after its line "
+                           "was flushed to stdout, so nothing the server commits is lost")
     actions.add_parser("logout", parents=[common], help="end the Telegram session of the key",
                        description="Log the API key's Telegram session out.")
 

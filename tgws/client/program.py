@@ -19,6 +19,7 @@ from tgws.client.arguments import DEFAULT_URL, EXIT_CONNECTION, EXIT_OK, EXIT_US
 from tgws.client.output import Output, ReaderGone, Status
 from tgws.client.qr import QrDrawing, qr_login
 from tgws.client.session import ClientError, Lost, Session
+from tgws.client.watch import watch
 
 MAX_SIZE: Final = 16 * 1024 * 1024  # one frame; a message with a long text is still far below
 FLUSH_EVERY: Final = 0.2  # seconds; how stale stdout may get while a stream trickles
@@ -105,6 +106,9 @@ async def _act(args: argparse.Namespace, session: Session, out: Output, api_key:
         await stream(session, out, action, list(args.groups), latest=args.latest,
                      progress=progress)
         return EXIT_OK
+    if action == p.WATCH:
+        return await watch(session, out, list(args.groups), edits=args.edits,
+                           deletions=args.deletions, members=args.members, ack=args.ack)
     if action == "logout":
         print(await session.request(p.LOGOUT))
         return EXIT_OK
