@@ -182,6 +182,22 @@ async def test_a_dropped_connection_reconnects_and_re_sends_the_waiting_request(
     assert client._sender.reconnects == 1
 
 
+async def test_rpc_errors_the_server_decides_reach_telethon_as_its_own_exceptions(
+        sandbox: SandboxProcess, clients: list[TelegramClient]) -> None:
+    client = remote(sandbox, clients, await session_for(sandbox, "+15550001414"),
+                    request_retries=1)
+    async with asyncio.timeout(timeout(30)):
+        await client.connect()
+        await admin(sandbox.url, "script", method="GetHistory", kind="flood")
+        with pytest.raises(errors.FloodWaitError) as flood:
+            await client.get_messages(GROUP, limit=3)
+        assert flood.value.seconds == 1
+        await admin(sandbox.url, "fail", method="GetHistory", error="CHANNEL_PRIVATE")
+        with pytest.raises(errors.ChannelPrivateError):
+            await client.get_messages(GROUP, limit=3)
+        assert [m.id for m in await client.get_messages(GROUP, limit=1)] == [120]
+
+
 async def test_a_refusing_server_fails_the_connect_after_the_client_retries(
         sandbox: SandboxProcess, clients: list[TelegramClient]) -> None:
     await admin(sandbox.url, "faults", mode="refuse")

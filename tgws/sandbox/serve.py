@@ -21,7 +21,9 @@ Admin ops (an `A` frame, JSON): {"op": "stats"} (connections, calls, duplicates,
 stats), {"op": "tick"}, {"op": "post", "chat": username, "text": ...} (the chat's creator
 posts), {"op": "session", "phone": "+..."} (a logged-in StringSession for the account),
 {"op": "faults", "mode": "stall" | "resume" | "refuse" | "drop" | "calm"},
-{"op": "script", "method": "GetHistory", "kind": "drop", "after": 0, "times": 1}.
+{"op": "script", "method": "GetHistory", "kind": "drop", "after": 0, "times": 1},
+{"op": "fail", "method": "GetParticipants", "error": "CHANNEL_PRIVATE", "after": 0,
+"times": 1} (World.fail: any RPC error).
 """
 
 from __future__ import annotations
@@ -185,6 +187,10 @@ class SandboxServer:
         if op == "script":  # one fault exactly where wanted (FaultPlan.script)
             world.faults.script(str(request["method"]), str(request["kind"]),
                                 times=request.get("times", 1), after=int(request.get("after", 0)))
+            return {"ok": True}
+        if op == "fail":  # any RPC error (World.fail)
+            world.fail(str(request["method"]), str(request["error"]),
+                       times=request.get("times", 1), after=int(request.get("after", 0)))
             return {"ok": True}
         if op == "faults":
             mode = request["mode"]
