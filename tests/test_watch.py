@@ -312,7 +312,7 @@ async def read_stream(ws: ClientConnection, event: str) -> list[dict[str, Any]]:
     """Data dicts of one users/chats stream's items (after "sending …", up to "done")."""
     first = await recv_json(ws)
     assert first["data"]["message"] == f"sending {event}", first
-    items = []
+    items: list[dict[str, Any]] = []
     while True:
         reply = await recv_json(ws)
         if reply["data"]["message"] == "done":
