@@ -139,11 +139,15 @@ class ClientAcks:
     `latest`.
     """
 
+    # One per connection, most never used: slots and a queue made on first use keep an
+    # idle connection ~0.9 KiB smaller (an empty deque alone is 760 bytes).
+    __slots__ = ("_waiting", "acked", "active", "last_sent")
+
     def __init__(self) -> None:
         self.active = False  # the running users/chats stream asked for "ack": "client"
         self.last_sent = 0  # the newest sequence number handed out
         self.acked = 0  # the newest sequence number the client acked
-        self._waiting: deque[tuple[int, Commit, Any]] = deque()
+        self._waiting: deque[tuple[int, Commit, Any]] | None = None
 
     def number(self, frames: list[bytes]) -> list[bytes]:
         """`frames` with the next sequence numbers added."""
@@ -165,6 +169,8 @@ class ClientAcks:
 
     async def after_seqs(self, commit: Commit, pairs: list[tuple[int, Any]]) -> None:
         """`commit(mark)` once item `seq` is acked, for each (seq, mark), seqs ascending."""
+        if self._waiting is None:
+            self._waiting = deque()
         for seq, mark in pairs:
             self._waiting.append((seq, commit, mark))
         await self._run()
@@ -178,6 +184,8 @@ class ClientAcks:
 
     async def _run(self) -> None:
         waiting = self._waiting
+        if not waiting:
+            return
         due: dict[Commit, Any] = {}
         while waiting and waiting[0][0] <= self.acked:
             _, commit, mark = waiting.popleft()
