@@ -231,3 +231,25 @@ async def test_qr_and_resend_requests_are_checked(tmp_path: Path) -> None:
         await ws.close()
     finally:
         await daemon.stop()
+
+
+async def test_qr_login_in_the_hostile_world(tmp_path: Path) -> None:
+    # Faults on 5 % of calls (5xx, timeouts, flood waits, drops) and the owner on DC 1: the
+    # login still ends logged in, with flood-wait notices at most along the way.
+    daemon = await started(tmp_path, **{"sandbox.hostile": True, "sandbox.seed": 3})
+    try:
+        ws = await verified(daemon)
+        world, owner = scanner(daemon, OWNER)
+        assert world.dcs.of_user(owner) == 1
+        await ws.send(json.dumps({"event": TL, "data": {"qr": True}}))
+        while (reply := await recv_json(ws, 30))["data"]["status"] == "progress":
+            pass
+        world.login.qr.accept(scan_reply(reply), owner)
+        while True:
+            reply = await recv_json(ws, 30)
+            if reply["data"]["status"] != "progress" and reply["data"]["message"] != p.SCAN_QR:
+                break
+        expect(reply, TL, "success", p.LOGGED_IN)
+        await ws.close()
+    finally:
+        await daemon.stop()
