@@ -140,3 +140,20 @@ async def test_login_qr_draws_each_new_code_and_logs_in_once_scanned(
     assert screen.count("tg://login?token=") >= 2
     assert "▀" in screen or "▄" in screen  # the code, in half blocks
     assert re.search(r"\x1b\[\d+F\x1b\[J", screen)  # the second code replaced the first
+
+
+async def test_login_qr_then_the_password_of_a_2fa_account(tmp_path: Path) -> None:
+    # The demo's own scan ([sandbox] qr_accept_after), by the 2FA account's app.
+    daemon = Daemon(make_config(tmp_path, **{"sandbox.qr_accept_after": 0.05,
+                                             "sandbox.qr_accept_as": "+19995550002"}))
+    await daemon.start()
+    try:
+        assert daemon.app is not None
+        key = await daemon.app.store.create_api_key("qr2fa")
+        run = await tgws_client(*against(daemon, key), "login", "--qr", stdin="hunter2\n")
+        assert (run.code, run.stdout) == (0, "logged in successfully\n"), run.stderr
+        assert "tg://login?token=" in run.stderr and "\x1b[" not in run.stderr  # not a tty
+        users = await tgws_client(*against(daemon, key), "users", "testgroup00002")
+        assert users.code == 0 and len(users.lines) == 40
+    finally:
+        await daemon.stop()
