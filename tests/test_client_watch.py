@@ -93,3 +93,29 @@ async def test_client_watch_on_sigint_acks_what_it_wrote_and_nothing_else(
     line = (await client.read(1))[0]
     assert (line["id"], line["path"]) == (after, "catch-up")
     await client.stop(signal.SIGTERM)
+
+
+# --- examples/watch_client.py ---------------------------------------------------------------
+async def test_the_watch_example_prints_catch_up_then_live_and_acks_each_line(
+        daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)  # the account exists (the example logs in)
+    await ws.close()
+    room = Room(daemon, "examplewatch", messages=2)
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "watch_client.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("TGWS_URL", "TGWS_API_KEY")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, example, "--url", ws_url(daemon), "--api-key", api_key,
+        "--phone", PHONE, "--code", "12345", "examplewatch",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(timeout(20)):
+            first = [json.loads(await proc.stdout.readline()) for _ in range(2)]
+            assert [(f["id"], f["path"]) for f in first] == [(1, "catch-up"), (2, "catch-up")]
+            live = room.post("hello example")
+            line = json.loads(await proc.stdout.readline())
+        assert (line["id"], line["path"], line["text"]) == (live, "live", "hello example")
+        await committed(daemon, room, live)  # acked by the example after printing it
+    finally:
+        proc.kill()
+        await proc.communicate()
