@@ -253,3 +253,24 @@ async def test_qr_login_in_the_hostile_world(tmp_path: Path) -> None:
         await ws.close()
     finally:
         await daemon.stop()
+
+
+async def test_a_login_under_way_on_another_connection_of_the_key_is_left_alone(
+        tmp_path: Path) -> None:
+    daemon = await started(tmp_path)
+    try:
+        assert daemon.app is not None
+        key = await daemon.app.store.create_api_key("shared")
+        first, second = await open_ws(daemon), await open_ws(daemon)
+        for ws in (first, second):
+            expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+                   p.SEND_PHONE_NUMBER)
+        expect(await ask(first, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
+        # Neither a QR login nor a resend on the second connection takes the login over.
+        expect(await ask(second, TL, {"qr": True}), TL, "failed", p.CODE_ELSEWHERE)
+        expect(await ask(second, TL, {"resend": True}), TL, "failed", p.SEND_PHONE_FIRST)
+        expect(await ask(first, TL, {"code": "12345"}), TL, "success", p.LOGGED_IN)
+        for ws in (first, second):
+            await ws.close()
+    finally:
+        await daemon.stop()
