@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from tgws.sandbox.link import ID, frame, json_frame, read_frame
 from tgws.sandbox.remote import admin, make_remote_client
 
 GROUP = "testgroup00002"  # 120 messages in the demo world
-IDLE = 1.0  # the server's idle timeout in these tests (a paused client is closed after it)
+IDLE = timeout(2.0)  # the server's idle timeout in these tests (a paused client is closed after it)
 
 
 class SandboxProcess:
@@ -525,3 +526,49 @@ def test_sandbox_url_makes_the_daemons_backend_the_remote_one(tmp_path: Path) ->
     for wrong in ("http://127.0.0.1:7777", "127.0.0.1", "tcp://127.0.0.1:port"):
         with pytest.raises(ConfigError, match=r"sandbox\.url"):
             make_config(tmp_path, **{"sandbox.url": wrong})
+
+
+async def test_a_paused_daemon_does_not_hold_its_key_but_is_caught_when_it_calls_again(
+        tmp_path: Path, sandbox: SandboxProcess, daemons: list[DaemonProcess]) -> None:
+    """SIGSTOP the daemon running an account: its connection falls silent and the sandbox
+    closes it, so a second daemon takes the same session over without AUTH_KEY_DUPLICATED.
+    SIGCONT it and let it call Telegram for the account: that is two daemons running one
+    account at once, answered AUTH_KEY_DUPLICATED and recorded."""
+    from tgws.store import Store
+
+    session = await session_for(sandbox, "+15550001515")
+    configs = [daemon_config(tmp_path, name, sandbox) for name in ("a", "b")]
+    keys = []
+    for config in configs:
+        keys.append(create_key(config))
+        async with await Store.open(str(config.parent / "tgws.db")) as store:
+            [record] = await store.list_api_keys()
+            await store.save_session(record.id, session, None)
+    first = start_daemon(configs[0], daemons)
+    second = start_daemon(configs[1], daemons)
+    ws_first, ws_second = await open_ws(first.port), await open_ws(second.port)
+    try:
+        await login(ws_first, keys[0], "")
+        assert len(await latest(ws_first, GROUP)) == 120
+        first.signal(signal.SIGSTOP)
+        try:
+            # Only the stats connection itself is left once the paused one is closed.
+            await server_stats(sandbox, lambda stats: stats["connections"] == 1)
+            await login(ws_second, keys[1], "")
+            assert len(await latest(ws_second, GROUP)) == 120
+            assert (await admin(sandbox.url, "stats"))["duplicates"] == []
+        finally:
+            first.signal(signal.SIGCONT)
+        # The second daemon still runs the account (its link stays live, its websocket
+        # open); the resumed first daemon now calls Telegram with the same key.
+        await ws_first.send(json.dumps({"event": "chats", "data": {
+            "group": [{"name": GROUP, "status": "latest"}], "status": ""}}))
+        async with asyncio.timeout(timeout(30)):
+            reply = json.loads(await ws_first.recv())
+        assert reply["data"]["status"] == "failed", reply
+        assert "AUTH_KEY" in reply["data"]["message"], reply
+    finally:
+        await ws_first.close()
+        await ws_second.close()
+    [event] = (await admin(sandbox.url, "stats"))["duplicates"]
+    await logged(sandbox, f"AUTH_KEY_DUPLICATED key={event['key']}")
