@@ -127,7 +127,6 @@ class Group:
     total: int | None = None  # Telegram's member count (members watched)
     mark: int = 0  # every id <= mark delivered or gone (see the notes above)
     above: set[int] = field(default_factory=set)  # ids > mark already sent
-    due: float | None = None  # loop time a reconcile is due (a hole), or None
 
 
 def _retag(frames: Iterable[bytes], source: bytes, kind: str, path: str) -> list[bytes]:
@@ -156,6 +155,9 @@ class Watcher:
         self.barrier: AckBarrier | None = None
         self.generation = account_updates.generation(account)
         self.next_pass = 0.0
+        # chat_key -> loop time its reconcile is due (a hole was seen): only these are checked
+        # on each turn of the loop, whatever the number of groups watched.
+        self.due: dict[int, float] = {}
 
     def gap(self, chat: int | None) -> None:
         if chat is None:
@@ -291,7 +293,7 @@ class Watcher:
         self.next_pass = loop.time() + interval
         quiet = self.config.streaming.ack_interval
         while True:
-            wait = min([self.next_pass, *(g.due for g in self.groups if g.due is not None)])
+            wait = min(self.next_pass, min(self.due.values(), default=self.next_pass))
             wait = max(0.0, min(wait - loop.time(), quiet))
             change: account_updates.Change | None = None
             try:
@@ -309,7 +311,7 @@ class Watcher:
         group = self.by_chat[change.chat]
         request = self.request
         if change.kind == "gap":
-            group.due = asyncio.get_running_loop().time()  # reconcile now
+            self.due[change.chat] = asyncio.get_running_loop().time()  # reconcile now
             return
         if change.kind == "deletion":
             if request.deletions:
@@ -368,8 +370,9 @@ class Watcher:
         return [_item(group.name, "left", item, p.KIND_MEMBER_LEFT, path)]
 
     def hole(self, group: Group) -> None:
-        if group.due is None:
-            group.due = asyncio.get_running_loop().time() + self.config.watch.gap_delay
+        key = account_updates.chat_key(group.peer)
+        if key not in self.due:
+            self.due[key] = asyncio.get_running_loop().time() + self.config.watch.gap_delay
 
     # -- reconciliation ----------------------------------------------------------------------
     async def reconcile_due(self, now: float) -> None:
@@ -383,9 +386,9 @@ class Watcher:
         if now >= self.next_pass:
             self.next_pass = now + self.config.watch.reconcile_interval
             await self.reconcile_all()
-        for group in self.groups:
-            if group.due is not None and group.due <= now:
-                await self.reconcile(group)
+        for key, at in list(self.due.items()):
+            if at <= now and key in self.due:
+                await self.reconcile(self.by_chat[key])
 
     async def reconcile_all(self) -> None:
         """Every group, asking newest ids in bulk first: idle groups cost no history call."""
@@ -399,7 +402,7 @@ class Watcher:
                 await self.reconcile(group)
 
     async def reconcile(self, group: Group) -> None:
-        group.due = None
+        self.due.pop(account_updates.chat_key(group.peer), None)
         if not self.request.messages and not self.request.members:
             return
         started_above = max(group.above, default=group.mark)

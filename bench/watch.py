@@ -1,0 +1,328 @@
+"""tgws `watch` benchmark (issue 13): push latency beside bare Telethon, a `latest` poll's cost,
+and the memory of one account watching many groups.
+
+    python bench/watch.py [--groups G] [--rate R] [--seconds S] [--rss-groups N] [--objects]
+                          [--quick]
+
+Each phase runs in a fresh process (python bench/watch.py --phase NAME ...), so its memory
+figure is its own. In each, the real tgws Daemon runs in-process on the sandbox Telegram
+(wire mode unless --objects: every answer and push serialized to TL bytes and parsed back by
+Telethon, as with Telegram), with websockets clients on the same loop.
+
+1. latency: one account in G megagroups, watched by ceil(G/100) connections (a watch names
+   at most 100 groups). Messages are posted at R per second, spread round-robin over the
+   groups; the sandbox pushes each to the daemon's client and to a bare Telethon client of
+   the same account (events.Raw handler) at the same moment. Per message: push -> bare
+   handler, and push -> the watch frame read by the websocket client. "added" is the
+   difference, per message. Target: p99 added <= 5 ms at 1,000 msgs/s over 1,000 groups.
+2. latest: after that, one `latest` poll over the same G idle groups (`chats`, 100 groups per
+   request) and the Telegram requests it made, per method. Target: <= 10 for 1,000 groups
+   (one messages.getPeerDialogs per 100), against 1,000 getHistory before.
+3. rss: one account watching N groups (one message each, caught up): the process's RSS
+   before the watches and after (the sandbox world lives in the same process; its share is
+   in "before").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+PHONE = "+919876543210"
+MIB = 1024 * 1024
+ADDED_P99_MS = 5.0
+LATEST_REQUESTS = 10  # for 1,000 groups
+
+FULL: dict[str, Any] = {"groups": 1000, "rate": 1000, "seconds": 5.0, "rss_groups": 10_000}
+QUICK: dict[str, Any] = {"groups": 100, "rate": 200, "seconds": 1.0, "rss_groups": 300}
+
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# --- the daemon, the world, the clients -------------------------------------------------------
+async def start(tmp: str, wire: bool, groups: int) -> tuple[Any, str, Any, Any, list[Any]]:
+    from tests.support import make_config
+    from tgws.daemon import Daemon
+
+    config = make_config(Path(tmp), **{
+        "sandbox.wire": wire, "log.level": "WARNING", "watch.reconcile_interval": 3600.0,
+        "server.max_connections_per_key": max(32, math.ceil(groups / 100) + 4),
+        "streaming.ack_interval": 0.05})
+    daemon = Daemon(config)
+    await daemon.start()
+    assert daemon.app is not None
+    key = await daemon.app.store.create_api_key("bench")
+    ws = await login(daemon, key)
+    await ws.close()
+    world = daemon.backend.world
+    me = world.by_phone(PHONE)
+    poster = world.user("bench_poster", first_name="Poster")
+    chats = []
+    for i in range(groups):
+        chat = world.megagroup(f"watchbench{i:05d}", creator=poster)
+        chat.join(me)
+        chat.post(poster, "first")
+        chats.append(chat)
+    return daemon, key, world, me, chats
+
+
+def url(daemon: Any) -> str:
+    return f"ws://127.0.0.1:{daemon.port}{daemon.config.server.path}"
+
+
+async def login(daemon: Any, key: str) -> Any:
+    from websockets.asyncio.client import connect
+
+    ws = await connect(url(daemon), compression=None, max_size=2**24)
+    await ws.send(json.dumps({"event": "login", "data": {"apiKey": key}}))
+    reply = json.loads(await ws.recv())["data"]["message"]
+    if reply == "send phone number":
+        for data in ({"phone": PHONE}, {"code": "12345"}):
+            await ws.send(json.dumps({"event": "telegram login", "data": data}))
+            await ws.recv()
+    return ws
+
+
+async def watchers(daemon: Any, key: str, names: list[str]) -> list[Any]:
+    """One connection per 100 groups, each watching them, catch-up read (one item a group)."""
+    out = []
+    for start_at in range(0, len(names), 100):
+        chunk = names[start_at:start_at + 100]
+        ws = await login(daemon, key)
+        await ws.send(json.dumps({"event": "watch", "data": {"group": chunk}}))
+        assert json.loads(await ws.recv())["data"]["message"] == "watching"
+        for _ in chunk:
+            data = orjson.loads(await ws.recv())["data"]
+            assert data["path"] == "catch-up", data
+        out.append(ws)
+    return out
+
+
+# --- phase 1 and 2 ----------------------------------------------------------------------------
+async def latency_and_latest(groups: int, rate: int, seconds: float, wire: bool) -> dict[str, Any]:
+    from telethon import events, types
+    from telethon.sessions import StringSession
+
+    from tgws.sandbox import make_sandbox_client
+
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon, key, world, me, chats = await start(tmp, wire, groups)
+        try:
+            posted: dict[tuple[int, int], float] = {}
+            arrived: list[Callable[[], object]] = []  # checks run as each message arrives
+            bare_at: dict[tuple[int, int], float] = {}
+            daemon_at: dict[tuple[int, int], float] = {}
+            bare = make_sandbox_client(world, StringSession(world.session_string(me)),
+                                       wire=wire, receive_updates=True, flood_sleep_threshold=0)
+
+            async def on_raw(update: Any) -> None:
+                if isinstance(update, types.UpdateNewChannelMessage):
+                    bare_at[(update.message.peer_id.channel_id, update.message.id)] = \
+                        time.perf_counter()
+                    for check in arrived:
+                        check()
+
+            bare.add_event_handler(on_raw, events.Raw)
+            await bare.connect()
+            names = [chat.username for chat in chats]
+            sockets = await watchers(daemon, key, names)
+            by_marked = {-(10**12 + chat.id): chat.id for chat in chats}
+            total = int(rate * seconds)
+
+            async def read(ws: Any) -> None:
+                while True:
+                    raw = await ws.recv(decode=False)
+                    now = time.perf_counter()
+                    chat = orjson.loads(raw)["data"]["message"]["chat"]
+                    daemon_at[(by_marked[chat["chat_id"]], chat["id"])] = now
+                    for check in arrived:
+                        check()
+
+            readers = [asyncio.create_task(read(ws)) for ws in sockets]
+            # Warm-up: one message per group, so both clients follow every channel already
+            # (Telethon starts following a channel at the first update it sees of it).
+            warm = [(chat.id, chat.post(chat.creator, "warm-up").id) for chat in chats]
+            for _ in range(600):
+                if all(k in bare_at and k in daemon_at for k in warm):
+                    break
+                await asyncio.sleep(0.05)  # bench set-up, not a measurement
+            bare_at.clear()
+            daemon_at.clear()
+            tick = 0.01
+            per_tick = max(1, round(rate * tick))
+            began = time.perf_counter()
+            sent = 0
+            while sent < total:
+                for _ in range(min(per_tick, total - sent)):
+                    chat = chats[sent % len(chats)]
+                    message = chat.post(chat.creator, f"bench {sent}")
+                    posted[(chat.id, message.id)] = time.perf_counter()
+                    sent += 1
+                await asyncio.sleep(max(0.0, began + (sent / rate) - time.perf_counter()))
+            all_in = asyncio.Event()
+
+            def check_all_in() -> None:
+                if len(daemon_at) >= total and len(bare_at) >= total:
+                    all_in.set()
+
+            arrived.append(check_all_in)
+            check_all_in()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_in.wait(), 30)
+            elapsed = time.perf_counter() - began
+            for task in readers:
+                task.cancel()
+            result = _latencies(posted, bare_at, daemon_at)
+            result.update(groups=groups, rate=rate, sent=total, seconds=round(elapsed, 2),
+                          wire=wire)
+            result["latest"] = await latest_poll(daemon, key, world, names)
+            for ws in sockets:
+                await ws.close()
+            await bare.disconnect()
+            return result
+        finally:
+            await daemon.stop()
+
+
+def _latencies(posted: dict[Any, float], bare_at: dict[Any, float],
+               daemon_at: dict[Any, float]) -> dict[str, Any]:
+    both = [k for k in posted if k in bare_at and k in daemon_at]
+    bare = sorted((bare_at[k] - posted[k]) * 1000 for k in both)
+    daemon = sorted((daemon_at[k] - posted[k]) * 1000 for k in both)
+    added = sorted((daemon_at[k] - bare_at[k]) * 1000 for k in both)
+
+    def pct(values: list[float], q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else -1
+
+    return {"received_bare": len(bare_at), "received_daemon": len(daemon_at),
+            "bare_p50_ms": pct(bare, 0.5), "bare_p99_ms": pct(bare, 0.99),
+            "daemon_p50_ms": pct(daemon, 0.5), "daemon_p99_ms": pct(daemon, 0.99),
+            "added_p50_ms": pct(added, 0.5), "added_p99_ms": pct(added, 0.99),
+            "added_mean_ms": round(statistics.fmean(added), 3) if added else -1}
+
+
+async def latest_poll(daemon: Any, key: str, world: Any, names: list[str]) -> dict[str, Any]:
+    """One `latest` poll over every group (100 per request) once the watches' offsets are in."""
+    ws = await login(daemon, key)
+    # Make sure everything the watches delivered is committed: a first poll sends the rest.
+    for _ in range(2):
+        before = dict(world.faults.per_method)
+        sent = 0
+        for start_at in range(0, len(names), 100):
+            await ws.send(json.dumps({"event": "chats", "data": {
+                "group": names[start_at:start_at + 100], "status": "latest"}}))
+            while True:
+                data = orjson.loads(await ws.recv())["data"]
+                if data["message"] == "done":
+                    sent += data["count"]
+                    break
+        used = {m: n - before.get(m, 0) for m, n in world.faults.per_method.items()
+                if n != before.get(m, 0)}
+    await ws.close()
+    return {"requests": sum(used.values()), "per_method": used, "items": sent}
+
+
+# --- phase 3 ----------------------------------------------------------------------------------
+async def rss_phase(groups: int, wire: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon, key, _, _, chats = await start(tmp, wire, groups)
+        try:
+            before = rss()
+            began = time.perf_counter()
+            sockets = await watchers(daemon, key, [chat.username for chat in chats])
+            after = rss()
+            result = {"groups": groups, "connections": len(sockets), "rss_before": before,
+                      "rss_after": after, "catch_up_seconds":
+                      round(time.perf_counter() - began, 1), "wire": wire}
+            for ws in sockets:
+                await ws.close()
+            return result
+        finally:
+            await daemon.stop()
+
+
+# --- the orchestrator ------------------------------------------------------------------------
+def child(*args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"bench phase {args} failed ({out.returncode})")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int)
+    parser.add_argument("--rate", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--rss-groups", type=int)
+    parser.add_argument("--objects", action="store_true", help="sandbox objects mode (no TL)")
+    parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
+    parser.add_argument("--phase", choices=("latency", "rss"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    groups = args.groups or base["groups"]
+    rate = args.rate or base["rate"]
+    seconds = args.seconds or base["seconds"]
+    rss_groups = args.rss_groups or base["rss_groups"]
+    wire = not args.objects
+    if args.phase == "latency":
+        print(json.dumps(asyncio.run(latency_and_latest(groups, rate, seconds, wire))))
+        return 0
+    if args.phase == "rss":
+        print(json.dumps(asyncio.run(rss_phase(rss_groups, wire))))
+        return 0
+    common = ["--groups", str(groups), "--rate", str(rate), "--seconds", str(seconds),
+              "--rss-groups", str(rss_groups)] + (["--objects"] if args.objects else [])
+    lat = child("--phase", "latency", *common)
+    mem = child("--phase", "rss", *common)
+    mode = "wire" if wire else "objects"
+    print(f"tgws watch benchmark ({mode} mode, {os.cpu_count()} CPUs)")
+    print(f"latency: {lat['sent']} messages at {rate}/s over {groups} groups "
+          f"({lat['seconds']} s); received: bare {lat['received_bare']}, "
+          f"daemon {lat['received_daemon']}")
+    print(f"  {'':22}{'p50 ms':>10}{'p99 ms':>10}")
+    for label, key in (("bare Telethon handler", "bare"), ("through the daemon", "daemon"),
+                       ("added by tgws", "added")):
+        print(f"  {label:22}{lat[key + '_p50_ms']:>10.3f}{lat[key + '_p99_ms']:>10.3f}")
+    ok = lat["added_p99_ms"] <= ADDED_P99_MS
+    print(f"  target p99 added <= {ADDED_P99_MS} ms: {'met' if ok else 'NOT met'}")
+    latest = lat["latest"]
+    target = max(1, math.ceil(groups / 100))
+    print(f"latest over {groups} idle groups: {latest['requests']} Telegram requests "
+          f"{latest['per_method']} (target <= {target}; one getHistory per group would be "
+          f"{groups}): {'met' if latest['requests'] <= target else 'NOT met'}")
+    print(f"rss: one account watching {mem['groups']} groups over {mem['connections']} "
+          f"connections: {mem['rss_after'] / MIB:.1f} MiB "
+          f"(+{(mem['rss_after'] - mem['rss_before']) / MIB:.1f} MiB for the watches; "
+          f"catch-up {mem['catch_up_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
