@@ -457,3 +457,28 @@ async def test_latest_of_a_group_the_account_is_not_in_falls_back_to_history(
     used = spent(before, calls(world))
     assert used.get("GetHistoryRequest", 0) >= 1
     await ws.close()
+
+
+async def test_a_hostile_world_dropping_and_reordering_pushes_loses_and_repeats_nothing(
+        tmp_path: Path) -> None:
+    overrides = {"sandbox.hostile": True, "watch.reconcile_interval": 1.0,
+                 "watch.gap_delay": 0.2}
+    async with daemon_with(tmp_path, **overrides) as (daemon, key):
+        ws = await logged_in(daemon, key, PHONE)
+        room = Room(daemon, "hostilewatch", messages=3)
+        await start_watch(ws, "hostilewatch")
+        await items_until(ws, lambda items: len(items) == 3)
+        world = room.world
+        world.updates.set(drop_rate=0.3, reorder_rate=0.3, reorder_window=0.05)
+        posted = []
+        for i in range(30):
+            posted.append(room.post(f"storm {i}"))
+            if i % 5 == 4:
+                await asyncio.sleep(0.05)  # bursts, so holes and late pushes interleave
+        items = await items_until(ws, lambda items: set(message_ids(items)) >= set(posted),
+                                  wait=30)
+        assert sorted(message_ids(items)) == posted  # each once
+        assert world.updates.stats["dropped"] > 0
+        assert {i["path"] for i in items} <= {"live", "reconcile"}
+        await cancel(ws)
+        await ws.close()
