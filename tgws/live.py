@@ -158,6 +158,7 @@ class Watcher:
         # chat_key -> loop time its reconcile is due (a hole was seen): only these are checked
         # on each turn of the loop, whatever the number of groups watched.
         self.due: dict[int, float] = {}
+        self._batch: tuple[list[bytes], list[OffsetChange]] | None = None
 
     def gap(self, chat: int | None) -> None:
         if chat is None:
@@ -199,6 +200,10 @@ class Watcher:
         """Write `frames`; commit `changes` once the client confirmed them all, and with
         client acks `each[i]` once it acked frame i (so an acked item is never resent)."""
         conn = self.conn
+        if self._batch is not None and each is None:
+            self._batch[0].extend(frames)  # sent together when the queue is drained
+            self._batch[1].extend(changes)
+            return
         if self.request.client_acks:
             frames = conn.acks.number(frames)
         if frames:
@@ -302,9 +307,17 @@ class Watcher:
             except TimeoutError:
                 if self.barrier is not None:
                     await self.barrier.ping_pending()  # confirm what went out in a burst
-            while change is not None:
-                await self.apply(change)
-                change = self.queue.get_nowait() if not self.queue.empty() else None
+            # Everything queued goes out as one write (one syscall, one ack mark).
+            batch: tuple[list[bytes], list[OffsetChange]] = ([], [])
+            self._batch = batch
+            try:
+                while change is not None:
+                    await self.apply(change)
+                    change = self.queue.get_nowait() if not self.queue.empty() else None
+            finally:
+                self._batch = None
+            if batch[0] or batch[1]:
+                await self.send(*batch)
             await self.reconcile_due(loop.time())
 
     async def apply(self, change: account_updates.Change) -> None:
