@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def database(pg_server: PgServer) -> str:
-    return pg_server.new_database()
+    return pg_server.new_schema()
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def target(request: pytest.FixtureRequest, db_path: Path) -> str:
     if request.param == "sqlite":
         return str(db_path)
     server: PgServer = request.getfixturevalue("pg_server")
-    return server.new_database()
+    return server.new_schema()
 
 
 @pytest.fixture
@@ -128,7 +128,8 @@ async def set_stored_version(target: str, version: int) -> None:
 
 
 async def table_exists(target: str, name: str) -> bool:
-    sql = (f"SELECT 1 FROM pg_tables WHERE tablename = '{name}'" if is_postgres(target)
+    sql = (f"SELECT 1 FROM pg_tables WHERE tablename = '{name}' "
+           "AND schemaname = current_schema()" if is_postgres(target)
            else f"SELECT 1 FROM sqlite_master WHERE name = '{name}'")
     return bool(await raw_fetch(target, sql))
 
@@ -1002,7 +1003,7 @@ async def test_a_closed_store_refuses_transactions(store: Store) -> None:
 async def test_both_dialects_build_the_same_tables_and_columns(
     db_path: Path, pg_server: PgServer
 ) -> None:
-    url = pg_server.new_database()
+    url = pg_server.new_schema()
     async with await Store.open(db_path), await Store.open(url):
         pass
     sqlite_tables = {
@@ -1011,7 +1012,7 @@ async def test_both_dialects_build_the_same_tables_and_columns(
     }
     pg_rows = await raw_fetch(
         url, "SELECT table_name, column_name FROM information_schema.columns "
-             "WHERE table_schema = 'public' AND table_name <> 'tgws_schema' "
+             "WHERE table_schema = current_schema() AND table_name <> 'tgws_schema' "
              "ORDER BY table_name, ordinal_position")
     pg_tables: dict[str, list[str]] = {}
     for table, column in pg_rows:
@@ -1077,7 +1078,7 @@ async def test_concurrent_opens_of_a_fresh_database_migrate_it_once(target: str)
 async def test_postgres_wrong_password_is_a_store_error_that_never_shows_a_password(
     pg_server: PgServer,
 ) -> None:
-    url = pg_server.new_database()
+    url = pg_server.new_schema()
     wrong = "not-the-" + PASSWORD
     with pytest.raises(StoreError, match="cannot open store") as caught:
         await Store.open(url.replace(PASSWORD, wrong))
@@ -1118,7 +1119,7 @@ async def test_postgres_a_silent_server_is_a_store_error_at_the_deadline() -> No
 async def test_postgres_a_statement_blocked_past_the_deadline_is_a_store_error(
     pg_server: PgServer,
 ) -> None:
-    url = pg_server.new_database()
+    url = pg_server.new_schema()
     async with await Store.open(url, deadline=0.5) as store:
         _, key_id = await new_key(store)
         holder = await asyncpg.connect(url)

@@ -26,7 +26,7 @@ from tests.test_crash_recovery import assert_no_gap, drain, resume, start_stream
 
 @pytest.fixture
 def database(pg_server: PgServer) -> str:
-    return pg_server.new_database()
+    return pg_server.new_schema()
 
 
 @pytest.fixture
