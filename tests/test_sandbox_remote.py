@@ -177,8 +177,13 @@ async def test_a_dropped_connection_reconnects_and_re_sends_the_waiting_request(
     client = remote(sandbox, clients, await session_for(sandbox, "+15550005555"))
     async with asyncio.timeout(timeout(30)):
         await client.connect()
+        group = await client.get_input_entity(GROUP)
         await admin(sandbox.url, "script", method="GetHistory", kind="drop")
-        messages = await client.get_messages(GROUP, limit=3)
+        calls = (await admin(sandbox.url, "stats"))["calls"]
+        messages = await client.get_messages(group, limit=3)
+        # The dropped GetHistory, the re-sent one, and the get_me Telethon's own
+        # _handle_auto_reconnect makes after a reconnect (MTProtoSender calls it too).
+        await server_stats(sandbox, lambda stats: stats["calls"] == calls + 3)
     assert [m.id for m in messages] == [120, 119, 118]
     assert client._sender.reconnects == 1
 

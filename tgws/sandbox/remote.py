@@ -13,8 +13,10 @@ It behaves as MTProtoSender does where Telegram's faults meet it:
   key, or asks the server for one: the key exchange), then ConnectionError;
 - a lost connection (the server dropped it, or nothing arrived for the heartbeat deadline, or
   a keep-alive ping went unanswered) loses every answer in flight: the sender reconnects in
-  the background and re-sends every request still waiting; if reconnecting fails `retries`
-  times they fail with ConnectionError, and so does `disconnected`.
+  the background and re-sends every request still waiting, then runs the client's
+  auto-reconnect callback (Telethon's _handle_auto_reconnect: a get_me) as MTProtoSender
+  does; if reconnecting fails `retries` times the waiting requests fail with
+  ConnectionError, and so does `disconnected`.
 
 `origin` stands for the IP address Telegram sees: one per process by default (ORIGIN), so the
 server answers AUTH_KEY_DUPLICATED when two processes use one auth key at once; a test may
@@ -76,7 +78,8 @@ class RemoteSandboxSender:
                  auth_key_callback: AuthKeyCallback | None = None, retries: int = 5,
                  delay: float = 1.0, auto_reconnect: bool = True, timeout: float = 10.0,
                  updates_queue: asyncio.Queue[Any] | None = None,
-                 origin: str | None = None) -> None:
+                 origin: str | None = None,
+                 auto_reconnect_callback: Callable[[], Awaitable[Any]] | None = None) -> None:
         self.address = address
         # The session's own AuthKey object: replacing its bytes in place after a login is what
         # makes StringSession.save() return the logged-in key.
@@ -87,6 +90,8 @@ class RemoteSandboxSender:
         self._auto_reconnect = auto_reconnect
         self._timeout = timeout
         self._updates_queue = updates_queue
+        # MTProtoSender's: the client's _handle_auto_reconnect (a get_me) after each reconnect.
+        self._auto_reconnect_callback = auto_reconnect_callback
         self.origin = origin or ORIGIN
         self.session_id = uuid.uuid4().hex  # MTProto's session id: one per sender
         self.dc = DEFAULT_DC
@@ -248,6 +253,14 @@ class RemoteSandboxSender:
         for msg_id, entry in list(self._pending.items()):
             if not entry.sent:
                 self._transmit(msg_id, entry)
+        if self._auto_reconnect_callback is not None:
+            task = asyncio.get_running_loop().create_task(self._after_reconnect())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _after_reconnect(self) -> None:
+        assert self._auto_reconnect_callback is not None
+        await self._auto_reconnect_callback()
 
     def _fail(self, error: Exception) -> None:
         """MTProtoSender._disconnect(error): waiting requests and `disconnected` fail."""
@@ -360,7 +373,8 @@ def make_remote_client(address: Address | str, session: Any, api_id: int = 1,
         where, client.session.auth_key, auth_key_callback=client._auth_key_callback,
         retries=client._connection_retries, delay=client._retry_delay,
         auto_reconnect=client._auto_reconnect, timeout=client._timeout,
-        updates_queue=client._updates_queue, origin=origin)
+        updates_queue=client._updates_queue, origin=origin,
+        auto_reconnect_callback=client._handle_auto_reconnect)
     return client
 
 
