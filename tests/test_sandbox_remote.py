@@ -35,69 +35,18 @@ from telethon.tl.types import InputUserSelf
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.daemon_process import DaemonProcess
+from tests.sandbox_process import SandboxProcess
 from tests.support import ask, collect_stream, expect, timeout
 from tgws.sandbox.link import ID, frame, json_frame, read_frame
 from tgws.sandbox.remote import admin, make_remote_client
 
 GROUP = "testgroup00002"  # 120 messages in the demo world
-IDLE = timeout(2.0)  # the server's idle timeout in these tests (a paused client is closed after it)
-
-
-class SandboxProcess:
-    """`python -m tgws sandbox serve --port 0 ...`, its address read from its first line."""
-
-    def __init__(self, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgws", "sandbox", "serve", "--port", "0",
-             "--idle-timeout", str(IDLE), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._ready = threading.Event()
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out),
-                                          daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err),
-                                          daemon=True)]
-        for reader in self._readers:
-            reader.start()
-        match = (re.search(r"listening on (tcp://\S+)", "".join(self.out))
-                 if self._ready.wait(timeout(30)) else None)
-        if match is None:
-            self.stop()
-            raise AssertionError(f"no address from the sandbox: {self.out} {self.err}")
-        self.url = match.group(1)
-
-    def _read(self, stream: Any, lines: list[str]) -> None:
-        for line in stream:
-            lines.append(line)
-            if "listening on" in line:
-                self._ready.set()
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.err)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout(20))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        for reader in self._readers:
-            reader.join(timeout(5))
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return code
+IDLE = 2.0  # the server's idle timeout here, scaled (a paused client is closed after it)
 
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxProcess]:
-    server = SandboxProcess()
+    server = SandboxProcess(idle_timeout=IDLE)
     yield server
     server.stop()
 
