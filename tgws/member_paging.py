@@ -44,7 +44,7 @@ from typing import Any
 from telethon.tl import functions, types
 
 PAGE_LIMIT = 200  # Telegram's largest channels.getParticipants page
-OVERLAP = 20  # positions re-read at the top of every page: departures tolerated between pages
+OVERLAP = 10  # positions re-read at the top of every page: departures tolerated between pages
 LIST_CAP = 10_000  # positions Telegram lists by plain paging
 STEP_BACK_LIMIT = 50  # step-backs without progress before the listing is given up as shifting
 
