@@ -69,8 +69,7 @@ async def start(tmp: str, wire: bool, groups: int) -> tuple[Any, str, Any, Any, 
 
     config = make_config(Path(tmp), **{
         "sandbox.wire": wire, "log.level": "WARNING", "watch.reconcile_interval": 3600.0,
-        "server.max_connections_per_key": max(32, math.ceil(groups / 100) + 4),
-        "streaming.ack_interval": 0.05})
+        "server.max_connections_per_key": max(32, math.ceil(groups / 100) + 4)})
     daemon = Daemon(config)
     await daemon.start()
     assert daemon.app is not None
