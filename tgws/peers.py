@@ -16,6 +16,7 @@ from tgws.store import EntityRecord, normalize_username
 log = logging.getLogger("tgws.gateway")
 
 GROUP_KINDS = ("megagroup", "gigagroup", "chat")
+_UNKNOWN = object()  # migrated_from not asked yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,11 @@ def _resolved_entity(result: Any) -> Any:
 
 
 class ResolveMethods(AccountCalls):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Supergroup id -> the basic group it was upgraded from (None: not an upgrade).
+        self._upgrades: dict[int, Peer | None] = {}
+
     async def resolve(self, name: str, on_flood: OnFlood | None = None) -> Peer:
         username = normalize_username(name)
         if not username:
@@ -144,13 +150,21 @@ class ResolveMethods(AccountCalls):
         """
         if peer.kind != "megagroup":
             return None
+        # Asked once per supergroup: a supergroup is born from an upgrade or not, for good,
+        # so later streams save the round trip (and a flood-prone call).
+        known = self._upgrades.get(peer.id, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known if isinstance(known, Peer) else None
         full = await self._full_channel(peer, on_flood)
         old_id = getattr(full.full_chat, "migrated_from_chat_id", None)
-        if not old_id:
-            return None
-        old = next((c for c in full.chats if c.id == old_id and classify(c) == "chat"), None)
-        title = str(getattr(old, "title", "") or "")
-        return Peer(int(old_id), 0, "chat", title, peer.username)
+        origin = None
+        if old_id:
+            old = next((c for c in full.chats if c.id == old_id and classify(c) == "chat"),
+                       None)
+            title = str(getattr(old, "title", "") or "")
+            origin = Peer(int(old_id), 0, "chat", title, peer.username)
+        self._upgrades[peer.id] = origin
+        return origin
 
     async def _full_channel(self, peer: Peer, on_flood: OnFlood | None) -> Any:
         """channels.getFullChannel for a channel or supergroup (its counts, its history)."""
