@@ -142,6 +142,9 @@ class GuardedConnection(ServerConnection):
     """A ServerConnection that counts in its Edge's pools and cannot hoard memory."""
 
     edge: ClassVar[Edge]
+    # Slots, not five more keys in websockets' ~30-key instance dict: that resize alone
+    # cost ~1.5 KiB per connection (issue 12: <= 16 KiB per idle connection).
+    __slots__ = ("_io", "_stall", "client", "deadline", "tcp_peer")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
