@@ -276,6 +276,10 @@ def profile(pair: Pair, args: argparse.Namespace) -> list[str]:
                f"mean frame {micro['frame_bytes']:.0f} B")
     out.append(f"  serialize.user_envelope {micro['user_envelope_us']:.2f}; "
                f"serialize.join_date {micro['join_date_us']:.2f}")
+    out.append(f"  per page, as streams call them: serialize.message_frames "
+               f"{micro['message_frames_us']:.2f}, serialize.user_frames "
+               f"{micro['user_frames_us']:.2f}, joins.JoinMark.delivered "
+               f"{micro['join_mark_us']:.2f}")
     out.append(f"  store.commit_offset (once per batch): {micro['commit_cpu_us']:.0f} µs CPU, "
                f"{micro['commit_wall_us']:.0f} µs wall per call")
     return out
