@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import PgServer
+from tests.pgserver import PgServer, shared_server
 from tests.support import ThreadedDaemon, make_config
 from tgws.config import Config
 from tgws.daemon import Daemon
@@ -69,10 +69,7 @@ def threaded_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Thread
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One real PostgreSQL server for the session (tests/pgserver.py); each test takes a fresh
-    database with pg_server.new_database(). If it cannot start, every test that needs it errors
-    with the reason: the PostgreSQL store is part of what the suite proves, never skipped."""
-    server = PgServer.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    schema with pg_server.new_schema() (or a database, new_database()). If it cannot start,
+    every test that needs it errors with the reason: the PostgreSQL store is part of what the
+    suite proves, never skipped."""
+    yield shared_server()  # stopped when the test process exits

@@ -15,6 +15,7 @@ Binaries: $TGWS_TEST_PG_BIN, else the newest /usr/lib/postgresql/*/bin.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -173,3 +174,18 @@ class PgServer:
             # SIGQUIT handling, seconds on a loaded machine); fsync=off makes its checkpoint free.
             self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+_shared: PgServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_server() -> PgServer:
+    """The session's one server, started on first use and stopped when the process exits:
+    the pg_server fixture and TGWS_TEST_STORE=postgresql (tests/support.make_config) share it."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = PgServer.start()
+            atexit.register(_shared.stop)
+        return _shared

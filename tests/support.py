@@ -2,6 +2,8 @@
 
 Timeouts are scaled by TGWS_TEST_TIMEOUT_FACTOR (default 1) instead of hard-coding sleeps
 longer "to be safe": the machine is small and noisy, CI can raise the factor.
+TGWS_TEST_STORE=postgresql runs the daemons of make_config() on the PostgreSQL store (a schema
+each on the session's test server, tests/pgserver.py) instead of sqlite.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         "telegram.backend": "sandbox",
         "log.level": "INFO",
     }
+    if os.environ.get("TGWS_TEST_STORE") == "postgresql" and "store.url" not in overrides:
+        # The daemon suites on the PostgreSQL store: a fresh schema per config.
+        from tests.pgserver import shared_server
+
+        values["store.url"] = shared_server().new_schema()
     values.update(overrides)
     return load(None, environ={}, overrides=values)
 
