@@ -189,7 +189,7 @@ async def test_revoked_key_closes_its_connections_and_fails_afterwards(
         await ask(ws, "login", {"apiKey": api_key})
         await ask(bystander, "login", {"apiKey": other_key})
         # Revoke from a second store connection, as `tgws apikey revoke` does.
-        async with await Store.open(daemon.config.store.path) as cli_store:
+        async with await Store.open(daemon.config.store.target) as cli_store:
             assert await cli_store.revoke_api_key("test")
         assert await wait_closed(ws, wait=10) == 1008
         assert ws.close_reason == p.API_KEY_REVOKED

@@ -115,7 +115,7 @@ async def test_revoking_an_idle_disconnected_account_logs_it_out_at_telegram(
         return app.gateway.connected_accounts == 0 and not app.connections
 
     await until(idle, "the account to disconnect after idle")
-    await revoke_from_another_process(daemon.config.store.path, "idle")
+    await revoke_from_another_process(daemon.config.store.target, "idle")
 
     async def logged_out() -> bool:
         return world.user_for_key(auth_key) is None
@@ -145,7 +145,7 @@ async def test_a_key_revoked_while_the_daemon_is_down_is_logged_out_when_it_star
     finally:
         await first.stop()
     assert session is not None
-    await revoke_from_another_process(config.store.path, "offline")
+    await revoke_from_another_process(config.store.target, "offline")
 
     second = Daemon(config)
     await second.start()
@@ -177,7 +177,7 @@ async def test_a_log_out_telegram_refuses_keeps_the_session_for_a_later_try(
     world = world_of(daemon)
     world.fail("LogOut", "LOGOUT_REFUSED_FOR_TEST", code=400, times=None)
     with caplog.at_level(logging.WARNING, logger="tgws.gateway"):
-        await revoke_from_another_process(daemon.config.store.path, "stubborn")
+        await revoke_from_another_process(daemon.config.store.target, "stubborn")
 
         async def attempted() -> bool:
             return "log out at Telegram failed" in caplog.text
@@ -251,7 +251,7 @@ async def test_revocation_closes_all_the_keys_connections_at_once(
             opcode, payload = await asyncio.wait_for(client.frame(), timeout(10))
             assert opcode == 0x1 and json.loads(payload)["data"]["status"] == "success"
         key_id = await key_id_of(daemon, key)
-        await revoke_from_another_process(daemon.config.store.path, "many")
+        await revoke_from_another_process(daemon.config.store.target, "many")
         codes = await asyncio.wait_for(
             asyncio.gather(*(c.until_close_frame() for c in clients)), timeout(30))
         assert codes == [1008, 1008, 1008]
