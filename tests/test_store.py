@@ -1178,3 +1178,20 @@ async def test_a_version_1_store_is_upgraded_with_its_data(
         assert await upgraded.verify_api_key(key) is not None
         assert await upgraded.get_offset(key_id, "chats", 1) == Offset(7)
     assert await table_exists(target, "leases") and await table_exists(target, "daemons")
+
+
+async def test_commit_offsets_commits_many_groups_at_once_with_commit_offsets_rules(
+        store: Store) -> None:
+    _, key_id = await new_key(store)
+    await store.commit_offset(key_id, "chats", 7, Offset(50))
+    await store.commit_offsets(key_id, [
+        ("chats", 5, Offset(100)), ("chats", 7, Offset(40)),  # 7: never backwards
+        ("users", 5, Offset(9, frozenset({3}))), ("chats", 6, Offset(1))])
+    assert await store.get_offset(key_id, "chats", 5) == Offset(100)
+    assert await store.get_offset(key_id, "chats", 6) == Offset(1)
+    assert await store.get_offset(key_id, "chats", 7) == Offset(50)
+    assert await store.get_offset(key_id, "users", 5) == Offset(9, frozenset({3}))
+    await store.commit_offsets(key_id, [])
+    with pytest.raises(ValueError):
+        await store.commit_offsets(key_id, [("chats", 8, Offset(1)), ("nope", 8, Offset(1))])
+    assert await store.get_offset(key_id, "chats", 8) is None  # all or nothing

@@ -317,5 +317,14 @@ class Store(abc.ABC):
         ones; a greater value replaces both. Ignored too for an unknown or revoked key.
         """
 
+    async def commit_offsets(
+        self, api_key_id: int, offsets: Iterable[tuple[str, int, Offset]]
+    ) -> None:
+        """commit_offset for each (kind, group id, offset), as one transaction: what a
+        `watch` confirmation covering many groups commits at once (tgws/live.py)."""
+        async with self.transaction():
+            for kind, group_id, offset in offsets:
+                await self.commit_offset(api_key_id, kind, group_id, offset)
+
     def _now(self) -> int:
         return int(self._clock())
