@@ -28,6 +28,9 @@ def timeout(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
+_PG_SCHEMAS: dict[Path, str] = {}
+
+
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     values: dict[str, Any] = {
         "server.host": "127.0.0.1",
@@ -37,10 +40,13 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         "log.level": "INFO",
     }
     if os.environ.get("TGWS_TEST_STORE") == "postgresql" and "store.url" not in overrides:
-        # The daemon suites on the PostgreSQL store: a fresh schema per config.
+        # The daemon suites on the PostgreSQL store: a schema per tmp_path, so that two
+        # configs of one test share a store as they would share its sqlite file.
         from tests.pgserver import shared_server
 
-        values["store.url"] = shared_server().new_schema()
+        if tmp_path not in _PG_SCHEMAS:
+            _PG_SCHEMAS[tmp_path] = shared_server().new_schema()
+        values["store.url"] = _PG_SCHEMAS[tmp_path]
     values.update(overrides)
     return load(None, environ={}, overrides=values)
 
