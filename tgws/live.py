@@ -40,13 +40,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tgws import account_updates, fastpath, serialize
+from tgws import account_updates, fastpath, live_items, serialize
 from tgws import protocol as p
 from tgws.acks import AckBarrier
 from tgws.context import Connection
@@ -61,8 +60,8 @@ from tgws.errors import (
 from tgws.frames import send_frames
 from tgws.gateway import Account
 from tgws.joins import JoinMark
+from tgws.live_feed import feed_of
 from tgws.peers import Peer
-from tgws.serialize.common import envelope, iso
 from tgws.store import Offset
 
 log = logging.getLogger("tgws.live")
@@ -74,51 +73,6 @@ USERS_KIND = "users"
 OffsetChange = tuple[str, int, Offset]
 
 
-# --- the account's updates, fanned out ----------------------------------------------------------
-class Feed:
-    """One account's Telegram updates, handed to every watch of that account."""
-
-    def __init__(self, account: Account) -> None:
-        self.account = account
-        self.watches: set[Watcher] = set()
-
-    async def on_update(self, update: Any) -> None:
-        change = account_updates.read(update)
-        if change is None:
-            return
-        for watcher in self.watches:
-            watcher.offer(change)
-
-    async def join(self, watcher: Watcher) -> None:
-        self.watches.add(watcher)
-        await self.follow()
-
-    async def follow(self) -> None:
-        await account_updates.follow(self.account, self.on_update, self.on_gap)
-
-    def on_gap(self, chat: int | None) -> None:
-        """Telethon skipped a gap in `chat` (channelDifferenceTooLong), or in every chat
-        (None: it reconnected, and what was pushed meanwhile is lost to it)."""
-        for watcher in self.watches:
-            watcher.gap(chat)
-
-    def leave(self, watcher: Watcher) -> None:
-        self.watches.discard(watcher)
-        if not self.watches:
-            account_updates.unfollow(self.account, self.on_update)
-            _feeds.pop(self.account, None)
-
-
-_feeds: weakref.WeakKeyDictionary[Account, Feed] = weakref.WeakKeyDictionary()
-
-
-def feed_of(account: Account) -> Feed:
-    feed = _feeds.get(account)
-    if feed is None:
-        feed = _feeds[account] = Feed(account)
-    return feed
-
-
 # --- one watch ----------------------------------------------------------------------------------
 @dataclass(slots=True)
 class Group:
@@ -127,18 +81,6 @@ class Group:
     total: int | None = None  # Telegram's member count (members watched)
     mark: int = 0  # every id <= mark delivered or gone (see the notes above)
     above: set[int] = field(default_factory=set)  # ids > mark already sent
-
-
-def _retag(frames: Iterable[bytes], source: bytes, kind: str, path: str) -> list[bytes]:
-    """`chats`/`users` item frames as watch items: event "watch", "kind" and "path" added."""
-    cut = len(b'{"event":"') + len(source) + 1
-    tail = b',"kind":"%s","path":"%s"}}' % (kind.encode(), path.encode())
-    return [b'{"event":"watch"' + frame[cut:-2] + tail for frame in frames]
-
-
-def _item(group: str, key: str, value: dict[str, Any], kind: str, path: str) -> bytes:
-    frame = envelope(p.WATCH, group, key, value)
-    return frame[:-2] + b',"kind":"%s","path":"%s"}}' % (kind.encode(), path.encode())
 
 
 class Watcher:
@@ -265,8 +207,8 @@ class Watcher:
         async for page in self.account.message_pages(peer, after_id=after, batch=batch):
             items = page.items if latest_mark else [
                 m for m in page.items if not serialize.is_migrate_to(m)]
-            frames = _retag(serialize.message_frames(group.name, items), b"chats",
-                            p.KIND_MESSAGE, p.PATH_CATCH_UP)
+            frames = live_items.retag(serialize.message_frames(group.name, items), b"chats",
+                                      p.KIND_MESSAGE, p.PATH_CATCH_UP)
             after = page.items[-1].id
             await self.send(frames, [(CHATS_KIND, offset_id, Offset(after))],
                             [[(CHATS_KIND, offset_id, Offset(m.id))] for m in items])
@@ -286,8 +228,9 @@ class Watcher:
                 last_count = page.total
             fresh = mark.unseen(page.items)
             mark.delivered(fresh)
-            await self.send(_retag(serialize.user_frames(group.name, fresh), b"users",
-                                   p.KIND_MEMBER, p.PATH_CATCH_UP), [])
+            frames = serialize.user_frames(group.name, fresh)
+            await self.send(live_items.retag(frames, b"users", p.KIND_MEMBER, p.PATH_CATCH_UP),
+                            [])
         counts = [c for c in (group.total, last_count) if c is not None]
         newest = mark.offset()
         if newest is not None and (not counts or listed >= min(counts)):
@@ -332,15 +275,16 @@ class Watcher:
         if change.kind == "deletion":
             if request.deletions:
                 item = {"chat_id": change.chat, "ids": change.ids}
-                await self.send([_item(group.name, "deleted", item, p.KIND_DELETION,
-                                       p.PATH_LIVE)], [])
+                await self.send([live_items.item(group.name, "deleted", item, p.KIND_DELETION,
+                                                 p.PATH_LIVE)], [])
             return
         msg_id = int(change.message.id)
         known = msg_id <= group.mark or msg_id in group.above
         if change.kind == "edit":
             if known and request.edits:
-                await self.send(_retag(serialize.message_frames(group.name, [change.message]),
-                                       b"chats", p.KIND_EDIT, p.PATH_LIVE), [])
+                frames = serialize.message_frames(group.name, [change.message])
+                await self.send(live_items.retag(frames, b"chats", p.KIND_EDIT, p.PATH_LIVE),
+                                [])
             elif not known:
                 self.hole(group)  # edited before we saw it: the history has it as it is now
             return
@@ -354,11 +298,11 @@ class Watcher:
         request = self.request
         frames: list[bytes] = []
         if request.messages:
-            frames = _retag(serialize.message_frames(group.name, messages), b"chats",
-                            p.KIND_MESSAGE, path)
+            frames = live_items.retag(serialize.message_frames(group.name, messages),
+                                      b"chats", p.KIND_MESSAGE, path)
         if request.members:
             for message in messages:
-                frames.extend(self.member_items(group, message, entities, path))
+                frames.extend(live_items.members(group.name, message, entities, path))
         before = group.mark
         group.above.update(int(m.id) for m in messages)
         while group.mark + 1 in group.above:
@@ -369,21 +313,6 @@ class Watcher:
         changes = [(CHATS_KIND, group.peer.id, Offset(group.mark))] \
             if request.messages and group.mark > before else []
         await self.send(frames, changes)
-
-    def member_items(self, group: Group, message: Any, entities: dict[int, Any] | None,
-                     path: str) -> list[bytes]:
-        if entities is None:  # a message from history: the users its action names
-            entities = {int(u.id): u for u in (getattr(message, "action_entities", None)
-                                               or ()) if u is not None}
-        joined = account_updates.joined(message, entities)
-        if joined:
-            return _retag(serialize.user_frames(group.name, joined), b"users",
-                          p.KIND_MEMBER, path)
-        gone = account_updates.left(message)
-        if gone is None:
-            return []
-        item = {"user_id": gone[0], "by": gone[1], "date": iso(message.date)}
-        return [_item(group.name, "left", item, p.KIND_MEMBER_LEFT, path)]
 
     def hole(self, group: Group) -> None:
         key = account_updates.chat_key(group.peer)
