@@ -482,3 +482,20 @@ async def test_a_hostile_world_dropping_and_reordering_pushes_loses_and_repeats_
         assert {i["path"] for i in items} <= {"live", "reconcile"}
         await cancel(ws)
         await ws.close()
+
+
+async def test_latest_stays_exact_when_the_bulk_call_fails(daemon: Daemon, api_key: str) -> None:
+    ws = await logged_in(daemon, api_key, PHONE)
+    room = Room(daemon, "bulkfails", messages=2)
+    first, _ = await latest_chats(ws, "bulkfails")
+    assert [i["chat"]["id"] for i in first] == [1, 2]
+    await committed(daemon, room, 2)
+    news = room.post("news")
+    room.world.faults.script("GetPeerDialogsRequest", "internal", times=None)  # always a 5xx
+    before = calls(room.world)
+    second, done = await latest_chats(ws, "bulkfails")
+    assert [i["chat"]["id"] for i in second] == [news]  # the old path, with its own calls
+    used = spent(before, calls(room.world))
+    assert used["GetPeerDialogsRequest"] >= 1 and used["GetHistoryRequest"] >= 1
+    assert done["groups"][0]["sent"] == 1
+    await ws.close()

@@ -18,12 +18,16 @@ old history comes before the first supergroup message; see docs/offsets.md).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from tgws import account_updates
+from tgws.errors import GatewayError, NotAuthorized
 from tgws.gateway import Account
 from tgws.peers import Peer
 from tgws.protocol import username_of
+
+log = logging.getLogger("tgws.bulk_latest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,16 @@ async def prefetch(account: Account, names: list[str]) -> dict[str, Known]:
     if not cached:
         return {}
     unique = list({peer.id: peer for peer in cached.values()}.values())
-    newest = await account_updates.newest_ids(account, unique)
+    try:
+        newest = await account_updates.newest_ids(account, unique)
+    except NotAuthorized:
+        raise
+    except GatewayError as err:
+        # Telegram failed the bulk call (a 5xx, a stall, a flood): learn nothing from it and
+        # let each group take the path it took before, with that path's retries.
+        log.info("account of key #%d: getPeerDialogs failed (%s); asking each group",
+                 account.api_key_id, err)
+        return {}
     known: dict[str, Known] = {}
     for name, peer in cached.items():
         found = newest.get(peer.id)
