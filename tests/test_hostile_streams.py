@@ -343,3 +343,31 @@ async def test_5xx_drops_and_floods_mid_stream_are_retried_without_gap_or_duplic
         await ws.close()
     finally:
         await daemon.stop()
+
+
+async def test_a_flood_wait_while_reconnecting_is_waited_not_a_telegram_error(
+        tmp_path: Path) -> None:
+    """Telethon's connect() asks updates.getDifference for a session that has update state;
+    Telegram may answer it FLOOD_WAIT like any call (the soak met it after a restart)."""
+    daemon = await hostile_daemon(tmp_path)
+    try:
+        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
+        ws = await logged_in(daemon, key)
+        await chats(ws, "testgroup00002")
+        await ws.close()
+    finally:
+        await daemon.stop()
+    again = await hostile_daemon(tmp_path)
+    try:
+        world = world_of(again)
+        world.faults.script("GetDifference", "flood")
+        ws = await open_ws(again)
+        expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+               "session already exists, call 'users'.")
+        chat = world.resolve(HOLEY_CHANNEL)
+        mark = world.mark()
+        items, _ = await chats(ws, HOLEY_CHANNEL)
+        assert chat.expected_messages(mark).check(message_ids(items)) == []
+        await ws.close()
+    finally:
+        await again.stop()
