@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from telethon.sessions import StringSession
 from websockets.asyncio.client import ClientConnection
 
@@ -27,6 +28,9 @@ from tgws.sandbox.hostile import (
 )
 
 MIGRATING_PHONE = "+919876543210"  # no account yet; lives on DC 5 (docs/sandbox.md)
+# [sandbox] wire: false hands Telethon TL objects, true has it parse TL bytes (basic groups'
+# faces, participants pages) as it parses Telegram's.
+BOTH_MODES = pytest.mark.parametrize("wire", [False, True], ids=["objects", "wire"])
 
 
 async def hostile_daemon(tmp_path: Path, **overrides: Any) -> Daemon:
@@ -119,10 +123,12 @@ async def test_deletes_and_edits_while_streaming_leave_no_gap_and_no_ghost(
         await daemon.stop()
 
 
-async def test_members_who_leave_and_join_mid_listing_hide_no_one(tmp_path: Path) -> None:
+@BOTH_MODES
+async def test_members_who_leave_and_join_mid_listing_hide_no_one(tmp_path: Path,
+                                                                  wire: bool) -> None:
     """After every page served a member of that page leaves (shifting the list up one),
     every 2nd page a newcomer joins; and `latest` later misses no newcomer."""
-    daemon = await hostile_daemon(tmp_path)
+    daemon = await hostile_daemon(tmp_path, **{"sandbox.wire": wire})
     try:
         world = world_of(daemon)
         key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
@@ -235,8 +241,10 @@ async def key_id(daemon: Daemon, key: str) -> int:
     return record.id
 
 
-async def test_an_upgraded_group_streams_both_histories_as_one(tmp_path: Path) -> None:
-    daemon = await hostile_daemon(tmp_path)
+@BOTH_MODES
+async def test_an_upgraded_group_streams_both_histories_as_one(tmp_path: Path,
+                                                               wire: bool) -> None:
+    daemon = await hostile_daemon(tmp_path, **{"sandbox.wire": wire})
     try:
         world = world_of(daemon)
         key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
