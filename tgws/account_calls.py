@@ -91,6 +91,11 @@ class AccountCalls:
                 raise
             raise self._failed(TelegramUnavailable("connection closed while connecting")) \
                 from None
+        except FLOOD_ERRORS:
+            # Telethon's connect() may send a request (updates.getDifference for a session
+            # with update state) that Telegram answers FLOOD_WAIT like any other call: the
+            # callers wait it out (_with_flood_control, Gateway._batches), then reconnect.
+            raise
         except errors.RPCError as err:
             raise translate(err) from None
 
