@@ -1120,7 +1120,7 @@ async def test_postgres_a_statement_blocked_past_the_deadline_is_a_store_error(
     pg_server: PgServer,
 ) -> None:
     url = pg_server.new_schema()
-    async with await Store.open(url, deadline=0.5) as store:
+    async with await Store.open(url, deadline=timeout(1.0)) as store:
         _, key_id = await new_key(store)
         holder = await asyncpg.connect(url)
         try:
