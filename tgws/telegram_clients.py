@@ -71,7 +71,9 @@ def client_options(config: TelegramConfig, **extra: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         # We handle flood waits ourselves, to tell the websocket client and to cap them.
         "flood_sleep_threshold": 0,
-        # tgws only pulls; an update loop would cost memory and CPU per account for nothing.
+        # No pushes until a connection of the account watches: tgws/account_updates.py
+        # switches updates on for the first `watch` and off after the last, so accounts that
+        # only pull pay nothing for them. No catch-up either: a watch reconciles from history.
         "receive_updates": False,
         "catch_up": False,
         "request_retries": config.request_retries,
