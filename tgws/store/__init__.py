@@ -8,6 +8,7 @@ in :mod:`tgws.store.base`. The package's rooms:
     records.py  the records and value rules (names, usernames, tie ids); pure
     schema.py   forward-only migrations, one history for every dialect
     sqlite.py   the aiosqlite dialect (the default: one file, one daemon)
+    sqlite_conn.py  its one connection: the lock, transactions, savepoints, opening
     postgres.py the asyncpg dialect ([store] url): several daemons on one database
     ownership.py which daemon runs each key's Telegram session: leases, fencing tokens
 """

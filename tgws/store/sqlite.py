@@ -9,18 +9,9 @@ which is what lets busy_timeout do its job: a deferred transaction that reads fi
 later can fail at the upgrade without waiting.
 
 Transactions
-    aiosqlite runs statements one at a time on its thread, but nothing stops another task's
-    statement from landing between our ``BEGIN`` and ``COMMIT`` and becoming part of (or being
-    rolled back with) our transaction. So every use of the connection goes through one
-    ``asyncio.Lock``: :meth:`Store.transaction` holds it from ``BEGIN IMMEDIATE`` to ``COMMIT``,
-    and single statements (reads, one-statement writes) hold it for that statement. The task
-    holding a transaction may call any other Store method inside it (nested transactions become
-    SAVEPOINTs); a different task waits.
-
-    The connection runs in sqlite's autocommit mode (``isolation_level=None``): Python's
-    sqlite3 module opens no implicit transactions, so a single statement outside
-    ``transaction()`` commits by itself in one thread hop (~35 µs, see perf-physics.md §6),
-    and multi-statement writes say ``BEGIN IMMEDIATE``/``COMMIT`` explicitly.
+    Every use of the one connection is serialized by tgws.store.sqlite_conn: a transaction
+    holds it from ``BEGIN IMMEDIATE`` to ``COMMIT`` (nested: SAVEPOINTs), other tasks wait;
+    single statements outside a transaction commit by themselves (autocommit).
 
 Timestamps
     Stored as INTEGER unix seconds (UTC by definition), the same unit the ``users`` offsets use
@@ -35,40 +26,22 @@ File permissions and secrets at rest
     the WAL, so no old copy lingers. With a keyring ([store] secret_key_file) sessions are
     sealed (tgws.sealing) before they reach sqlite.
 
-Migrations
-    Forward-only, one small function per schema version, recorded in ``PRAGMA user_version``.
-    Each runs in its own ``BEGIN IMMEDIATE`` transaction that also bumps user_version, so a
-    crash leaves the previous version intact and two processes opening a fresh file at once
-    migrate it exactly once. A database whose user_version is newer than :data:`SCHEMA_VERSION`
-    is refused with a :class:`StoreError`: an old daemon must not write into a schema it does
-    not understand.
-
-API keys
-    Names are 1-64 characters of ``[A-Za-z0-9_.-]`` and unique without regard to case
-    ("Bot" and "bot" are one name), so an operator cannot create two keys that look alike.
-    Revoking a key keeps its row as a tombstone (``revoked_at`` set): its name is never reused
-    and its hash can never match again. In the same transaction revocation deletes what the
-    key had learned (entity cache, offsets); its Telegram session stays, out of the key's
-    reach, until the daemon has logged it out at Telegram and deleted it. The plaintext key
-    exists only in the return value of :meth:`Store.create_api_key`; the store keeps its
-    SHA-256 (see :mod:`tgws.auth`).
+Migrations (``PRAGMA user_version``) are in tgws.store.schema; what the API key, session and
+offset methods promise is in tgws.store.base, the same for both dialects.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import aiosqlite
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
-from tgws.dbfile import prepare_path, tighten_files
 from tgws.errors import StoreError
 from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
 from tgws.store.base import Store
@@ -85,7 +58,7 @@ from tgws.store.records import (
     utc,
     valid_api_key_name,
 )
-from tgws.store.schema import migrate_sqlite, rollback_quietly
+from tgws.store.sqlite_conn import SerializedConnection, open_database
 
 log = logging.getLogger("tgws.store")
 
@@ -142,24 +115,12 @@ WHERE ?4 >= offsets.value
 """
 
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _sqlite_errors(what: str) -> Iterator[None]:
-    """Turn sqlite's exceptions into StoreError, naming what we were doing."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StoreError(f"{what}: {exc}") from exc
-
-
 class SqliteStore(Store):
     """The store in one sqlite file (see the module docstring). Open with ``Store.open(path)``."""
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        conn: SerializedConnection,
         path: str,
         version: int,
         clock: Callable[[], float],
@@ -167,14 +128,9 @@ class SqliteStore(Store):
     ) -> None:
         """Internal: use :meth:`Store.open`."""
         super().__init__(clock, keyring)
-        self._db: aiosqlite.Connection | None = db
+        self._c = conn
         self._path = path
         self._version = version
-        self._lock = asyncio.Lock()
-        # The task that holds self._lock (in transaction() or _locked()), so that the same
-        # task can call other Store methods inside its transaction without deadlocking.
-        self._owner: asyncio.Task[Any] | None = None
-        self._savepoints = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,40 +149,8 @@ class SqliteStore(Store):
         sqlite database, WAL cannot be enabled (e.g. on a network filesystem), or the schema
         is newer than this code.
         """
-        # A few stat() calls, once at startup: not worth a thread hop.
-        prepare_path(path)
-        for name, mode in tighten_files(path):
-            log.warning("store file %s had mode %04o; made it 0600 (it holds Telegram "
-                        "sessions)", name, mode)
-
-        try:
-            db = await aiosqlite.connect(path, isolation_level=None, timeout=deadline)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {path}: {exc}") from exc
-        try:
-            with _sqlite_errors(f"cannot open store {path}"):
-                # busy_timeout first, so that switching to WAL waits for another process.
-                await db.execute(f"PRAGMA busy_timeout = {int(deadline * 1000)}")
-                rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-                if str(rows[0][0]).lower() != "wal":
-                    raise StoreError(
-                        f"store {path}: sqlite refused WAL mode (journal_mode={rows[0][0]}); "
-                        "put the store on a local filesystem"
-                    )
-                # NORMAL in WAL mode: no fsync per commit (perf-physics.md §6); a power cut can
-                # lose the last commits but never corrupts the database.
-                await db.execute("PRAGMA synchronous = NORMAL")
-                await db.execute("PRAGMA foreign_keys = ON")
-                # Deleted rows (sessions of logged-out or revoked keys) are overwritten with
-                # zeros, not left readable in free pages until sqlite reuses them.
-                await db.execute("PRAGMA secure_delete = ON")
-                # The offset merge needs sqlite's JSON functions; fail at startup, not mid-stream.
-                await db.execute_fetchall("SELECT json_group_array(value) FROM json_each('[1]')")
-                version = await migrate_sqlite(db, path)
-        except BaseException:
-            await db.close()
-            raise
-        store = cls(db, path, version, clock, keyring)
+        db, version = await open_database(path, deadline)
+        store = cls(SerializedConnection(db, path), path, version, clock, keyring)
         try:
             await store._check_sessions_at_rest()
         except BaseException:
@@ -236,15 +160,7 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         """Close the connection (waiting for a running transaction). Idempotent."""
-        if self._db is None:
-            return
-        if self._owns_lock():
-            raise StoreError("Store.close() called inside one of its own transactions")
-        async with self._lock:
-            db, self._db = self._db, None
-            if db is not None:
-                with _sqlite_errors(f"closing store {self._path}"):
-                    await db.close()
+        await self._c.close()
 
     @property
     def schema_version(self) -> int:
@@ -256,10 +172,10 @@ class SqliteStore(Store):
 
     @property
     def closed(self) -> bool:
-        return self._db is None
+        return self._c.closed
 
     async def healthy(self) -> bool:
-        if self._db is None:
+        if self._c.closed:
             return False
         try:
             async with self._locked("health check") as db:
@@ -268,94 +184,18 @@ class SqliteStore(Store):
             return False
         return len(rows) == 1 and rows[0][0] == 1
 
-    # -- locking --------------------------------------------------------------------------
+    # -- the connection (tgws.store.sqlite_conn) ---------------------------------------------
 
     def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError(f"store {self._path} is closed")
-        return self._db
+        return self._c.conn()
 
-    def _owns_lock(self) -> bool:
-        return self._owner is not None and self._owner is asyncio.current_task()
+    def _locked(self, what: str) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        return self._c.locked(what)
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, for statements outside an explicit transaction.
-
-        A single statement here commits by itself (autocommit). Inside the caller's own
-        transaction() it simply joins that transaction.
-        """
-        if self._owns_lock():
-            with _sqlite_errors(what):
-                yield self._conn()
-            return
-        async with self._lock:
-            db = self._conn()  # checked after waiting: close() may have won the lock first
-            self._owner = asyncio.current_task()
-            try:
-                with _sqlite_errors(what):
-                    yield db
-            finally:
-                self._owner = None
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """Run the Store calls inside the block as one transaction: all of them or none.
-
-        ``async with store.transaction(): await store.save_session(...); ...``. An exception
-        rolls everything back and propagates. Other tasks' Store calls wait until the block
-        ends, so keep it short and await nothing but this Store inside it (in particular, do
-        not wait for another task that uses the Store: that deadlocks). Nested use by the same
-        task is a SAVEPOINT: an exception caught inside the outer block undoes only the inner
-        block. sqlite errors surface as StoreError.
-        """
-        if self._owns_lock():
-            async with self._savepoint():
-                yield
-            return
-        async with self._lock:
-            db = self._conn()
-            self._owner = asyncio.current_task()
-            try:
-                with _sqlite_errors("starting a transaction"):
-                    await db.execute("BEGIN IMMEDIATE")
-                with _sqlite_errors("in a transaction"):
-                    yield
-                with _sqlite_errors("committing a transaction"):
-                    await db.execute("COMMIT")
-            except BaseException:
-                # Whatever failed (BEGIN, the block, or COMMIT), leave the connection outside
-                # any transaction before the next task gets the lock. A cancelled await does not
-                # cancel the statement: aiosqlite still runs it, in queue order, so a BEGIN that
-                # was waiting on busy_timeout when we were cancelled runs before this ROLLBACK.
-                # If there is nothing to roll back (BEGIN failed, COMMIT completed), the
-                # ROLLBACK fails harmlessly.
-                await rollback_quietly(db)
-                raise
-            finally:
-                self._owner = None
-
-    @contextlib.asynccontextmanager
-    async def _savepoint(self) -> AsyncIterator[None]:
-        db = self._conn()
-        self._savepoints += 1
-        name = f"tgws_sp{self._savepoints}"
-        try:
-            with _sqlite_errors("starting a savepoint"):
-                await db.execute(f"SAVEPOINT {name}")
-            with _sqlite_errors("in a transaction"):
-                yield
-            with _sqlite_errors("releasing a savepoint"):
-                await db.execute(f"RELEASE {name}")
-        except BaseException:
-            # Undo the inner block only; the outer transaction decides about the rest. Errors
-            # are ignored for the same reasons as in transaction().
-            for statement in (f"ROLLBACK TO {name}", f"RELEASE {name}"):
-                with contextlib.suppress(sqlite3.Error, ValueError):
-                    await db.execute(statement)
-            raise
-        finally:
-            self._savepoints -= 1
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """See :meth:`Store.transaction`. Other tasks' Store calls wait until the block ends
+        (one connection), so awaiting another task that uses the Store inside it deadlocks."""
+        return self._c.transaction()
 
     # -- API keys -------------------------------------------------------------------------
 
