@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import importlib
 import io
 import json
 import os
@@ -352,9 +353,9 @@ def main() -> None:
     args = parser.parse_args()
     factory = None
     if args.loop == "uvloop":
-        import uvloop  # optional: pip install 'tgws[uvloop]'
-
-        factory = uvloop.new_event_loop
+        # Not a tgws dependency (it did not win: bench/README.md): `pip install uvloop` to
+        # compare. Imported by name so type checks pass where it is not installed.
+        factory = importlib.import_module("uvloop").new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(args))
 
