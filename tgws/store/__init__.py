@@ -10,6 +10,7 @@ in :mod:`tgws.store.base`. The package's rooms:
     sqlite.py   the aiosqlite dialect (the default: one file, one daemon)
     sqlite_conn.py  its one connection: the lock, transactions, savepoints, opening
     postgres.py the asyncpg dialect ([store] url): several daemons on one database
+    postgres_conn.py  its pool: per-task transactions, deadlines, errors
     ownership.py which daemon runs each key's Telegram session: leases, fencing tokens
 """
 

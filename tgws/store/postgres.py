@@ -4,19 +4,10 @@ For operators who run many accounts or several daemons on one database they alre
 (issue 15). The same interface and guarantees as sqlite (see :mod:`tgws.store.base`); what
 differs is written here.
 
-Connections and transactions
-    A small asyncpg pool (:data:`POOL_SIZE` connections). A call outside a transaction borrows
-    a connection for its statement; :meth:`PostgresStore.transaction` keeps one connection for
-    the whole block and remembers it for the task that opened it, so every Store call of that
-    task inside the block runs on it (nested blocks are SAVEPOINTs), while other tasks' calls
-    run on other connections meanwhile and see the block's writes only once it commits (READ
-    COMMITTED). The connection is found by the *task*, not a context variable: a task started
-    inside the block inherits the context but must not share its connection.
-
-Deadlines
-    Every statement has asyncpg's ``command_timeout``; connecting and borrowing a connection
-    have the same deadline. A passing deadline is a StoreError like any other failure of the
-    database: the caller sees "the store did not answer", never a hang.
+Connections, transactions, deadlines
+    tgws.store.postgres_conn: a small pool; a transaction pins one connection to its task
+    (nested: SAVEPOINTs) while other tasks' calls run on other connections; every call has
+    a deadline, and every failure of the database is a StoreError.
 
 Races that sqlite's single writer ruled out
     A write that must not land for a revoked key (a session, an offset, the entity cache)
@@ -36,21 +27,20 @@ Secrets
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
+from typing import Final
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
 from tgws.errors import StoreError
 from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
-from tgws.store.base import DEFAULT_DEADLINE, Store, redact_url, url_password
+from tgws.store.base import DEFAULT_DEADLINE, Store
+from tgws.store.postgres_conn import Conn, Pool
 from tgws.store.records import (
     MAX_KEY_LENGTH,
     ApiKeyRecord,
@@ -67,19 +57,6 @@ from tgws.store.records import (
 from tgws.store.schema import migrate_postgres
 
 log = logging.getLogger("tgws.store")
-
-POOL_SIZE: Final = 4
-"""Connections per daemon. Statements are short (one round trip each); four let a slow one
-(a revocation, a reseal) run beside the streams' offset commits without queueing them."""
-
-Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
-
-# asyncpg's own errors, the socket's, and a passing command_timeout: everything the database
-# can do to a call. Anything else is a bug of ours and propagates as it is.
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-# Inside a caller's transaction block only the driver's own errors are ours to translate: a
-# TimeoutError there may be the caller's.
-_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 # The key must be active, checked under a share lock on its row: see "Races" above.
 _KEY_ACTIVE: Final = "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR SHARE"
@@ -128,25 +105,12 @@ WHERE excluded.value >= offsets.value
 class PostgresStore(Store):
     """The store in a PostgreSQL database. Open with ``Store.open("postgresql://...")``."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool[asyncpg.Record],
-        where: str,
-        version: int,
-        clock: Callable[[], float],
-        keyring: Keyring | None,
-        timeout: float,
-        secret: str | None,
-    ) -> None:
+    def __init__(self, pool: Pool, version: int, clock: Callable[[], float],
+                 keyring: Keyring | None) -> None:
         """Internal: use :meth:`Store.open`."""
         super().__init__(clock, keyring)
-        self._pool: asyncpg.Pool[asyncpg.Record] | None = pool
-        self._where = where
+        self._p = pool
         self._version = version
-        self._timeout = timeout
-        self._secret = secret
-        # The connection of each task inside transaction(), and how deep it is nested.
-        self._tx: dict[asyncio.Task[Any], Conn] = {}
 
     @classmethod
     async def connect(
@@ -160,47 +124,21 @@ class PostgresStore(Store):
         """Connect, migrate and check sessions at rest. StoreError when the server cannot be
         reached in ``deadline`` seconds, refuses us, or holds a newer schema. ``deadline`` is
         also every later statement's."""
-        where = redact_url(url)
-        secret = url_password(url)
+        pool = await Pool.open(url, deadline)
+        store = cls(pool, 0, clock, keyring)
         try:
-            async with asyncio.timeout(deadline):
-                pool = await asyncpg.create_pool(
-                    url, min_size=1, max_size=POOL_SIZE, timeout=deadline,
-                    command_timeout=deadline, server_settings={"application_name": "tgws"})
-        except (*_DB_ERRORS, ValueError) as exc:
-            raise StoreError(f"cannot open store {where}: {_describe(exc, secret)}") from None
-        store = cls(pool, where, 0, clock, keyring, deadline, secret)
-        try:
-            async with store._conn(f"cannot open store {where}") as conn:
-                store._version = await migrate_postgres(conn, where)
+            async with pool.connection(f"cannot open store {pool.where}") as conn:
+                store._version = await migrate_postgres(conn, pool.where)
             await store._check_sessions_at_rest()
         except BaseException:
-            await store._abandon()
+            pool.abandon()
             raise
         return store
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        if self._pool is None:
-            return
-        if asyncio.current_task() in self._tx:
-            raise StoreError("Store.close() called inside one of its own transactions")
-        pool, self._pool = self._pool, None
-        # Waits for borrowed connections (a running transaction) to come back; a transaction
-        # that outlives a generous deadline is cut off rather than hanging the shutdown.
-        try:
-            async with asyncio.timeout(4 * self._timeout):
-                await pool.close()
-        except TimeoutError:
-            log.warning("store %s: a transaction outlived close(); its connection was cut",
-                        self._where)
-            pool.terminate()
-
-    async def _abandon(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate()
+        await self._p.close()
 
     @property
     def schema_version(self) -> int:
@@ -208,91 +146,33 @@ class PostgresStore(Store):
 
     @property
     def path(self) -> str:
-        return self._where
+        return self._p.where
 
     @property
     def closed(self) -> bool:
-        return self._pool is None
+        return self._p.closed
 
     async def healthy(self) -> bool:
-        if self._pool is None:
+        if self._p.closed:
             return False
         try:
-            async with self._conn("health check") as conn:
+            async with self._p.connection("health check") as conn:
                 return bool(await conn.fetchval("SELECT 1") == 1)
         except (StoreError, ValueError):
             return False
 
-    # -- connections and transactions ---------------------------------------------------
-
-    @contextlib.contextmanager
-    def _errors(self, what: str, kinds: tuple[type[BaseException], ...] = _DB_ERRORS,
-                ) -> Iterator[None]:
-        try:
-            yield
-        except kinds as exc:
-            raise StoreError(f"{what}: {_describe(exc, self._secret)}") from exc
+    # -- connections (tgws.store.postgres_conn) ------------------------------------------
 
     def connection(self, what: str) -> contextlib.AbstractAsyncContextManager[Conn]:
         """For the store package's other modules (tgws.store.ownership): a connection as the
         Store's own methods get one (the task's transaction's, or a pooled one), with errors
         turned into StoreError naming ``what``."""
-        return self._conn(what)
+        return self._p.connection(what)
 
-    @contextlib.asynccontextmanager
-    async def _conn(self, what: str) -> AsyncIterator[Conn]:
-        """A connection for the caller's statements: its own transaction's, or a pooled one
-        (each statement then commits by itself)."""
-        task = asyncio.current_task()
-        own = self._tx.get(task) if task is not None else None
-        if own is not None:
-            with self._errors(what):
-                yield own
-            return
-        if self._pool is None:
-            raise StoreError(f"store {self._where} is closed")
-        with self._errors(what):
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
+    _conn = connection
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        assert task is not None, "Store.transaction() outside a task"
-        own = self._tx.get(task)
-        if own is not None:
-            # asyncpg makes a nested transaction a SAVEPOINT: an exception undoes the inner
-            # block and propagates; the outer transaction decides about the rest.
-            with self._errors("in a transaction", _DRIVER_ERRORS):
-                async with own.transaction():
-                    yield
-            return
-        if self._pool is None:
-            raise StoreError(f"store {self._where} is closed")
-        pool = self._pool
-        with self._errors("starting a transaction"):
-            conn = await pool.acquire(timeout=self._timeout)
-        try:
-            tx = conn.transaction()
-            with self._errors("starting a transaction"):
-                await tx.start()
-            self._tx[task] = conn
-            try:
-                with self._errors("in a transaction", _DRIVER_ERRORS):
-                    yield
-            except BaseException:
-                del self._tx[task]
-                # A failed rollback (the connection died) rolls back by itself at the server;
-                # release() then resets or discards the connection.
-                with contextlib.suppress(*_DB_ERRORS):
-                    await tx.rollback()
-                raise
-            del self._tx[task]
-            with self._errors("committing a transaction"):
-                await tx.commit()
-        finally:
-            with contextlib.suppress(*_DB_ERRORS):
-                await pool.release(conn, timeout=self._timeout)
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._p.transaction()
 
     # -- API keys -------------------------------------------------------------------------
 
@@ -488,13 +368,3 @@ class PostgresStore(Store):
             await conn.execute(_COMMIT_OFFSET, api_key_id, kind, group_id, offset.value,
                                encode_ties(offset.tie_ids), self._now())
 
-
-def _describe(exc: BaseException, secret: str | None) -> str:
-    """The error for a message: its text, or its kind when it has none (a timeout); never
-    the password, should a driver ever echo the URL."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        text = "the database did not answer in time"
-    if secret:
-        text = text.replace(secret, "***")
-    return text
