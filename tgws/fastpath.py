@@ -12,7 +12,7 @@ public path costs several microseconds per item (bench/README.md):
   `left`, to take the rest of a page in one slice. Public twin: one `__anext__` per item
   (plain async iteration), in gateway._batches.
 
-Nothing else in tgws touches those names. Each fast path is checked on first use (the
+Nothing else in tgws is to touch those names. Each fast path is checked on first use (the
 answer is cached and logged once): the attributes it uses must exist, and a self-test
 must pass (hand-built frames byte-identical to websockets' own Frame serializer; slicing a
 probe RequestIter yields exactly what plain iteration yields). When a check fails, the
