@@ -27,27 +27,26 @@ Design notes (why it is built this way):
 * Backpressure: frames of a batch are written with one transport write, then we wait in
   drain() while the socket's buffer is above [server] write_limit; the Telethon iterator
   is not advanced meanwhile, so memory stays flat however large the group.
+
+Modules beside it: frames.py writes the items, acks.py confirms them, joins.py keeps the
+members offset, stream_guards.py holds what surrounds each stream (progress replies,
+flood and retry notices, the offset lock, the stalled-client deadline, Telegram errors).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tgws import bulk_latest, fastpath, serialize
+from tgws import bulk_latest, serialize
 from tgws import protocol as p
 from tgws.acks import AckBarrier, ClientBarrier
 from tgws.context import Connection
 from tgws.errors import (
     CloseCode,
-    GatewayError,
     MembersHidden,
-    NotAuthorized,
     PeerNotFound,
     Refusal,
 )
@@ -56,6 +55,16 @@ from tgws.gateway import Account, OnRetry, Page
 from tgws.joins import JoinMark
 from tgws.peers import Peer
 from tgws.store import Offset
+from tgws.stream_guards import (
+    Notify,
+    Progress,
+    api_key_id,
+    client_keeps_up,
+    group_turn,
+    notices,
+    progress_for,
+    telegram_errors,
+)
 
 log = logging.getLogger("tgws.streaming")
 
@@ -63,106 +72,10 @@ USERS_KIND = "users"
 CHATS_KIND = "chats"
 
 
-@dataclass(slots=True)
-class Progress:
-    """Progress replies every N items or T seconds, when the client asked for them."""
-
-    conn: Connection
-    event: str
-    enabled: bool
-    every: int
-    interval: float
-    next_count: int = 0
-    next_time: float = 0.0
-
-    def start(self) -> None:
-        self.next_count = self.every
-        self.next_time = time.monotonic() + self.interval
-
-    async def update(self, group: str, sent: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if sent < self.next_count and now < self.next_time:
-            return
-        self.next_count = sent + self.every
-        self.next_time = now + self.interval
-        await self.conn.send(p.reply(self.event, p.PROGRESS,
-                                     {"group": group, "sent": sent, "total": total}))
-
-
 def _refused(event: str, message: str, **extra: object) -> Refusal:
     """A request refused before anything streamed: the seed closes the socket (1000).
     `extra`: keys beside the seed's message, e.g. the `group` it is about."""
     return Refusal(event, message, close=CloseCode.NORMAL, **extra)
-
-
-def _progress(conn: Connection, event: str, enabled: bool) -> Progress:
-    cfg = conn.app.config.streaming
-    return Progress(conn, event, enabled, cfg.progress_every, cfg.progress_interval)
-
-
-async def _session_lost(conn: Connection, account: Account, event: str) -> Refusal:
-    await account.forget_session()
-    conn.app.session_ended(account.api_key_id)
-    return Refusal(event, p.SESSION_EXPIRED)
-
-
-# --- when Telegram or the client fails, stalls or floods ---------------------------------------
-Notify = Callable[[int], Awaitable[None]]
-
-
-def _notices(conn: Connection, event: str, enabled: bool) -> tuple[Notify | None, OnRetry | None]:
-    """Flood-wait and retry notices (progress replies), only when the request asked for
-    progress: a client that said "progress": false gets items and the final reply only."""
-    if not enabled:
-        return None, None
-
-    async def retrying(pause: float) -> None:
-        await conn.send(p.reply(event, p.PROGRESS,
-                                p.RETRYING.format(seconds=f"{pause:g}"), wait=pause))
-
-    return conn.flood_notifier(event), retrying
-
-
-@contextlib.asynccontextmanager
-async def _group_turn(conn: Connection, progress: Progress, kind: str, peer: Peer,
-                      group: str) -> AsyncIterator[None]:
-    """Hold the (API key, kind, group) offset lock; say so when another stream holds it."""
-    lock = conn.app.offset_locks.get(_key_id(conn), kind, peer.id)
-    if lock.locked() and progress.enabled:
-        await conn.send(p.reply(progress.event, p.PROGRESS,
-                                p.WAITING_FOR_STREAM.format(group=group), group=group))
-    async with lock:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def _client_keeps_up(conn: Connection, event: str) -> AsyncIterator[None]:
-    """Writes to the client (draining a full buffer) and its pongs, within ack_timeout.
-
-    A client that stops reading would otherwise hold the stream, its offset lock and the
-    Telegram iterator for ever (with [server] ping_interval = 0 nothing else notices). It
-    cannot take a reply or a close frame either, so the connection is aborted.
-    """
-    limit = conn.app.config.streaming.ack_timeout
-    try:
-        async with asyncio.timeout(limit):
-            yield
-    except TimeoutError:
-        log.warning("%s: the client read nothing for %g s; dropping it", conn.label(), limit)
-        fastpath.abort(conn.ws)
-        raise Refusal(event, p.CLIENT_STALLED) from None
-
-
-@contextlib.asynccontextmanager
-async def _telegram_errors(conn: Connection, account: Account, event: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except NotAuthorized:
-        raise await _session_lost(conn, account, event) from None
-    except GatewayError as err:
-        raise p.gateway_refusal(event, err) from None
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -176,9 +89,9 @@ class _UserTarget:
 async def stream_users(conn: Connection, account: Account, request: p.Users) -> None:
     event = p.USERS
     conn.acks.active = request.client_acks  # "ack": "client": items numbered, acks commit
-    notify, on_retry = _notices(conn, event, request.progress)
+    notify, on_retry = notices(conn, event, request.progress)
     targets: list[_UserTarget] = []
-    async with _telegram_errors(conn, account, event):
+    async with telegram_errors(conn, account, event):
         for name in request.groups:
             try:
                 peer = await account.resolve(name, notify)
@@ -197,9 +110,9 @@ async def stream_users(conn: Connection, account: Account, request: p.Users) -> 
         await conn.success(event, p.SENDING_USERS)
         sent_total = 0
         summaries: list[dict[str, Any]] = []
-        progress = _progress(conn, event, request.progress)
+        progress = progress_for(conn, event, request.progress)
         for target in targets:
-            async with _group_turn(conn, progress, USERS_KIND, target.peer, target.name):
+            async with group_turn(conn, progress, USERS_KIND, target.peer, target.name):
                 try:
                     sent, listed, complete = await _stream_group_users(
                         conn, account, target, request, progress, notify, on_retry)
@@ -222,7 +135,7 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
                               on_retry: OnRetry | None) -> tuple[int, int, bool]:
     """Stream one group's members; (sent, listed, complete). See docs/offsets.md."""
     store = conn.app.store
-    key_id = _key_id(conn)
+    key_id = api_key_id(conn)
     since = await store.get_offset(key_id, USERS_KIND, target.peer.id) if request.latest \
         else None
     counts = _LastCount(account.member_pages(
@@ -244,7 +157,7 @@ async def _stream_group_users(conn: Connection, account: Account, target: _UserT
         return sent, listed, complete
     # The users offset is committed once per group (members come in no date order), so one
     # pong after the last frame is the only acknowledgement the group needs.
-    async with _client_keeps_up(conn, p.USERS):
+    async with client_keeps_up(conn, p.USERS):
         await (await conn.ws.ping())
     await commit()
     return sent, listed, complete
@@ -287,7 +200,7 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
         if conn.acks.active:
             frames = conn.acks.number(frames)
         mark.delivered(fresh)
-        async with _client_keeps_up(conn, p.USERS):
+        async with client_keeps_up(conn, p.USERS):
             if frames:
                 await send_frames(conn.ws, frames)
                 sent += len(frames)
@@ -300,9 +213,9 @@ async def _send_members(conn: Connection, target: _UserTarget, since: Offset | N
 async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> None:
     event = p.CHATS
     conn.acks.active = request.client_acks  # "ack": "client": items numbered, acks commit
-    notify, on_retry = _notices(conn, event, request.progress)
+    notify, on_retry = notices(conn, event, request.progress)
     targets: list[tuple[p.ChatTarget, Peer]] = []
-    async with _telegram_errors(conn, account, event):
+    async with telegram_errors(conn, account, event):
         # `latest`: newest ids (and cached names checked) in bulk, 100 groups per call.
         known = await bulk_latest.prefetch(
             account, [target.name for target in request.groups if target.latest])
@@ -322,14 +235,14 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
         await conn.success(event, p.SENDING_CHATS)
         sent_total = 0
         summaries: list[dict[str, Any]] = []
-        progress = _progress(conn, event, request.progress)
+        progress = progress_for(conn, event, request.progress)
         batch = conn.app.config.streaming.batch_size
         for target, peer in targets:
             hit = known.get(target.name)
             if hit is not None and await _nothing_new(conn, peer, hit.newest):
                 summaries.append({"group": target.name, "sent": 0, "total": None})
                 continue  # no getHistory (tgws/bulk_latest.py)
-            async with _group_turn(conn, progress, CHATS_KIND, peer, target.name):
+            async with group_turn(conn, progress, CHATS_KIND, peer, target.name):
                 sent, total = await _stream_group_history(conn, account, target, peer, batch,
                                                           progress, notify, on_retry)
             summaries.append({"group": target.name, "sent": sent, "total": total})
@@ -339,7 +252,7 @@ async def stream_chats(conn: Connection, account: Account, request: p.Chats) -> 
 
 async def _nothing_new(conn: Connection, peer: Peer, newest: int) -> bool:
     """Whether this key's chats offset already covers the group's newest message."""
-    since = await conn.app.store.get_offset(_key_id(conn), CHATS_KIND, peer.id)
+    since = await conn.app.store.get_offset(api_key_id(conn), CHATS_KIND, peer.id)
     return since is not None and since.value > 0 and since.value >= newest
 
 
@@ -382,7 +295,7 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
                               keep: Callable[[Any], bool] | None = None,
                               sent_before: int = 0) -> tuple[int, int | None]:
     store = conn.app.store
-    key_id = _key_id(conn)
+    key_id = api_key_id(conn)
     group_id = peer.id if offset_group is None else offset_group
     after = 0
     if target.latest:
@@ -408,7 +321,7 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
             frames = serialize.message_frames(target.name, items)
             if conn.acks.active:
                 frames = conn.acks.number(frames)
-            async with _client_keeps_up(conn, p.CHATS):
+            async with client_keeps_up(conn, p.CHATS):
                 if frames:
                     await send_frames(conn.ws, frames)
                     conn.app.metrics.items_sent(p.CHATS, len(frames))
@@ -419,13 +332,8 @@ async def _stream_group_chats(conn: Connection, account: Account, target: p.Chat
                 else:
                     await barrier.sent(page.items[-1].id, len(frames))
                 await progress.update(target.name, sent_before + sent, total)
-        async with _client_keeps_up(conn, p.CHATS):
+        async with client_keeps_up(conn, p.CHATS):
             await barrier.flush(cfg.ack_timeout)
     finally:
         barrier.stop()
     return sent, total
-
-
-def _key_id(conn: Connection) -> int:
-    assert conn.api_key is not None
-    return conn.api_key.id
