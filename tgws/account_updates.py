@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from telethon import errors, events, functions, types
 
+from tgws import fastpath
 from tgws.rpc_errors import translate
 
 if TYPE_CHECKING:
@@ -137,85 +138,15 @@ async def follow(account: Account, handler: Handler, on_gap: OnGap) -> None:
     async def on(client: Any) -> None:
         if not any(callback is handler for callback, _ in client.list_event_handlers()):
             client.add_event_handler(handler, events.Raw)
-        _report_too_long(client, on_gap)
-        _report_reconnects(client, on_gap)
-        if client._no_updates:  # Telethon's flag for receive_updates=False
+        fastpath.report_too_long(client, on_gap)
+        fastpath.report_reconnects(client, on_gap)
+        if not fastpath.receives_updates(client):
             await client.set_receive_updates(True)
 
     try:
         await account._call(on, None)
     except errors.RPCError as err:
         raise translate(err) from None
-
-
-def _report_reconnects(client: Any, on_gap: OnGap) -> None:
-    """Call `on_gap(None)` after each automatic reconnect of the client's sender.
-
-    Telethon's MTProtoSender calls the client's _handle_auto_reconnect then, which only
-    makes a request so Telegram resumes pushing: what was pushed while the connection was
-    down is lost to handlers. The sender's callback is wrapped (fenced: a sender without
-    one leaves the periodic pass)."""
-    sender: Any = getattr(client, "_sender", None)
-    callback = getattr(sender, "_auto_reconnect_callback", None)
-    if callback is None:
-        return
-    holder = getattr(callback, "tgws_reports_to", None)
-    if holder is not None:
-        holder[0] = on_gap  # already wrapped: the newest follower is told
-        return
-    reports_to: list[OnGap] = [on_gap]
-
-    async def reconnected() -> Any:
-        reports_to[0](None)
-        return await callback()
-
-    reconnected.tgws_reports_to = reports_to  # type: ignore[attr-defined]
-    sender._auto_reconnect_callback = reconnected
-
-
-def _report_too_long(client: Any, on_gap: OnGap) -> None:
-    """Tell `on_gap` about every channelDifferenceTooLong this client's Telethon applies.
-
-    Telethon jumps over such a gap, hands nothing of it to event handlers, and tells no one:
-    until the chat's next message (or the periodic pass) a watch would not know. So this
-    client's MessageBox becomes a _ReportingBox, which adds only that report (MessageBox has
-    __slots__: its method cannot be replaced on the instance, its class can). Fenced: a
-    Telethon without telethon._updates.MessageBox leaves the next message and the periodic
-    pass as the ways to notice.
-    """
-    box = getattr(client, "_message_box", None)
-    if _ReportingBox is None or box is None:
-        return
-    if type(box) is _MessageBox:
-        box.__class__ = _ReportingBox
-    if type(box) is _ReportingBox:
-        _GAP_REPORTS[id(box)] = on_gap
-
-
-_GAP_REPORTS: dict[int, OnGap] = {}  # id(MessageBox) -> on_gap
-
-
-def _reporting_box() -> tuple[Any, Any]:
-    """(Telethon's MessageBox, its subclass that reports channelDifferenceTooLong), or Nones."""
-    try:
-        from telethon._updates import MessageBox
-    except ImportError:  # pragma: no cover - a Telethon that moved it
-        return None, None
-
-    class ReportingBox(MessageBox):  # type: ignore[misc]
-        __slots__ = ()
-
-        def apply_channel_difference(self, request: Any, diff: Any, chat_hashes: Any) -> Any:
-            if isinstance(diff, types.updates.ChannelDifferenceTooLong):
-                report = _GAP_REPORTS.get(id(self))
-                if report is not None:
-                    report(-(10**12 + int(request.channel.channel_id)))
-            return super().apply_channel_difference(request, diff, chat_hashes)
-
-    return MessageBox, ReportingBox
-
-
-_MessageBox, _ReportingBox = _reporting_box()
 
 
 def unfollow(account: Account, handler: Handler) -> None:
@@ -226,8 +157,8 @@ def unfollow(account: Account, handler: Handler) -> None:
         return
     client.remove_event_handler(handler, events.Raw)
     if not client.list_event_handlers():
-        _GAP_REPORTS.pop(id(getattr(client, "_message_box", None)), None)
-        client._no_updates = True  # what set_receive_updates(False) does, without awaiting
+        fastpath.forget_gap_reports(client)
+        fastpath.stop_updates(client)
 
 
 def generation(account: Account) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tgws import config as config_mod
-from tgws import descriptors, tls
+from tgws import descriptors, fastpath, tls
 from tgws.auth import LoginLimiter
 from tgws.backends import build_backend
 from tgws.config import Config
@@ -92,6 +92,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.config.telegram.require_credentials()
+        fastpath.check_required()  # internals with no public twin, before anything opens
         store = await Store.open(self.config.store.target,
                                  keyring=load_keyring(self.config.store.secret_key_file),
                                  deadline=self.config.store.timeout)

@@ -12,6 +12,19 @@ public path costs several microseconds per item (bench/README.md):
   `left`, to take the rest of a page in one slice. Public twin: one `__anext__` per item
   (plain async iteration), in gateway._batches.
 
+Telethon's update machinery is hooked here too, each hook with a fallback: the
+`_no_updates` flag (`receives_updates`, `stop_updates`; public twin: set_receive_updates),
+the sender's `_auto_reconnect_callback` (`report_reconnects`) and the client's
+`_message_box` class (`report_too_long`); without them a watch notices gaps later (on
+the next message or the periodic pass), never wrongly.
+
+A few internals have no public twin and are checked once at start-up (`check_required`,
+called by the daemon; a missing one stops tgws with a ConfigError naming it):
+TelegramClient `_switch_dc` and `_on_login` (QR login on another DC), `_phone_code_hash`
+(a new code rather than a resend), `_call` (per-method request metrics),
+telethon.crypto.rsa `_compute_fingerprint` (a custom MTProto server's key), and the
+asyncio.Protocol callbacks of websockets' ServerConnection that tgws/wsguard.py extends.
+
 Nothing else in tgws is to touch those names. Each fast path is checked on first use (the
 answer is cached and logged once): the attributes it uses must exist, and a self-test
 must pass (hand-built frames byte-identical to websockets' own Frame serializer; slicing a
@@ -234,3 +247,173 @@ def _check(library: str, missing: Callable[[], str | None]) -> bool:
         return False
     log.info("%s: fast path in use", library)
     return True
+
+
+# --- Telethon's update machinery: fenced hooks, each with a public (or no-op) fallback --------
+def receives_updates(client: Any) -> bool:
+    """Whether `client` asks Telegram for updates (Telethon's `_no_updates` flag is off).
+
+    Without the flag, False: the caller then calls the public set_receive_updates(True),
+    which costs one updates.getState more but is correct."""
+    flag = getattr(client, "_no_updates", None)
+    return flag is False and not _forced_public
+
+
+def stop_updates(client: Any) -> None:
+    """What set_receive_updates(False) does (a flag for the next requests), without awaiting.
+
+    Without the flag, the public coroutine runs in the background."""
+    if not _forced_public and isinstance(getattr(client, "_no_updates", None), bool):
+        client._no_updates = True
+        return
+    task = asyncio.get_running_loop().create_task(client.set_receive_updates(False))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+def report_reconnects(client: Any, on_gap: Callable[[int | None], None]) -> None:
+    """Call `on_gap(None)` after each automatic reconnect of the client's sender.
+
+    Telethon's MTProtoSender calls the client's _handle_auto_reconnect then, which only
+    makes a request so Telegram resumes pushing: what was pushed while the connection was
+    down is lost to handlers. The sender's `_auto_reconnect_callback` is wrapped. Fallback
+    (no such callback): nothing is reported; the periodic pass notices instead."""
+    sender: Any = getattr(client, "_sender", None)
+    callback = getattr(sender, "_auto_reconnect_callback", None)
+    if callback is None or _forced_public:
+        return
+    holder = getattr(callback, "tgws_reports_to", None)
+    if holder is not None:
+        holder[0] = on_gap  # already wrapped: the newest follower is told
+        return
+    reports_to: list[Callable[[int | None], None]] = [on_gap]
+
+    async def reconnected() -> Any:
+        reports_to[0](None)
+        return await callback()
+
+    reconnected.tgws_reports_to = reports_to  # type: ignore[attr-defined]
+    sender._auto_reconnect_callback = reconnected
+
+
+def report_too_long(client: Any, on_gap: Callable[[int | None], None]) -> None:
+    """Tell `on_gap(chat_key)` about every channelDifferenceTooLong this client applies.
+
+    Telethon jumps over such a gap, hands nothing of it to event handlers, and tells no one:
+    until the chat's next message (or the periodic pass) a watch would not know. So the
+    client's `_message_box` becomes a _ReportingBox, which adds only that report (MessageBox
+    has __slots__: its method cannot be replaced on the instance, its class can). Fallback
+    (no telethon._updates.MessageBox): the next message and the periodic pass notice."""
+    box = getattr(client, "_message_box", None)
+    if _ReportingBox is None or box is None or _forced_public:
+        return
+    if type(box) is _MessageBox:
+        box.__class__ = _ReportingBox
+    if type(box) is _ReportingBox:
+        _GAP_REPORTS[id(box)] = on_gap
+
+
+def forget_gap_reports(client: Any) -> None:
+    """Stop reporting gaps for `client` (nobody follows it any more)."""
+    _GAP_REPORTS.pop(id(getattr(client, "_message_box", None)), None)
+
+
+_GAP_REPORTS: dict[int, Callable[[int | None], None]] = {}  # id(MessageBox) -> on_gap
+
+
+def _reporting_box() -> tuple[Any, Any]:
+    """(Telethon's MessageBox, its subclass that reports channelDifferenceTooLong), or Nones."""
+    try:
+        from telethon._updates import MessageBox
+        from telethon.tl import types
+    except ImportError:  # pragma: no cover - a Telethon that moved it
+        return None, None
+    if not callable(getattr(MessageBox, "apply_channel_difference", None)):
+        return None, None  # pragma: no cover - a Telethon that renamed it
+
+    class ReportingBox(MessageBox):  # type: ignore[misc]
+        __slots__ = ()
+
+        def apply_channel_difference(self, request: Any, diff: Any, chat_hashes: Any) -> Any:
+            if isinstance(diff, types.updates.ChannelDifferenceTooLong):
+                report = _GAP_REPORTS.get(id(self))
+                if report is not None:
+                    report(-(10**12 + int(request.channel.channel_id)))
+            return super().apply_channel_difference(request, diff, chat_hashes)
+
+    return MessageBox, ReportingBox
+
+
+_MessageBox, _ReportingBox = _reporting_box()
+
+
+# --- Internals with no public twin: checked once at start-up, fatal when missing -----------
+def switch_dc(client: Any, dc_id: int) -> Awaitable[None]:
+    """QR login on another DC (as Telethon's own QRLogin.wait): a new auth key there."""
+    result: Awaitable[None] = client._switch_dc(dc_id)
+    return result
+
+
+def on_login(client: Any, user: Any) -> Awaitable[Any]:
+    """What Telethon's sign_in does after success (the client learns who it is)."""
+    result: Awaitable[Any] = client._on_login(user)
+    return result
+
+
+def forget_code_hash(client: Any, phone: str) -> None:
+    """Drop Telethon's remembered code hash for `phone`: the next send_code_request asks
+    auth.sendCode (a new code) rather than auth.resendCode."""
+    client._phone_code_hash.pop(phone, None)
+
+
+def wrap_calls(client: Any, wrap: Callable[[Any], Any]) -> None:
+    """Replace the client's `_call` (every request passes it) by `wrap(original)`."""
+    client._call = wrap(client._call)
+
+
+def rsa_fingerprint(key: Any) -> int:
+    """Telethon's fingerprint of an RSA public key (what the server's key is known by)."""
+    from telethon.crypto import rsa as telethon_rsa
+
+    return int(telethon_rsa._compute_fingerprint(key))
+
+
+def check_required(client: Any | None = None) -> None:
+    """Raise ConfigError naming every internal with no public twin that is missing.
+
+    The daemon calls this before it serves, so a websockets or Telethon release that moved
+    one stops tgws at start-up with a clear message rather than failing a QR login later.
+    `client` is a Telethon client to inspect (some are instance attributes); by default a
+    probe client that never connects."""
+    missing = required_missing(client)
+    if missing:
+        from tgws.errors import ConfigError
+
+        raise ConfigError("the installed libraries lack internals tgws relies on ("
+                          + ", ".join(missing) + "): install the versions pyproject.toml pins")
+
+
+def required_missing(client: Any | None = None) -> list[str]:
+    """The names `check_required` would report (empty when everything is there)."""
+    from telethon import TelegramClient
+    from telethon.crypto import rsa as telethon_rsa
+    from telethon.sessions import StringSession
+
+    if client is None:
+        client = TelegramClient(StringSession(), 1, "probe")
+    missing = [f"TelegramClient.{name}()" for name in ("_switch_dc", "_on_login", "_call")
+               if not callable(getattr(client, name, None))]
+    if not isinstance(getattr(client, "_phone_code_hash", None), dict):
+        missing.append("TelegramClient._phone_code_hash")
+    if not callable(getattr(telethon_rsa, "_compute_fingerprint", None)):
+        missing.append("telethon.crypto.rsa._compute_fingerprint()")
+    # tgws/wsguard.py's GuardedConnection extends these asyncio.Protocol callbacks.
+    if not issubclass(ServerConnection, asyncio.Protocol):
+        missing.append("websockets ServerConnection as an asyncio.Protocol")
+    missing += [f"ServerConnection.{name}()" for name in _PROTOCOL_CALLBACKS
+                if not callable(getattr(ServerConnection, name, None))]
+    return missing
+
+
+_PROTOCOL_CALLBACKS = ("connection_made", "data_received", "pause_writing", "resume_writing",
+                       "connection_lost")

@@ -29,6 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from tgws import fastpath
 from tgws.admission import Networks, client_address
 
 if TYPE_CHECKING:
@@ -164,23 +165,24 @@ def method_name(request: Any) -> str:
 def _count_calls(client: Any, metrics: Metrics) -> None:
     from telethon.errors import FloodWaitError  # Telethon stays out of the import path
 
-    original = client._call
+    def wrap(original: Any) -> Any:
+        async def counted(sender: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            names = [method_name(r) for r in request] if isinstance(request, list) \
+                else [method_name(request)]
+            for name in names:
+                metrics.requests.labels(name).inc()
+            try:
+                return await original(sender, request, *args, **kwargs)
+            except Exception as err:
+                metrics.request_errors.labels(names[0], type(err).__name__).inc()
+                if isinstance(err, FloodWaitError):
+                    metrics.flood_waits.inc()
+                    metrics.flood_wait_seconds.inc(err.seconds)
+                raise
 
-    async def counted(sender: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        names = [method_name(r) for r in request] if isinstance(request, list) \
-            else [method_name(request)]
-        for name in names:
-            metrics.requests.labels(name).inc()
-        try:
-            return await original(sender, request, *args, **kwargs)
-        except Exception as err:
-            metrics.request_errors.labels(names[0], type(err).__name__).inc()
-            if isinstance(err, FloodWaitError):
-                metrics.flood_waits.inc()
-                metrics.flood_wait_seconds.inc(err.seconds)
-            raise
+        return counted
 
-    client._call = counted
+    fastpath.wrap_calls(client, wrap)
 
 
 def _remote(connection: ServerConnection) -> str:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from telethon import errors, events, functions, types, utils
 
+from tgws import fastpath
 from tgws.errors import GatewayError, LoginFlood, PasswordNeeded, PhoneInvalid
 from tgws.rpc_errors import PHONE_ERRORS, PHONE_FLOOD_ERRORS
 from tgws.rpc_errors import translate as _translate
@@ -124,7 +125,7 @@ async def request_new_code(client: Any, phone: str) -> Any:
     a new "phone" request means a new login, so Telethon's remembered code hash goes first.
     resend_code is the one that walks the delivery chain.
     """
-    client._phone_code_hash.pop(utils.parse_phone(phone) or phone, None)
+    fastpath.forget_code_hash(client, utils.parse_phone(phone) or phone)
     return await client.send_code_request(phone)
 
 
@@ -220,7 +221,7 @@ async def qr_login(account: Account, on_token: OnToken, on_flood: OnFlood | None
 
 
 async def _on_login(success: Any, client: Any) -> Any:
-    return await client._on_login(success.authorization.user)
+    return await fastpath.on_login(client, success.authorization.user)
 
 
 def _importer(migrate: Any) -> Callable[[Any], Awaitable[Any]]:
@@ -228,7 +229,7 @@ def _importer(migrate: Any) -> Callable[[Any], Awaitable[Any]]:
         # As Telethon's QRLogin.wait: move the client to the account's DC (a new auth key
         # there), then import the token on it.
         if client.session.dc_id != migrate.dc_id:
-            await client._switch_dc(migrate.dc_id)
+            await fastpath.switch_dc(client, migrate.dc_id)
         return await client(functions.auth.ImportLoginTokenRequest(migrate.token))
 
     return run

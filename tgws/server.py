@@ -30,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tgws import protocol, tls
+from tgws import fastpath, protocol, tls
 from tgws.admission import client_address, origin_allowed
 from tgws.context import App, Connection
 from tgws.descriptors import AcceptErrorLog, Capacity
@@ -283,7 +283,7 @@ class TgwsServer:
             # A client that stopped reading cannot take the close frame: drop it.
             log.warning("shutdown: connections still open after %.1f s; aborting them", grace)
             for conn in self.app.connections:
-                conn.ws.transport.abort()
+                fastpath.abort(conn.ws)
 
 
 async def _close_quietly(conn: Connection) -> None:

@@ -17,6 +17,7 @@ from telethon.crypto import rsa as telethon_rsa
 from telethon.network import connection as tl_connection
 from telethon.sessions import StringSession
 
+from tgws import fastpath
 from tgws.config import TelegramConfig
 from tgws.errors import ConfigError
 
@@ -47,7 +48,7 @@ def register_public_key(path: str) -> int:
             f"telegram.server.public_key_file: {path} is not an RSA public key in PEM"
         ) from None
     telethon_rsa.add_key(key.save_pkcs1().decode(), old=False)
-    return int(telethon_rsa._compute_fingerprint(key))
+    return fastpath.rsa_fingerprint(key)
 
 
 def telegram_client_factory(config: TelegramConfig) -> ClientFactory:

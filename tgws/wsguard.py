@@ -17,19 +17,20 @@
 
 Only asyncio.Protocol's public callbacks (connection_made, data_received, pause_writing,
 resume_writing, connection_lost) are overridden, each calling websockets' own first; the
-transport is the one asyncio hands to connection_made. No websockets internals are used.
+transport is the one asyncio hands to connection_made. That websockets' ServerConnection
+has those callbacks is checked at start-up (tgws/fastpath.py's check_required).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, ClassVar, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from tgws import fastpath
 from tgws.admission import Networks, Pools, close_reason
 from tgws.auth import peer_key
 from tgws.config import ServerConfig
@@ -225,5 +226,4 @@ async def close_within(ws: ServerConnection, code: int, reason: str,
         if isinstance(ws, GuardedConnection):
             ws.abort()
         else:
-            with contextlib.suppress(Exception):
-                ws.transport.abort()
+            fastpath.abort(ws)
