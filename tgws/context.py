@@ -7,6 +7,7 @@ one Connection per websocket, and passes them explicitly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -68,6 +69,9 @@ class App:
     edge: Edge = field(default_factory=Edge)  # connection pools and limits (tgws.wsguard)
     metrics: Metrics = field(default_factory=Metrics)  # this daemon's counters (tgws.metrics)
     shutting_down: bool = False
+    # Replies sent without the sender waiting for them (Connection.send_soon): kept here so
+    # they are not garbage-collected half-way.
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def by_api_key(self, api_key_id: int) -> list[Connection]:
         return [c for c in self.connections if c.api_key is not None
@@ -103,6 +107,22 @@ class Connection:
 
     async def send(self, text: str) -> None:
         await self.ws.send(text)
+
+    def send_soon(self, text: str) -> None:
+        """Send `text` without making the caller wait for this client's socket.
+
+        For a reply that another connection's request causes (a `logout` ending this
+        connection's stream, say): a client that stopped reading must not hold up someone
+        else's request. The write guard (tgws.wsguard) aborts a socket that never drains,
+        so the task always ends.
+        """
+        task = asyncio.get_running_loop().create_task(self._send_quietly(text))
+        self.app.background.add(task)
+        task.add_done_callback(self.app.background.discard)
+
+    async def _send_quietly(self, text: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.send(text)
 
     async def success(self, event: str, message: object, **extra: object) -> None:
         await self.send(protocol.success(event, message, **extra))

@@ -9,13 +9,10 @@ A handler never touches Telethon or SQL directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
-
-from websockets.exceptions import ConnectionClosed
 
 from tgws import live
 from tgws import protocol as p
@@ -222,8 +219,9 @@ async def logout(conn: Connection, request: p.Logout) -> None:
         task.cancel()
     await asyncio.gather(*(task for _, task, _ in stopped), return_exceptions=True)
     for other, _, stream_event in stopped:
-        with contextlib.suppress(ConnectionClosed):
-            await other.failed(stream_event, p.LOGGED_OUT_ELSEWHERE)
+        # Not awaited: the other client may have stopped reading (its stream was waiting on
+        # its socket), and this logout must not wait for it.
+        other.send_soon(p.failed(stream_event, p.LOGGED_OUT_ELSEWHERE))
     await account.log_out()
     conn.app.session_ended(account.api_key_id)
     log.info("%s: telegram session logged out", conn.label())
