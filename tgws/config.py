@@ -1,5 +1,8 @@
 """Configuration: frozen dataclasses per TOML section, loaded with a fixed precedence.
 
+Whole on purpose (~600 lines): each section's dataclass and the loader that checks every key
+against it change together (a new key touches both); no part is used without the other.
+
     built-in defaults  <  TOML file  <  environment (TGWS_*)  <  command-line flags
 
 Every key of the file is checked against the dataclasses below: an unknown key, a value

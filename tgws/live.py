@@ -1,5 +1,8 @@
 """`watch`: catch-up, then Telegram's pushes as they come, reconciled with history so none is lost.
 
+Whole on purpose (~460 lines): one watch's state (watermark, catch-up, pushes) is owned by one
+task and reads best in one place; Telethon is in account_updates.py, items in live_items.py.
+
 Design notes:
 
 * One watch is one stream task (cancel, the client leaving, the session ending stop it). It

@@ -1,5 +1,8 @@
 """The wire protocol, free of I/O: frames in, typed requests out; replies as JSON text.
 
+Whole on purpose (~490 lines): the reply strings, the requests and their parser are the one
+place docs/protocol.md is checked against, all pure (no I/O); apart, a change would touch two.
+
 Every reply string the seed protocol (the user's API document) defines lives here as a
 named constant, byte for byte, quirks included ("alreay", the period after "'users'." in
 one reply and not the other): existing clients match on them. Strings tgws adds are here

@@ -1,5 +1,8 @@
 """A sandbox megagroup, broadcast channel or basic group: members, messages, TL faces.
 
+Whole on purpose (~480 lines): one chat's members, messages and TL faces share one set of
+invariants (ids, dates, the churn log); history.py and lazy.py already hold the rest.
+
 Message ids run 1..top_id: ids 1..L may come from a lazy history (lazy.py), the rest are
 explicit records appended by `post`. Dates never go backwards with the id, which is what lets
 GetHistory's offset_date be a binary search. Ids can be deleted (`delete`, `delete_range`):

@@ -1,5 +1,8 @@
 """RemoteSandboxSender: a TelegramClient's sender that reaches a shared sandbox server.
 
+Whole on purpose (~415 lines): it stands in for MTProtoSender over TCP, method for method, as
+sender.py does in process; the wire framing is already apart (link.py).
+
 Where SandboxSender (sender.py) answers from a World in the same process, this sender sends
 each request's TL bytes (`bytes(request)`, as MTProtoSender serializes it) over TCP to a
 `tgws sandbox serve` process (serve.py; framing in link.py) and resolves the request's future

@@ -1,5 +1,8 @@
 """SandboxSender: what TelegramClient sees in place of its MTProtoSender ("seam A").
 
+Whole on purpose (~435 lines): it stands in for one Telethon class (MTProtoSender), method for
+method, so it is read beside that class; faults it applies live in faults.py.
+
 TelegramClient 1.45 touches its `_sender` only through: connect(connection) -> bool,
 disconnect(), is_connected(), _transport_connected(), _keepalive_ping(id), the `disconnected`
 future, send(request | list, ordered=False) -> future | list of futures, the `auth_key` object

@@ -1,5 +1,8 @@
 """The sqlite dialect of the store (the default): one file, one daemon, the CLI beside it.
 
+Whole on purpose (~490 lines): one sqlite statement per method of base.py's contract, read
+side by side with postgres.py; its connection handling is already apart (sqlite_conn.py).
+
 One :class:`SqliteStore` per process owns one aiosqlite connection (one worker thread). Every
 connection handler of the daemon shares it. The CLI (``tgws apikey create``) may open the same
 file from another process while the daemon runs: the database is in WAL mode, so readers never
