@@ -445,10 +445,22 @@ def test_effective_settings_shows_an_empty_hash_as_empty() -> None:
     assert effective_settings(load(None, environ={}))["telegram"]["api_hash"] == ""
 
 
-def test_effective_settings_holds_every_key() -> None:
-    settings = effective_settings(load(None, environ={}))
-    assert settings == dataclasses.asdict(Config())
-    assert settings["telegram"]["server"]["port"] == 443
+def test_effective_settings_holds_every_key_with_its_loaded_value() -> None:
+    config = load(None, environ={"TGWS_API_ID": "42", "TGWS_API_HASH": "s3cr3t-hash"},
+                  overrides={"server.port": 9123, "log.format": "json"})
+    settings = effective_settings(config)
+    masked = {"telegram.api_hash"}
+    for section, keys in dataclass_keys(Config).items():
+        shown: Any = settings
+        held: Any = config
+        for part in filter(None, section.split(".")):
+            shown, held = shown[part], getattr(held, part)
+        scalars = sorted(k for k in shown if not isinstance(shown[k], dict) and k != "source")
+        assert scalars == sorted(keys)
+        for key in keys:
+            if f"{section}.{key}".lstrip(".") not in masked:
+                assert shown[key] == getattr(held, key), f"{section}.{key}"
+    assert settings["server"]["port"] == 9123 and settings["log"]["format"] == "json"
 
 
 # --- the example file ------------------------------------------------------------------------

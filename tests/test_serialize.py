@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -1116,8 +1117,22 @@ def test_date_out_of_range_after_utc_shift_does_not_crash() -> None:
     assert serialize.message(m)["date"] == "0001-01-01T00:00:00+05:00"
 
 
-def test_schema_version() -> None:
-    assert serialize.SCHEMA_VERSION == 1
+def _documented_fields(section: str) -> list[str]:
+    """The field names of docs/schemas.md's table under `## <section>`, in order."""
+    text = (Path(__file__).parent.parent / "docs" / "schemas.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", body, flags=re.MULTILINE)
+
+
+def test_items_have_exactly_the_fields_of_the_documented_schema_version() -> None:
+    # Removing or renaming a field bumps SCHEMA_VERSION and docs/schemas.md together.
+    docs = (Path(__file__).parent.parent / "docs" / "schemas.md").read_text()
+    assert docs.startswith(f"# Item schemas (schema version {serialize.SCHEMA_VERSION})\n")
+    users = [member(ann(), p) for p in (None, t.ChannelParticipant(user_id=1, date=ts(MAY_1)))]
+    for user in users:
+        assert list(serialize.user(user)) == _documented_fields("Member")
+    for message in _corpus():
+        assert list(serialize.message(message)) == _documented_fields("Message")
 
 
 def _envelope_via_message(group: str, m: Any) -> bytes:

@@ -930,8 +930,13 @@ async def test_healthy_while_open_and_not_after_close(store: Store) -> None:
 
 
 async def test_close_is_idempotent(store: Store) -> None:
+    assert not store.closed
     await store.close()
-    await store.close()
+    assert store.closed
+    await store.close()  # a second close neither raises nor reopens
+    assert store.closed
+    with pytest.raises(StoreError):
+        await store.list_api_keys()
 
 
 async def test_close_waits_for_a_running_transaction(store: Store, target: str) -> None:
