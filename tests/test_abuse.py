@@ -29,6 +29,7 @@ from tests.abuse_support import (
 )
 from tests.support import (
     ask,
+    eventually,
     expect,
     logged_in,
     make_config,
@@ -60,14 +61,6 @@ async def open_from(d: Daemon, source: str = "127.0.0.1", **kwargs: Any) -> Clie
                          max_size=2**24, **kwargs)
 
 
-async def wait_until(condition: Any, wait: float = 5.0) -> None:
-    """Poll a condition nothing signals (the server's side of a socket) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout(wait)
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.02)
-
-
 # --- 1. a deadline to log in, pools that squatters cannot fill --------------------------------
 async def test_a_connection_that_never_logs_in_is_closed_at_the_login_deadline(
         tmp_path: Path) -> None:
@@ -88,7 +81,7 @@ async def test_a_half_sent_handshake_is_dropped_at_the_login_deadline(tmp_path: 
     async with running(tmp_path, **{"server.login_timeout": 0.5}) as (d, _key):
         sock = await half_handshake(d.port, d.config.server.path)
         try:
-            await wait_until(lambda: closed_by_server(sock))
+            await eventually(lambda: closed_by_server(sock), "the server closing the socket", 5)
         finally:
             sock.close()
 
@@ -121,7 +114,8 @@ async def test_clients_that_never_log_in_never_push_a_real_client_to_503(
         assert d.app is not None
         assert d.app.edge.pools.unverified <= 6
         # The squatters that made room were told why; at most 6 - 1 of them are left.
-        await wait_until(lambda: sum(s.close_code is not None for s in squatters) >= 15)
+        await eventually(lambda: sum(s.close_code is not None for s in squatters) >= 15,
+                         "15 squatters closed", 5)
         evicted = [s for s in squatters if s.close_code is not None]
         assert {s.close_code for s in evicted} == {1008}
         assert {s.close_reason for s in evicted} == {"too many connections not logged in"}
@@ -163,7 +157,8 @@ async def test_connections_per_api_key_are_capped(tmp_path: Path) -> None:
                    p.TOO_MANY_KEY_CONNECTIONS)
             assert await wait_closed(c) == 1008
         # Once they are gone, the key gets its slots back.
-        await wait_until(lambda: d.app is not None and not d.app.connections)
+        await eventually(lambda: d.app is not None and not d.app.connections,
+                         "no connection left", 5)
         async with await open_from(d) as ws:
             expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
                    "send phone number")
@@ -184,7 +179,8 @@ async def test_a_ping_flood_that_never_reads_pongs_is_cut_off(
         finally:
             sock.close()
         assert d.app is not None
-        await wait_until(lambda: d.app is not None and d.app.edge.pools.unverified == 0)
+        await eventually(lambda: d.app is not None and d.app.edge.pools.unverified == 0,
+                         "no unverified connection left", 5)
     assert "(max_write_buffer)" in caplog.text
 
 
@@ -200,8 +196,10 @@ async def test_output_that_does_not_drain_is_aborted_after_write_timeout(
         sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
         try:
             await _login_and_fill_with_pongs(d, sock, key)
-            await wait_until(lambda: d.app is not None and not d.app.connections, wait=10)
-            await wait_until(lambda: closed_by_server(sock))  # reads what is left
+            await eventually(lambda: d.app is not None and not d.app.connections,
+                             "the connection dropped", 10)
+            await eventually(lambda: closed_by_server(sock),  # reads what is left
+                             "the server closing the socket", 5)
         finally:
             sock.close()
     assert "(write_timeout)" in caplog.text
@@ -217,8 +215,10 @@ async def test_the_idle_timeout_closes_a_connection_whose_output_never_drains(
         try:
             await _login_and_fill_with_pongs(d, sock, key)
             # The idle close frame cannot be written; the bounded close then aborts.
-            await wait_until(lambda: d.app is not None and not d.app.connections, wait=20)
-            await wait_until(lambda: closed_by_server(sock))  # reads what is left
+            await eventually(lambda: d.app is not None and not d.app.connections,
+                             "the connection dropped", 20)
+            await eventually(lambda: closed_by_server(sock),  # reads what is left
+                             "the server closing the socket", 5)
         finally:
             sock.close()
     assert "idle for" in caplog.text

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,62 +12,16 @@ from typing import Any
 
 import pytest
 
+from tests.demo_process import DemoProcess
 from tests.support import timeout
 
 TICK = 1.0
-
-
-class Demo:
-    def __init__(self, tmp: Path) -> None:
-        self.db = tmp / "demo.db"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.env = env
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgws", "demo", "--port", "0", "--tick", str(TICK),
-             "--db", str(self.db)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        self.banner: list[str] = []
-        self.started = time.monotonic()
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(timeout(30)):
-            raise AssertionError(f"no demo banner: {self.banner}")
-        text = "".join(self.banner)
-        url = re.search(r"websocket\s+(ws://\S+)", text)
-        key = re.search(r"api key\s+(\S+)", text)
-        assert url and key, text
-        self.url, self.key = url.group(1), key.group(1)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.banner.append(line)
-            if line.startswith("Ctrl-C stops"):
-                self._ready.set()
-
-    def client(self, *args: str, key: str | None = None,
-               stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tgws", "client", "--url", self.url,
-             "--api-key", key or self.key, *args],
-            input=stdin, capture_output=True, text=True, env=self.env, timeout=timeout(60))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout(15))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+Demo = DemoProcess
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    running = Demo(tmp_path)
+    running = Demo(tmp_path, "--tick", str(TICK), start_wait=30, client_wait=60)
     try:
         yield running
     finally:

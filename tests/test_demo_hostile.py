@@ -4,70 +4,23 @@ logins (one through USER_MIGRATE, the 2FA one through PHONE_MIGRATE) and chats s
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.demo_process import DemoProcess
 from tests.support import timeout
 
-
-class HostileDemo:
-    def __init__(self, tmp: Path) -> None:
-        self.db = tmp / "demo.db"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
-        self.env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgws", "demo", "--hostile", "--seed", "3", "--port", "0",
-             "--tick", "0", "--db", str(self.db)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env)
-        self.banner: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.banner.append(line)
-                if line.startswith("Ctrl-C stops"):
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout(60)):
-            raise AssertionError(f"no demo banner: {self.banner}")
-        self.text = "".join(self.banner)
-        url = re.search(r"websocket\s+(ws://\S+)", self.text)
-        key = re.search(r"api key\s+(\S+)", self.text)
-        assert url and key, self.text
-        self.url, self.key = url.group(1), key.group(1)
-
-    def client(self, *args: str, key: str | None = None,
-               stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tgws", "client", "--url", self.url,
-             "--api-key", key or self.key, *args],
-            input=stdin, capture_output=True, text=True, env=self.env, timeout=timeout(120))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout(15))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+HostileDemo = DemoProcess
 
 
 @pytest.fixture
 def hostile_demo(tmp_path: Path) -> Iterator[HostileDemo]:
-    running = HostileDemo(tmp_path)
+    running = HostileDemo(tmp_path, "--hostile", "--seed", "3", "--tick", "0",
+                          start_wait=60, client_wait=120)
     try:
         yield running
     finally:
