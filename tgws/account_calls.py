@@ -71,6 +71,7 @@ class AccountCalls:
         try:
             async with asyncio.timeout(limit):
                 async with self._connect_lock:
+                    await self._hold_lease()
                     client = self._client
                     if client is not None and client.is_connected():
                         return client
@@ -80,7 +81,8 @@ class AccountCalls:
                         except SessionUnreadable as err:
                             log.error("account of key #%d: %s", self.api_key_id, err)
                             raise SessionLocked(str(err)) from None
-                        client = self._client = self.gateway.factory(StringSession(saved or None))
+                        client = self._client = self._guarded(
+                            self.gateway.factory(StringSession(saved or None)))
                     with self.pending.call(limit):
                         await self._connect(client)
                     return client
@@ -98,6 +100,19 @@ class AccountCalls:
             raise
         except errors.RPCError as err:
             raise translate(err) from None
+
+    # -- ownership (PostgreSQL, several daemons: tgws/ownership_guard.py) -------------------
+    async def _hold_lease(self) -> None:
+        """Before the client connects or is used: this daemon holds the account's lease
+        (acquired if free or expired), else AccountMoved. Without a guard (sqlite): nothing."""
+        guard = self.gateway.guard
+        if guard is not None:
+            await guard.hold(self.api_key_id)
+
+    def _guarded(self, client: Any) -> Any:
+        """The client with the lease checked before every request it sends."""
+        guard = self.gateway.guard
+        return client if guard is None else guard.guard_client(client, self.api_key_id)
 
     async def _connect(self, client: Any) -> None:
         try:

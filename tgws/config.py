@@ -125,6 +125,10 @@ class StoreConfig:
     # (tgws.store.postgres), for several daemons sharing one database.
     url: str = ""
     timeout: float = 5.0  # seconds any one database call may take (tgws.store.base)
+    # PostgreSQL only (docs/scaling.md): how long an account's lease lasts without a heartbeat,
+    # and the address other daemons forward this daemon's accounts' clients to.
+    lease_ttl: float = 15.0
+    internal_address: str = ""  # "" = ws://<server.host or 127.0.0.1>:<listening port>
 
     @property
     def target(self) -> str:
@@ -136,6 +140,10 @@ class StoreConfig:
         _require(not self.url or self.url.startswith(("postgresql://", "postgres://")),
                  "store.url", '"" or a URL like "postgresql://user:password@host:5432/tgws"')
         _require(0 < self.timeout <= 300, "store.timeout", "seconds > 0 and at most 300")
+        _require(0.5 <= self.lease_ttl <= 300, "store.lease_ttl", "seconds from 0.5 to 300")
+        _require(not self.internal_address
+                 or self.internal_address.startswith(("ws://", "wss://")),
+                 "store.internal_address", '"" or a URL like "ws://10.0.0.11:9000"')
 
 
 @dataclass(frozen=True, slots=True)

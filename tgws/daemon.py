@@ -15,11 +15,14 @@ around a reload, WATCHDOG=1 pings when WatchdogSec is set (tgws.sdnotify).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
 import os
 import signal
+import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,14 +32,18 @@ from tgws.auth import LoginLimiter
 from tgws.backends import build_backend
 from tgws.config import Config
 from tgws.context import App
-from tgws.errors import ConfigError
+from tgws.errors import CloseCode, ConfigError, StoreError
 from tgws.gateway import Gateway
 from tgws.logging_setup import set_log_format, set_log_level
 from tgws.metrics import Metrics
+from tgws.ownership_guard import OwnershipGuard, fenced
 from tgws.sdnotify import Notifier
 from tgws.sealing import load_keyring
 from tgws.server import TgwsServer
 from tgws.store import Store
+from tgws.store.ownership import Ownership
+from tgws.store.postgres import PostgresStore
+from tgws.wsguard import close_within
 
 log = logging.getLogger("tgws")
 
@@ -70,6 +77,28 @@ def tune_gc(threshold: int) -> None:
     gc.freeze()
 
 
+ACCOUNT_MOVED = "this account moved to another daemon; reconnect"
+
+
+def ownership_guard_for(config: Config, store: Store) -> OwnershipGuard | None:
+    """The leases of a daemon on PostgreSQL (several daemons may share it); None on sqlite."""
+    if not isinstance(store, PostgresStore):
+        return None
+    daemon_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return OwnershipGuard(Ownership(store, daemon_id, "", ttl=config.store.lease_ttl))
+
+
+def internal_address(config: Config, port: int) -> str:
+    """Where the other daemons reach this one ([store] internal_address, else derived)."""
+    if config.store.internal_address:
+        return config.store.internal_address
+    host = config.server.host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    scheme = "wss" if config.server.tls_cert else "ws"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 class Daemon:
     """Everything `tgws serve` runs; also used in-process by tests and `tgws demo`."""
 
@@ -84,6 +113,7 @@ class Daemon:
         self.backend: Any = None
         self._stop = asyncio.Event()
         self._signals = 0
+        self.guard: OwnershipGuard | None = None  # PostgreSQL only: this daemon's leases
 
     @property
     def port(self) -> int:
@@ -99,13 +129,20 @@ class Daemon:
         try:
             self.backend = build_backend(self.config)
             metrics = Metrics()
+            self.guard = ownership_guard_for(self.config, store)
+            if self.guard is not None:
+                store = fenced(store, self.guard)  # type: ignore[arg-type]
             gateway = Gateway(self.config.telegram, store,
                               metrics.count_requests(self.backend.factory))
+            gateway.guard = self.guard
             self.app = App(self.config, store, gateway, limiter_for(self.config),
                            metrics=metrics)
             # Start-up warning when RLIMIT_NOFILE cannot hold the connection pools.
             self.server = TgwsServer(self.app, descriptors.fit(self.config.server))
             await self.server.start()
+            if self.guard is not None:
+                self.guard.on_lost = self._lease_lost
+                await self.guard.start(internal_address(self.config, self.server.port))
         except BaseException:
             await store.close()
             raise
@@ -153,8 +190,22 @@ class Daemon:
             await self.server.shutdown(timeout)
         if self.app is not None:
             await self.app.gateway.close()
+            if self.guard is not None:
+                with contextlib.suppress(StoreError):  # unreleased leases expire anyway
+                    await self.guard.stop()
             await self.app.store.close()
         log.info("stopped")
+
+    async def _lease_lost(self, api_key_id: int) -> None:
+        """Another daemon runs the account now (or will): stop its session here at once and
+        close its connections, which reconnect and are forwarded to the new owner."""
+        if self.app is None:
+            return
+        conns = self.app.by_api_key(api_key_id)
+        await asyncio.gather(
+            self.app.gateway.forget(api_key_id),
+            *(close_within(c.ws, int(CloseCode.TRY_AGAIN), ACCOUNT_MOVED) for c in conns),
+            return_exceptions=True)
 
     # -- reload ---------------------------------------------------------------------------
     def _on_reload_signal(self) -> None:

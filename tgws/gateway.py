@@ -48,7 +48,8 @@ from tgws import fastpath, member_paging, resilience
 from tgws.account_calls import OnFlood
 from tgws.account_login import LoginMethods
 from tgws.config import TelegramConfig
-from tgws.errors import MembersHidden, NotAGroup, TelegramUnavailable
+from tgws.errors import MembersHidden, NotAGroup, StoreError, TelegramUnavailable
+from tgws.ownership_guard import AccountMoved, OwnershipGuard
 from tgws.peers import Peer, ResolveMethods
 from tgws.rpc_errors import FLOOD_ERRORS as _FLOOD_ERRORS
 from tgws.rpc_errors import translate as _translate
@@ -194,6 +195,8 @@ class Account(LoginMethods, ResolveMethods):
                 continue
             except resilience.TRANSIENT as err:  # before RPCError: 5xx are RPCErrors too
                 failure = await self._unavailable(err, generation)
+            except AccountMoved:  # the lease is not (or no longer) ours: never retried
+                raise
             except TelegramUnavailable as err:  # from _ensure_client
                 failure = err
             except asyncio.CancelledError:
@@ -264,6 +267,8 @@ class Gateway:
         self._accounts: dict[int, Account] = {}
         self._sweep: asyncio.Task[None] | None = None
         self._logout_retry_at: dict[int, float] = {}  # revoked key id -> loop time
+        # PostgreSQL with several daemons: the leases (set by the daemon); None = sqlite.
+        self.guard: OwnershipGuard | None = None
 
     def acquire(self, api_key_id: int) -> Account:
         account = self._accounts.get(api_key_id)
@@ -288,7 +293,14 @@ class Gateway:
         if account.holders == 0 and self._accounts.get(account.api_key_id) is account:
             del self._accounts[account.api_key_id]
             await account.disconnect()
+            await self._release_lease(account.api_key_id)
             log.debug("account of key #%d: disconnected after idle", account.api_key_id)
+
+    async def _release_lease(self, api_key_id: int) -> None:
+        """The account's client is gone: another daemon may take it without waiting."""
+        if self.guard is not None and api_key_id not in self._accounts:
+            with contextlib.suppress(StoreError):  # it expires by itself all the same
+                await self.guard.release(api_key_id)
 
     async def forget(self, api_key_id: int) -> None:
         """Drop the account of a revoked key from memory right away (its connections close).
@@ -341,18 +353,22 @@ class Gateway:
             return True
         client = self.factory(StringSession(saved))
         try:
+            if self.guard is not None:  # the session is used under its lease, here too
+                await self.guard.hold(key_id)
+                self.guard.guard_client(client, key_id)
             async with asyncio.timeout(REVOKE_LOGOUT_DEADLINE):
                 await client.connect()
                 await client(functions.auth.LogOutRequest())
         except errors.UnauthorizedError:
             pass  # Telegram no longer knows the authorization: nothing left to end
-        except (errors.RPCError, *resilience.TRANSIENT) as err:
+        except (errors.RPCError, AccountMoved, StoreError, *resilience.TRANSIENT) as err:
             log.warning("revoked key #%d: log out at Telegram failed (%s); retrying in %d s",
                         key_id, type(err).__name__, REVOKE_LOGOUT_RETRY)
             return False
         finally:
             with contextlib.suppress(Exception):
                 await client.disconnect()
+            await self._release_lease(key_id)
         await self.store.delete_session(key_id)
         log.info("revoked key #%d: logged out at Telegram; session deleted", key_id)
         return True

@@ -30,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tgws import fastpath, protocol, tls
+from tgws import fastpath, forwarding, protocol, tls
 from tgws.admission import client_address, origin_allowed
 from tgws.context import App, Connection
 from tgws.descriptors import AcceptErrorLog, Capacity
@@ -201,6 +201,11 @@ class TgwsServer:
             await self._revoked(conn)
             return
         await self._run_until_closed(conn, event, HANDLERS[event](conn, request))
+        guard = self.app.gateway.guard
+        if (guard is not None and event == protocol.LOGIN and conn.api_key is not None
+                and conn.ws.close_code is None):
+            # Several daemons (PostgreSQL): served here, or forwarded to the key's owner.
+            await forwarding.place(conn, guard, frame)
 
     async def _run_until_closed(self, conn: Connection, event: str,
                                 work: Coroutine[Any, Any, None]) -> None:

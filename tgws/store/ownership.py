@@ -51,7 +51,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -227,6 +227,20 @@ class Ownership:
                 raise LeaseLost(f"offset for API key {lease.api_key_id} not committed: its "
                                 f"lease (token {lease.token}) is no longer ours")
             await store.commit_offset(lease.api_key_id, kind, group_id, offset)
+
+    async def commit_offsets(self, lease: Lease,
+                             offsets: Iterable[tuple[str, int, Offset]]) -> None:
+        """Store.commit_offsets (one transaction), fenced as :meth:`commit_offset`."""
+        offsets = list(offsets)
+        for kind, _, _ in offsets:
+            check_offset_kind(kind)
+        lease.check()
+        store = self._store
+        async with store.transaction(), store.connection("committing fenced offsets") as conn:
+            if await conn.fetchval(_FENCE, lease.api_key_id, lease.owner, lease.token) is None:
+                raise LeaseLost(f"offsets for API key {lease.api_key_id} not committed: its "
+                                f"lease (token {lease.token}) is no longer ours")
+            await store.commit_offsets(lease.api_key_id, offsets)
 
     async def heartbeat(self, on_lost: Callable[[int], Awaitable[None]]) -> None:
         """Renew every held lease and this daemon's row every ttl / 3, until cancelled.

@@ -1,0 +1,184 @@
+"""Three daemons on one PostgreSQL and one shared sandbox Telegram: ownership wired end to end.
+
+Each account's session is run by the daemon holding its lease (tgws/ownership_guard.py); a
+client on another daemon is forwarded there (tgws/forwarding.py); when the owner dies or is
+paused past its lease, another daemon takes the account over. The shared sandbox
+(`tgws sandbox serve`) answers AUTH_KEY_DUPLICATED when one auth key is used from two
+processes at once and records it: every test ends with `stats["duplicates"] == []`.
+Leases are short here ([store] lease_ttl) so the tests stay bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.daemon_process import DaemonProcess
+from tests.pgserver import PgServer
+from tests.sandbox_process import SandboxProcess
+from tests.support import ask, collect_stream, expect, timeout
+from tests.test_crash_recovery import GROUP, assert_no_gap, drain, open_client, start_stream
+from tgws.sandbox.remote import admin
+
+LEASE = timeout(3.0)  # [store] lease_ttl for these daemons
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxProcess]:
+    server = SandboxProcess(idle_timeout=2.0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database(pg_server: PgServer) -> str:
+    return pg_server.new_schema()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path, database: str,
+            sandbox: SandboxProcess) -> Iterator[list[DaemonProcess]]:
+    """Three `tgws serve` daemons on loopback ports, one database, one sandbox world."""
+    config = tmp_path / "tgws.toml"
+    config.write_text('[server]\nport = 0\nshutdown_timeout = 5.0\n'
+                      f'[store]\nurl = "{database}"\nlease_ttl = {LEASE}\n'
+                      '[telegram]\nbackend = "sandbox"\n'
+                      f'[sandbox]\nurl = "{sandbox.url}"\n')
+    started: list[DaemonProcess] = []
+    try:
+        for name in ("a", "b", "c"):
+            (tmp_path / name).mkdir()
+            started.append(DaemonProcess(tmp_path / name, "--config", str(config)))
+        for proc in started:
+            proc.wait_ready()
+        yield started
+    finally:
+        for proc in started:
+            if proc.proc.poll() is None:
+                proc.signal(signal.SIGCONT)  # a stopped one must be able to die
+            proc.close()
+
+
+def create_key(daemons: list[DaemonProcess]) -> str:
+    config = daemons[0].tmp.parent / "tgws.toml"
+    out = subprocess.run([sys.executable, "-m", "tgws", "apikey", "--config", str(config),
+                          "create", "client"], capture_output=True, text=True, check=True,
+                         timeout=timeout(30))
+    return out.stdout.strip().splitlines()[-1]
+
+
+async def owner_port(database: str) -> int | None:
+    """The port of the daemon holding the (only) key's live lease, read from PostgreSQL."""
+    conn = await asyncpg.connect(database)
+    try:
+        address = await conn.fetchval(
+            "SELECT d.address FROM leases l JOIN daemons d ON d.id = l.owner "
+            "WHERE l.expires_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint")
+    finally:
+        await conn.close()
+    return None if address is None else int(str(address).rsplit(":", 1)[1])
+
+
+async def offsets(database: str) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(database)
+    try:
+        return [tuple(r) for r in await conn.fetch("SELECT * FROM offsets ORDER BY 1, 2, 3")]
+    finally:
+        await conn.close()
+
+
+async def latest(port: int, key: str, group: str = GROUP) -> list[int]:
+    async with await open_client(port) as ws:
+        expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+               "session already exists, call 'users'.")
+        await ws.send(json.dumps({"event": "chats", "data": {
+            "group": [{"name": group, "status": "latest"}], "status": ""}}))
+        items, _ = await collect_stream(ws, "chats")
+    return [item["chat"]["id"] for item in items]
+
+
+async def no_duplicates(sandbox: SandboxProcess) -> None:
+    stats = await admin(sandbox.url, "stats")
+    assert stats["duplicates"] == [], stats["duplicates"]
+    assert stats["answered_duplicated"] == 0, stats
+
+
+async def test_a_client_on_a_non_owner_daemon_is_forwarded_to_the_owner(
+        daemons: list[DaemonProcess], database: str, sandbox: SandboxProcess) -> None:
+    key = create_key(daemons)
+    owner, other = daemons[0], daemons[1]
+    first, seen = await start_stream(owner.port, key)  # logs in; streams; holds the account
+    try:
+        assert await owner_port(database) == owner.port
+        answer = await admin(sandbox.url, "post", chat="testgroup00002", text="via the owner")
+        # A second client on another daemon, while the owner runs the account: served,
+        # through the owner (one auth key in use, from one process).
+        items = await latest(other.port, key, "testgroup00002")
+        assert items and items[-1] == answer["id"]
+        other.wait_log("forwarded to")
+        assert await owner_port(database) == owner.port, "the account did not move"
+    finally:
+        await first.close()
+    assert seen == list(range(1, 151))
+    await no_duplicates(sandbox)
+
+
+async def test_sigkill_of_the_owner_mid_stream_another_daemon_takes_over_without_a_gap(
+        daemons: list[DaemonProcess], database: str, sandbox: SandboxProcess) -> None:
+    key = create_key(daemons)
+    owner, taker = daemons[0], daemons[2]
+    ws, seen = await start_stream(owner.port, key)
+    assert await owner_port(database) == owner.port
+    owner.proc.kill()
+    owner.proc.wait(timeout(10))
+    killed = time.monotonic()
+    more, _ = await drain(ws)
+    # The client reconnects (through the load balancer) to another daemon: it waits for the
+    # dead owner's lease to expire, takes the account over, and resumes after the last item
+    # the client confirmed.
+    resumed = await latest(taker.port, key)
+    took = time.monotonic() - killed
+    assert await owner_port(database) == taker.port
+    assert took < LEASE * 1.5 + timeout(20), took  # the lease, plus the 1,000-item stream
+    taker.wait_log("took the lease")
+    assert resumed[0] > 1, "confirmed items were committed before the kill"
+    assert_no_gap(seen + more, resumed)
+    await no_duplicates(sandbox)
+
+
+async def test_a_paused_owner_makes_no_call_and_commits_nothing_after_losing_its_lease(
+        daemons: list[DaemonProcess], database: str, sandbox: SandboxProcess) -> None:
+    key = create_key(daemons)
+    owner, taker = daemons[0], daemons[1]
+    ws, seen = await start_stream(owner.port, key)  # mid-stream, a stalled consumer
+    assert await owner_port(database) == owner.port
+    owner.signal(signal.SIGSTOP)
+    try:
+        resumed = await latest(taker.port, key)  # waits out the paused owner's lease
+        assert await owner_port(database) == taker.port
+        assert_no_gap(seen, resumed)
+        committed = await offsets(database)
+        assert committed, "the new owner committed what its client confirmed"
+    finally:
+        owner.signal(signal.SIGCONT)
+    # Awake again: its deadline passed while it was stopped, so it fences at once.
+    owner.wait_log("lost the lease on key")
+    code = (await drain(ws))[1]
+    assert code == 1013, code  # its client is told to reconnect
+    assert await offsets(database) == committed, "the paused owner committed after its loss"
+    # The new owner keeps running the account: any request the old one sent now with the
+    # key would be AUTH_KEY_DUPLICATED, recorded by the sandbox.
+    answer = await admin(sandbox.url, "post", chat=GROUP, text="after the pause")
+    assert await latest(taker.port, key) == [answer["id"]]
+    assert await owner_port(database) == taker.port
+    assert owner.proc.poll() is None, "the old owner lives on, serving nothing of this key"
+    await no_duplicates(sandbox)

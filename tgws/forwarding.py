@@ -1,0 +1,122 @@
+"""A client whose account another daemon runs is forwarded there (PostgreSQL, several daemons).
+
+After `login` verified the key, the server asks :func:`place`: if this daemon holds the key's
+lease, or nobody holds a live one, the client is served here (the lease is taken at the first
+Telegram call, tgws/ownership_guard.py). If another daemon holds a live lease, the websocket
+is proxied to that daemon's registered internal address: the `login` frame is replayed there,
+then frames are copied both ways until either side closes. So an account's session stays on
+one daemon while it lives, whichever daemon the load balancer picked (docs/scaling.md).
+
+If the owner cannot be reached (it died; its lease has not expired yet), the client waits,
+polling the lease, until it expires (at most the lease time) and is then served here: the
+takeover. A connection that cannot be placed within that time is closed 1013 (try again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from tgws.context import Connection
+from tgws.errors import CloseCode, StoreError
+from tgws.ownership_guard import AccountMoved, OwnershipGuard
+
+log = logging.getLogger("tgws.forwarding")
+
+OWNER_GONE: Final = "the daemon running this account went away; reconnect"
+NOT_PLACED: Final = "this account's daemon cannot be reached yet; reconnect"
+
+
+class _Unreachable(Exception):
+    """The owner's address did not answer a websocket handshake and a login in time."""
+
+
+async def place(conn: Connection, guard: OwnershipGuard, login_frame: str | bytes) -> None:
+    """Serve the logged-in connection here (return at once) or forward it until it closes."""
+    assert conn.api_key is not None
+    key = conn.api_key.id
+    loop = asyncio.get_running_loop()
+    # The owner's lease expires at most ttl after its last heartbeat: wait that, and an
+    # attempt more.
+    give_up = loop.time() + guard.ttl * 2
+    while True:
+        try:
+            address = await guard.route(key)
+        except (AccountMoved, StoreError) as err:
+            address, why = "", str(err)
+        if address is None:
+            return  # served here
+        if address:
+            try:
+                await _forward(conn, address, login_frame, guard.ttl)
+                return
+            except _Unreachable as err:
+                why = str(err)
+        if loop.time() >= give_up:
+            log.warning("%s: cannot place key #%d (%s); closing", conn.label(), key, why)
+            with contextlib.suppress(ConnectionClosed):
+                await conn.close(CloseCode.TRY_AGAIN, NOT_PLACED)
+            return
+        await asyncio.sleep(guard.ttl / 10)  # poll the lease until its owner renews or it expires
+
+
+async def _open(conn: Connection, address: str, login_frame: str | bytes,
+                ttl: float) -> tuple[ClientConnection, str | bytes]:
+    config = conn.app.config.server
+    url = address.rstrip("/") + config.path
+    # A live owner answers at once; a stopped one (its TCP backlog still accepts) must not
+    # hold the client past its lease: a third of it per attempt.
+    limit = min(10.0, config.login_timeout, ttl / 3)
+    try:
+        async with asyncio.timeout(limit):
+            upstream = await connect(url, max_size=config.max_message_size,
+                                     open_timeout=None, ping_interval=config.ping_interval,
+                                     ping_timeout=config.ping_timeout or None,
+                                     additional_headers={"X-Forwarded-For": conn.peer})
+            try:
+                await upstream.send(login_frame)
+                return upstream, await upstream.recv()
+            except BaseException:
+                await upstream.close()
+                raise
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as err:
+        raise _Unreachable(f"{url}: {type(err).__name__}: {err}") from None
+
+
+async def _forward(conn: Connection, address: str, login_frame: str | bytes,
+                   ttl: float) -> None:
+    upstream, first = await _open(conn, address, login_frame, ttl)
+    log.info("%s: forwarded to %s", conn.label(), address)
+    if '"success"' not in (first if isinstance(first, str) else first.decode()):
+        # The owner refused what we accepted (its own limits): the client hears the owner.
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.send(first)
+    # else: the client has our login reply already; the owner's says the same.
+
+    async def copy(source: object, target: object) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await target.send(await source.recv())  # type: ignore[attr-defined]
+
+    down = asyncio.create_task(copy(upstream, conn.ws))
+    up = asyncio.create_task(copy(conn.ws, upstream))
+    try:
+        await asyncio.wait((down, up), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (down, up):
+            task.cancel()
+        await asyncio.gather(down, up, return_exceptions=True)
+        await upstream.close()
+    if conn.ws.close_code is None:
+        # The owner closed (or died): its code when it sent one, else "try again".
+        code = upstream.close_code
+        reason = upstream.close_reason or ""
+        if code is None or code in (1005, 1006):
+            code, reason = int(CloseCode.TRY_AGAIN), OWNER_GONE
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.close(code, reason)
