@@ -37,17 +37,6 @@ HTML_EXAMPLE = EXAMPLES / "browser_client.html"
 PHONE = "+919876543210"
 
 
-@pytest.fixture
-def sandbox(daemon: Daemon) -> Daemon:
-    """The conftest daemon: sandbox Telegram, a world that stands still."""
-    return daemon
-
-
-@pytest.fixture
-def key(api_key: str) -> str:
-    return api_key
-
-
 async def run(*argv: str, wait: float = 60.0) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -69,10 +58,10 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 # --- python_client.py --------------------------------------------------------------------
 async def test_python_example_logs_in_and_prints_the_messages(
-        sandbox: Daemon, key: str) -> None:
-    url = ws_url(sandbox)
+        daemon: Daemon, api_key: str) -> None:
+    url = ws_url(daemon)
     code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", url,
-                               "--api-key", key, "--phone", PHONE, "--code", "12345",
+                               "--api-key", api_key, "--phone", PHONE, "--code", "12345",
                                "UnderWorld4444")
     assert code == 0, err
     ids = [m["id"] for m in json_lines(out)]
@@ -80,22 +69,22 @@ async def test_python_example_logs_in_and_prints_the_messages(
     assert err.splitlines()[-1] == "done: 300 messages"
     # Second run: the session is kept, no phone or code needed.
     code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", url,
-                               "--api-key", key, "testgroup00002")
+                               "--api-key", api_key, "testgroup00002")
     assert code == 0, err
     assert len(json_lines(out)) == 120
     assert all(line.startswith("{") for line in out.splitlines())  # only JSON lines
 
 
-async def test_python_example_with_two_step_verification(sandbox: Daemon, key: str) -> None:
-    code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", ws_url(sandbox),
-                               "--api-key", key, "--phone", "+19995550002", "--code", "12345",
+async def test_python_example_with_two_step_verification(daemon: Daemon, api_key: str) -> None:
+    code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", ws_url(daemon),
+                               "--api-key", api_key, "--phone", "+19995550002", "--code", "12345",
                                "--password", "hunter2", "testgroup00002")
     assert code == 0, err
     assert len(json_lines(out)) == 120
 
 
-async def test_python_example_reports_a_failed_reply(sandbox: Daemon, key: str) -> None:
-    code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", ws_url(sandbox),
+async def test_python_example_reports_a_failed_reply(daemon: Daemon, api_key: str) -> None:
+    code, out, err = await run(sys.executable, str(PYTHON_EXAMPLE), "--url", ws_url(daemon),
                                "--api-key", "wrong", "UnderWorld4444")
     assert code == 1
     assert "login failed: unauthorized" in err
@@ -161,9 +150,9 @@ def test_js_example_syntax() -> None:
 
 
 @pytest.mark.skipif(NODE is None, reason="no node with a global WebSocket here")
-async def test_js_example_runs_under_node_against_the_server(sandbox: Daemon, key: str) -> None:
+async def test_js_example_runs_under_node_against_the_server(daemon: Daemon, api_key: str) -> None:
     assert NODE is not None
-    code, out, err = await run(*NODE, str(JS_EXAMPLE), ws_url(sandbox), key, "UnderWorld4444",
+    code, out, err = await run(*NODE, str(JS_EXAMPLE), ws_url(daemon), api_key, "UnderWorld4444",
                                PHONE, "12345")
     assert code == 0, err
     ids = [m["id"] for m in json_lines(out)]
@@ -172,7 +161,7 @@ async def test_js_example_runs_under_node_against_the_server(sandbox: Daemon, ke
     assert all(line.startswith("{") for line in out.splitlines()), out[-300:]
     assert err.splitlines()[-1] == "done: 300 messages"
     # A failed reply: exit 1, the server's message on stderr, nothing on stdout.
-    code, out, err = await run(*NODE, str(JS_EXAMPLE), ws_url(sandbox), key, "UnderWorld4444x")
+    code, out, err = await run(*NODE, str(JS_EXAMPLE), ws_url(daemon), api_key, "UnderWorld4444x")
     assert code == 1
     assert "chats failed: invalid request" in err and out == ""
 
