@@ -99,3 +99,23 @@ class DaemonProcess:
             self._reader.join(timeout(5))
             self.proc.stderr.close()
         self.notify.close()
+
+
+def start_daemon(tmp_path: Path, config_file: Path, started: list[DaemonProcess],
+                 name: str) -> DaemonProcess:
+    """`tgws serve --config config_file` in its own folder tmp_path/name, once ready.
+
+    It joins `started`, which the test's fixture closes (kills) whatever happens."""
+    (tmp_path / name).mkdir()
+    proc = DaemonProcess(tmp_path / name, "--config", str(config_file))
+    started.append(proc)
+    proc.wait_ready()
+    return proc
+
+
+def create_key(config_file: Path, label: str) -> str:
+    """`tgws apikey create` from another process while a daemon runs (WAL makes it safe)."""
+    out = subprocess.run([sys.executable, "-m", "tgws", "apikey", "--config", str(config_file),
+                          "create", label], capture_output=True, text=True, check=True,
+                         timeout=timeout(30))
+    return out.stdout.strip().splitlines()[-1]

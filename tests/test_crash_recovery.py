@@ -7,8 +7,6 @@ import json
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess, create_key
+from tests.daemon_process import start_daemon as start
 from tests.support import ask, collect_stream, expect, recv_json, timeout, world_toml
 
 GROUP = "testgroup00001"  # 1,000 messages in the demo world
@@ -48,23 +47,6 @@ def processes(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
     yield started
     for proc in started:
         proc.close()
-
-
-def start(tmp_path: Path, config_file: Path, started: list[DaemonProcess],
-          name: str) -> DaemonProcess:
-    (tmp_path / name).mkdir()
-    proc = DaemonProcess(tmp_path / name, "--config", str(config_file))
-    started.append(proc)
-    proc.wait_ready()
-    return proc
-
-
-def create_key(config_file: Path) -> str:
-    """`tgws apikey create` from another process while the daemon runs (WAL makes it safe)."""
-    out = subprocess.run([sys.executable, "-m", "tgws", "apikey", "--config", str(config_file),
-                          "create", "client"], capture_output=True, text=True, check=True,
-                         timeout=timeout(30))
-    return out.stdout.strip().splitlines()[-1]
 
 
 async def open_client(port: int) -> ClientConnection:
@@ -173,7 +155,7 @@ def integrity(db: Path) -> str:
 async def test_sigkill_mid_stream_then_latest_after_restart_has_no_gap(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
     first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file)
+    key = create_key(config_file, "client")
     ws, seen = await start_stream(first.port, key)
     await wait_committed(tmp_path / "t.db")
     first.proc.kill()
@@ -186,7 +168,7 @@ async def test_sigkill_mid_stream_then_latest_after_restart_has_no_gap(
 async def test_sigterm_mid_stream_closes_1001_commits_and_resumes_without_a_gap(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
     first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file)
+    key = create_key(config_file, "client")
     ws, seen = await start_stream(first.port, key)
     await wait_committed(tmp_path / "t.db")
     first.signal(signal.SIGTERM)
@@ -201,7 +183,7 @@ async def test_sigterm_mid_stream_closes_1001_commits_and_resumes_without_a_gap(
 async def test_a_second_signal_exits_at_once(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
     first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file)
+    key = create_key(config_file, "client")
     # No wait after this: the stream is under way and the client has stopped reading, so the
     # daemon's close frame queues behind unread data whenever the stop comes.
     ws, _ = await start_stream(first.port, key)

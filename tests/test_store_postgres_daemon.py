@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from tests.daemon_process import DaemonProcess
+from tests.daemon_process import start_daemon as start
 from tests.pgserver import PASSWORD, PgServer
 from tests.support import timeout
 from tests.test_crash_recovery import assert_no_gap, drain, resume, start_stream
@@ -44,15 +45,6 @@ def processes() -> Iterator[list[DaemonProcess]]:
     yield started
     for proc in started:
         proc.close()
-
-
-def start(tmp_path: Path, config_file: Path, started: list[DaemonProcess],
-          name: str) -> DaemonProcess:
-    (tmp_path / name).mkdir()
-    proc = DaemonProcess(tmp_path / name, "--config", str(config_file))
-    started.append(proc)
-    proc.wait_ready()
-    return proc
 
 
 def cli(config_file: Path, *args: str) -> str:

@@ -12,8 +12,6 @@ import asyncio
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess, create_key
+from tests.daemon_process import start_daemon as start
 from tests.support import ask, expect, recv_json, timeout
 
 GROUP = "testgroup00002"  # 120 messages in the demo world, one more per tick
@@ -45,22 +44,6 @@ def processes() -> Iterator[list[DaemonProcess]]:
     yield started
     for proc in started:
         proc.close()
-
-
-def start(tmp_path: Path, config_file: Path, started: list[DaemonProcess],
-          name: str) -> DaemonProcess:
-    (tmp_path / name).mkdir()
-    proc = DaemonProcess(tmp_path / name, "--config", str(config_file))
-    started.append(proc)
-    proc.wait_ready()
-    return proc
-
-
-def create_key(config_file: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "tgws", "apikey", "--config", str(config_file),
-                          "create", "watcher"], capture_output=True, text=True, check=True,
-                         timeout=timeout(30))
-    return out.stdout.strip().splitlines()[-1]
 
 
 async def watching(port: int, key: str) -> ClientConnection:
@@ -103,7 +86,7 @@ async def wait_committed_past(db: Path, value: int) -> int:
 async def test_a_watch_killed_with_its_daemon_resumes_with_no_gap(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
     first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file)
+    key = create_key(config_file, "watcher")
     ws = await watching(first.port, key)
     items = await read_ids(ws, lambda items: any(i["path"] == "reconcile" for i in items[-1:])
                            and len(items) >= 123)
