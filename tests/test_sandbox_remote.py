@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,6 +33,7 @@ from telethon.tl.types import InputUserSelf
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.daemon_process import DaemonProcess
+from tests.demo_process import DemoProcess
 from tests.sandbox_process import SandboxProcess
 from tests.support import ask, collect_stream, expect, timeout
 from tgws.sandbox.link import ID, frame, json_frame, read_frame
@@ -380,46 +379,9 @@ async def logged(sandbox: SandboxProcess, text: str) -> None:
         await asyncio.sleep(0.05)
 
 
-class DemoProcess:
-    """`tgws demo --port 0 --sandbox-url URL`, its websocket and API key read from its banner."""
-
-    def __init__(self, tmp: Path, sandbox_url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tgws", "demo", "--port", "0", "--sandbox-url", sandbox_url,
-             "--db", str(tmp / "demo.db")],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        self.banner: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.banner.append(line)
-                if line.startswith("Ctrl-C stops"):
-                    ready.set()
-
-        self._reader = threading.Thread(target=read, daemon=True)
-        self._reader.start()
-        ready.wait(timeout(30))
-        self.text = "".join(self.banner)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout(20))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(timeout(5))
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 async def test_the_demo_runs_against_the_shared_sandbox(
         tmp_path: Path, sandbox: SandboxProcess) -> None:
-    demo = DemoProcess(tmp_path, sandbox.url)
+    demo = DemoProcess(tmp_path, "--sandbox-url", sandbox.url, start_wait=30, client_wait=60)
     try:
         url = re.search(r"websocket\s+(ws://\S+)", demo.text)
         key = re.search(r"api key\s+(\S+)", demo.text)
@@ -432,7 +394,7 @@ async def test_the_demo_runs_against_the_shared_sandbox(
         assert len(items) == 121
         assert "seen by the demo" in json.dumps(next(i for i in items if i["chat"]["id"] == 121))
     finally:
-        demo.stop()
+        demo.close()
 
 
 async def test_a_stalled_server_holds_the_answer_until_it_resumes(
