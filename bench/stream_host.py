@@ -171,6 +171,8 @@ class Host:
         self.key_id = record.id if record is not None else None
         # The bare baseline client: same factory options as the daemon's
         # (telegram_clients.client_options), same account, same world, same wire mode.
+        # Its session is Telethon's own: it keeps every listed user and chat in its entity
+        # cache, which the daemon's clients skip (telegram_clients.skip_listed_entities).
         self.client = make_sandbox_client(
             self.world, StringSession(self.world.session_string(reader)),
             **client_options(self.config.telegram))

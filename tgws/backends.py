@@ -17,7 +17,12 @@ import logging
 from typing import Any
 
 from tgws.config import Config, SandboxConfig
-from tgws.telegram_clients import ClientFactory, client_options, telegram_client_factory
+from tgws.telegram_clients import (
+    ClientFactory,
+    client_options,
+    skip_listed_entities,
+    telegram_client_factory,
+)
 
 log = logging.getLogger("tgws.backends")
 
@@ -45,7 +50,7 @@ class SandboxBackend:
         world = self.world
 
         def make(session: Any) -> Any:
-            return make_sandbox_client(world, session, **options)
+            return make_sandbox_client(world, skip_listed_entities(session), **options)
 
         self.factory: ClientFactory = make
         self._ticker: asyncio.Task[None] | None = None
@@ -81,7 +86,7 @@ class RemoteSandboxBackend:
         address = self.address
 
         def make(session: Any) -> Any:
-            return make_remote_client(address, session, **options)
+            return make_remote_client(address, skip_listed_entities(session), **options)
 
         self.factory: ClientFactory = make
 
