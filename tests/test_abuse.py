@@ -234,6 +234,11 @@ async def _login_and_fill_with_pongs(d: Daemon, sock: Any, key: str) -> None:
     login = json.dumps({"event": "login", "data": {"apiKey": key}}).encode()
     await loop.sock_sendall(sock, _masked_text(login))
     assert d.app is not None
+    app = d.app
+    # The key is checked in the store first: pings sent before that would queue their pongs
+    # ahead of the login reply, and on a slower store the login would wait behind them.
+    await eventually(lambda: any(c.api_key is not None for c in app.connections),
+                     "the server verified the api key")
     async with asyncio.timeout(timeout(10)):
         while not any(isinstance(c.ws, GuardedConnection) and c.ws.write_paused
                       for c in d.app.connections):
