@@ -44,7 +44,9 @@ from typing import Any
 from telethon.tl import functions, types
 
 PAGE_LIMIT = 200  # Telegram's largest channels.getParticipants page
-OVERLAP = 10  # positions re-read at the top of every page: departures tolerated between pages
+OVERLAP = 4  # positions re-read at the top of every page: up to 3 departures between pages
+# cost nothing more; more cost one page read again (step back). 2 % more is read without
+# churn: 10,000 members in 51 requests, as Telethon's 50 pages and its empty last one.
 LIST_CAP = 10_000  # positions Telegram lists by plain paging
 STEP_BACK_LIMIT = 50  # step-backs without progress before the listing is given up as shifting
 
