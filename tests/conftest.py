@@ -27,8 +27,9 @@ def sandbox_wire(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(params=["calm", "hostile"])
 def sandbox_world(request: pytest.FixtureRequest) -> str:
     """The sandbox world, both ways, for modules that ask for it (support.world_settings):
-    the calm demo world, or `[sandbox] hostile = true` with its default fault rate (5 % of
-    calls meet a 5xx, a timeout, a flood wait or a dropped connection; docs/sandbox.md)."""
+    the calm demo world, or `[sandbox] hostile = true` with 1 % of calls meeting a 5xx, a
+    timeout, a flood wait or a dropped connection (support.HOSTILE_E2E_FAULT_RATE says why
+    not the default 5 %; docs/sandbox.md)."""
     world: str = request.param
     return world
 
