@@ -209,6 +209,27 @@ async def test_a_5xx_on_resolve_is_telegram_unavailable_not_does_not_exist(
         assert len(items) == 40
 
 
+@pytest.mark.parametrize(("error", "code"), [("AUTH_KEY_UNREGISTERED", 401),
+                                           ("AUTH_KEY_DUPLICATED", 406)])
+async def test_a_dead_auth_key_forgets_the_session_and_says_it_expired(
+        daemon: Daemon, api_key: str, error: str, code: int) -> None:
+    # AUTH_KEY_DUPLICATED: Telegram saw the key used from two connections at once and
+    # invalidated it, which leaves the session as dead as a revoked one.
+    async with await logged_in(daemon, api_key) as ws:
+        world(daemon).fail("GetHistory", error, code=code)
+        await send(ws, "chats", {"group": [GROUP_2]})
+        got, _, reply = await read_stream(ws, "chats")
+    assert got == []
+    assert reply["data"]["status"] == "failed", reply
+    assert reply["data"]["message"] == p.SESSION_EXPIRED, reply
+    assert daemon.app is not None
+    [record] = await daemon.app.store.list_api_keys()
+    assert await daemon.app.store.load_session(record.id) is None
+    async with await open_ws(daemon) as ws:
+        expect(await ask(ws, "login", {"apiKey": api_key}), "login", "success",
+               "send phone number")
+
+
 async def test_a_username_nobody_has_still_does_not_exist(
         daemon: Daemon, api_key: str) -> None:
     async with await logged_in(daemon, api_key) as ws:

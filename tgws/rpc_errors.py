@@ -50,10 +50,13 @@ FLOOD_ERRORS: tuple[type[errors.RPCError], ...] = (
     errors.FloodWaitError,
     errors.FloodPremiumWaitError,
 )
-# The session no longer works: logged out elsewhere, revoked, or the account is gone.
+# The session no longer works: logged out elsewhere, revoked, or the account is gone. Also
+# AUTH_KEY_DUPLICATED: Telegram saw the key used from two connections at once and
+# invalidated it (only a new login helps).
 _UNAUTHORIZED: tuple[type[BaseException], ...] = (
     errors.AuthKeyUnregisteredError,
     errors.AuthKeyInvalidError,
+    errors.AuthKeyDuplicatedError,
     errors.SessionRevokedError,
     errors.SessionExpiredError,
     errors.UserDeactivatedError,
