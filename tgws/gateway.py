@@ -51,8 +51,7 @@ from tgws.config import TelegramConfig
 from tgws.errors import MembersHidden, NotAGroup, StoreError, TelegramUnavailable
 from tgws.ownership_guard import AccountMoved, OwnershipGuard
 from tgws.peers import Peer, ResolveMethods
-from tgws.rpc_errors import FLOOD_ERRORS as _FLOOD_ERRORS
-from tgws.rpc_errors import translate as _translate
+from tgws.rpc_errors import FLOOD_ERRORS, translate
 from tgws.store import SessionUnreadable, Store
 from tgws.telegram_clients import ClientFactory
 
@@ -190,7 +189,7 @@ class Account(LoginMethods, ResolveMethods):
                         item = await iterator.__anext__()
             except StopAsyncIteration:
                 break
-            except _FLOOD_ERRORS as err:
+            except FLOOD_ERRORS as err:
                 await self._flood_wait(int(err.seconds), on_flood)
                 continue
             except resilience.TRANSIENT as err:  # before RPCError: 5xx are RPCErrors too
@@ -207,7 +206,7 @@ class Account(LoginMethods, ResolveMethods):
                 # Listing members of a channel (or a hidden member list) needs admin rights.
                 raise MembersHidden("admin rights required") from None
             except errors.RPCError as err:
-                raise _translate(err) from None
+                raise translate(err) from None
             else:
                 if not started:
                     started = True
