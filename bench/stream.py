@@ -132,6 +132,7 @@ class Run:
     wall: float
     cpu: float  # seconds of the daemon/host process
     client_cpu: float | None = None
+    sys: float | None = None  # of `cpu`, seconds in the kernel
 
     @property
     def rate(self) -> float:
@@ -146,7 +147,7 @@ def bare(pair: Pair, kind: str, expected: int) -> Run:
     r = pair.host.call("bare_messages" if kind == "messages" else "bare_members",
                        group=BENCH_GROUP)
     _check(f"bare {kind}", r["count"], expected)
-    return Run(r["count"], r["wall"], r["cpu"])
+    return Run(r["count"], r["wall"], r["cpu"], sys=r.get("sys"))
 
 
 def through_daemon(pair: Pair, kind: str, group: str, expected: int | None) -> Run:
@@ -159,7 +160,8 @@ def through_daemon(pair: Pair, kind: str, group: str, expected: int | None) -> R
         raise RuntimeError(f"{event}: counted {r['count']} frames, 'done' says {r['done_count']}")
     if expected is not None:
         _check(f"daemon {kind}", r["count"], expected)
-    return Run(r["count"], r["wall"], after["cpu"] - before["cpu"], r["client_cpu"])
+    return Run(r["count"], r["wall"], after["cpu"] - before["cpu"], r["client_cpu"],
+               sys=after["sys"] - before["sys"] if "sys" in after else None)
 
 
 def _check(what: str, got: int, expected: int) -> None:
@@ -175,6 +177,8 @@ def yardstick(pair: Pair) -> float:
 def fmt_run(label: str, run: Run, unit: str) -> str:
     line = (f"    {label:<7} {run.count:>9,} {unit} in {run.wall:6.2f} s = "
             f"{run.rate / 1000:6.1f} k/s, host CPU {run.cpu_us:5.1f} µs/{unit[:-1]}")
+    if run.sys is not None:
+        line += f" (kernel {run.sys / run.count * 1e6:4.1f})"
     if run.client_cpu is not None:
         line += f"  (client CPU {run.client_cpu / run.count * 1e6:4.1f} µs)"
     return line
