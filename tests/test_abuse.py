@@ -189,40 +189,34 @@ async def test_output_that_does_not_drain_is_aborted_after_write_timeout(
     # Under the ceiling, but never read: once write_timeout passes with our buffer above
     # write_limit, the connection goes. Keepalive could not do it (its ping waits behind
     # the unread pongs), and the idle timeout is off here.
-    async with running(tmp_path, **{"server.write_timeout": 1.0,
-                                    "server.idle_timeout": 0,
-                                    "server.write_limit": 4096,
-                                    "server.max_write_buffer": 64 << 20}) as (d, key):
-        sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
-        try:
-            await _login_and_fill_with_pongs(d, sock, key)
-            await eventually(lambda: d.app is not None and not d.app.connections,
-                             "the connection dropped", 10)
-            await eventually(lambda: closed_by_server(sock),  # reads what is left
-                             "the server closing the socket", 5)
-        finally:
-            sock.close()
+    await _fill_and_wait_for_the_drop(tmp_path, {"server.write_timeout": 1.0,
+                                                 "server.idle_timeout": 0}, wait=10)
     assert "(write_timeout)" in caplog.text
 
 
 async def test_the_idle_timeout_closes_a_connection_whose_output_never_drains(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="tgws")
-    async with running(tmp_path, **{"server.idle_timeout": 0.5,
-                                    "server.write_limit": 4096,
-                                    "server.max_write_buffer": 64 << 20}) as (d, key):
+    # The idle close frame cannot be written; the bounded close then aborts.
+    await _fill_and_wait_for_the_drop(tmp_path, {"server.idle_timeout": 0.5}, wait=20)
+    assert "idle for" in caplog.text
+    assert "(write_timeout)" not in caplog.text and "(max_write_buffer)" not in caplog.text
+
+
+async def _fill_and_wait_for_the_drop(tmp_path: Path, settings: dict[str, Any],
+                                      wait: float) -> None:
+    """A client that logs in, pings and never reads: wait until the server dropped it."""
+    async with running(tmp_path, **settings, **{"server.write_limit": 4096,
+                                                "server.max_write_buffer": 64 << 20}) as (d, key):
         sock = await raw_upgrade(d.port, d.config.server.path, rcvbuf=4096)
         try:
             await _login_and_fill_with_pongs(d, sock, key)
-            # The idle close frame cannot be written; the bounded close then aborts.
             await eventually(lambda: d.app is not None and not d.app.connections,
-                             "the connection dropped", 20)
+                             "the connection dropped", wait)
             await eventually(lambda: closed_by_server(sock),  # reads what is left
                              "the server closing the socket", 5)
         finally:
             sock.close()
-    assert "idle for" in caplog.text
-    assert "(write_timeout)" not in caplog.text and "(max_write_buffer)" not in caplog.text
 
 
 async def _login_and_fill_with_pongs(d: Daemon, sock: Any, key: str) -> None:
