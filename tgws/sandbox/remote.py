@@ -1,8 +1,5 @@
 """RemoteSandboxSender: a TelegramClient's sender that reaches a shared sandbox server.
 
-Whole on purpose (~415 lines): it stands in for MTProtoSender over TCP, method for method, as
-sender.py does in process; the wire framing is already apart (link.py).
-
 Where SandboxSender (sender.py) answers from a World in the same process, this sender sends
 each request's TL bytes (`bytes(request)`, as MTProtoSender serializes it) over TCP to a
 `tgws sandbox serve` process (serve.py; framing in link.py) and resolves the request's future
@@ -42,8 +39,6 @@ from telethon import TelegramClient
 from telethon.crypto import AuthKey
 from telethon.extensions import BinaryReader
 from telethon.helpers import retry_range
-from telethon.tl.functions import PingRequest
-from telethon.utils import is_list_like
 
 from tgws.sandbox.dcs import DEFAULT_DC, DataCentres
 from tgws.sandbox.errors import SandboxRpcError
@@ -57,6 +52,7 @@ from tgws.sandbox.link import (
     parse_address,
     read_frame,
 )
+from tgws.sandbox.sender_face import SenderFace
 
 log = logging.getLogger("tgws.sandbox.remote")
 
@@ -76,7 +72,7 @@ class _Refused(ConnectionError):
     """The server refused this connection attempt (FaultPlan.refuse)."""
 
 
-class RemoteSandboxSender:
+class RemoteSandboxSender(SenderFace):
     def __init__(self, address: Address, auth_key: Any = None, *,
                  auth_key_callback: AuthKeyCallback | None = None, retries: int = 5,
                  delay: float = 1.0, auto_reconnect: bool = True, timeout: float = 10.0,
@@ -171,27 +167,6 @@ class RemoteSandboxSender:
                 await self._auth_key_callback(self.auth_key)
         return float(answer.get("heartbeat", 2.5))
 
-    def is_connected(self) -> bool:
-        return self._user_connected
-
-    def _transport_connected(self) -> bool:
-        return self._user_connected and not self._reconnecting
-
-    def _keepalive_ping(self, rnd_id: int) -> None:
-        """MTProtoSender's: a ping still unanswered at the next keep-alive means a dead link."""
-        if self._ping is None:
-            self._ping = rnd_id
-            future = self._enqueue(PingRequest(rnd_id))
-            future.add_done_callback(self._pong)
-        else:
-            self._start_reconnect()
-
-    def _pong(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        if getattr(future.result(), "ping_id", None) == self._ping:
-            self._ping = None
-
     async def disconnect(self) -> None:
         """The user's disconnect: waiting requests are cancelled, as Telethon's are."""
         if self._reconnect_task is not None:
@@ -210,13 +185,6 @@ class RemoteSandboxSender:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._disconnected_future is not None and not self._disconnected_future.done():
             self._disconnected_future.set_result(None)
-
-    @property
-    def disconnected(self) -> asyncio.Future[None]:
-        if self._disconnected_future is None:
-            self._disconnected_future = asyncio.get_running_loop().create_future()
-            self._disconnected_future.set_result(None)
-        return asyncio.shield(self._disconnected_future)
 
     async def _close_link(self) -> None:
         tasks, self._link_tasks = self._link_tasks, []
@@ -338,14 +306,6 @@ class RemoteSandboxSender:
             future.set_result(result)
 
     # --- requests --------------------------------------------------------------------------
-
-    def send(self, request: Any, ordered: bool = False) -> Any:
-        """A future per request, like MTProtoSender."""
-        if not self._user_connected:
-            raise ConnectionError("Cannot send requests while disconnected")
-        if is_list_like(request):
-            return [self._enqueue(item) for item in request]
-        return self._enqueue(request)
 
     def _enqueue(self, request: Any) -> asyncio.Future[Any]:
         bytes(request)  # a malformed request fails right here, as in MTProtoSender

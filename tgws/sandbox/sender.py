@@ -1,7 +1,8 @@
 """SandboxSender: what TelegramClient sees in place of its MTProtoSender ("seam A").
 
-Whole on purpose (~435 lines): it stands in for one Telethon class (MTProtoSender), method for
-method, so it is read beside that class; faults it applies live in faults.py.
+Whole on purpose (~400 lines): it stands in for one Telethon class (MTProtoSender), method for
+method, so it is read beside that class; faults it applies live in faults.py, and what it
+shows Telethon exactly as remote.py does in sender_face.py.
 
 TelegramClient 1.45 touches its `_sender` only through: connect(connection) -> bool,
 disconnect(), is_connected(), _transport_connected(), _keepalive_ping(id), the `disconnected`
@@ -48,14 +49,14 @@ from typing import Any
 from telethon.crypto import AuthKey
 from telethon.extensions import BinaryReader
 from telethon.helpers import retry_range
-from telethon.tl.functions import InitConnectionRequest, InvokeWithoutUpdatesRequest, PingRequest
-from telethon.utils import is_list_like
+from telethon.tl.functions import InitConnectionRequest, InvokeWithoutUpdatesRequest
 
 from tgws.sandbox.call import Call
 from tgws.sandbox.dcs import DEFAULT_DC
 from tgws.sandbox.errors import SandboxRpcError
 from tgws.sandbox.faults import EXEMPT, Decision
 from tgws.sandbox.rpc import answer, unwrap
+from tgws.sandbox.sender_face import SenderFace
 from tgws.sandbox.wire import encode
 from tgws.sandbox.world import World
 
@@ -95,7 +96,7 @@ def _without_updates(request: Any) -> bool:
     return False
 
 
-class SandboxSender:
+class SandboxSender(SenderFace):
     def __init__(self, world: World, auth_key: Any = None, *,
                  auth_key_callback: AuthKeyCallback | None = None,
                  wire: bool | None = None, retries: int = 5, delay: float = 1.0,
@@ -172,27 +173,6 @@ class SandboxSender:
             return
         raise ConnectionError(f"Connection to Telegram failed {self._retries} time(s)")
 
-    def is_connected(self) -> bool:
-        return self._user_connected
-
-    def _transport_connected(self) -> bool:
-        return self._user_connected and not self._reconnecting
-
-    def _keepalive_ping(self, rnd_id: int) -> None:
-        """MTProtoSender's: a ping still unanswered at the next keep-alive means a dead link."""
-        if self._ping is None:
-            self._ping = rnd_id
-            future = self._enqueue(PingRequest(rnd_id))
-            future.add_done_callback(self._pong)
-        else:
-            self._start_reconnect()
-
-    def _pong(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        if getattr(future.result(), "ping_id", None) == self._ping:
-            self._ping = None
-
     async def disconnect(self) -> None:
         """The user's disconnect: waiting requests are cancelled, as Telethon's are."""
         if self._reconnect_task is not None:
@@ -213,13 +193,6 @@ class SandboxSender:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._disconnected_future is not None and not self._disconnected_future.done():
             self._disconnected_future.set_result(None)
-
-    @property
-    def disconnected(self) -> asyncio.Future[None]:
-        if self._disconnected_future is None:
-            self._disconnected_future = asyncio.get_running_loop().create_future()
-            self._disconnected_future.set_result(None)
-        return asyncio.shield(self._disconnected_future)
 
     # --- losing the connection -------------------------------------------------------------
 
@@ -288,14 +261,6 @@ class SandboxSender:
                 entry.handle = loop.call_soon(self._arrive, entry, entry.decision)
 
     # --- requests --------------------------------------------------------------------------
-
-    def send(self, request: Any, ordered: bool = False) -> Any:
-        """A future per request, like MTProtoSender; answers keep the order of sending."""
-        if not self._user_connected:
-            raise ConnectionError("Cannot send requests while disconnected")
-        if is_list_like(request):
-            return [self._enqueue(item) for item in request]
-        return self._enqueue(request)
 
     def _enqueue(self, request: Any) -> asyncio.Future[Any]:
         bytes(request)  # MTProtoSender serializes on send: a malformed request fails right here
