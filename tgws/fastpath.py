@@ -1,4 +1,4 @@
-"""The one module that relies on library internals: each checked once, each with a public twin.
+"""The one module that relies on library internals: each checked, a public twin where one exists.
 
 Whole on purpose (~420 lines): issue 12 asks for every use of a library internal in one
 module, so a websockets or Telethon upgrade is checked against this file alone.
