@@ -27,6 +27,7 @@ from tests.pgserver import PgServer
 from tests.sandbox_process import SandboxProcess
 from tests.support import ask, collect_stream, expect, timeout
 from tests.test_crash_recovery import GROUP, assert_no_gap, drain, open_client, start_stream
+from tests.test_store_postgres_daemon import wait_committed
 from tgws.sandbox.remote import admin
 
 LEASE = timeout(3.0)  # [store] lease_ttl for these daemons
@@ -66,6 +67,7 @@ def daemons(tmp_path: Path, database: str,
             if proc.proc.poll() is None:
                 proc.signal(signal.SIGCONT)  # a stopped one must be able to die
             proc.close()
+            print(f"--- daemon {proc.port} ---\n{proc.stderr}")  # shown when a test fails
 
 
 def create_key(daemons: list[DaemonProcess]) -> str:
@@ -138,6 +140,7 @@ async def test_sigkill_of_the_owner_mid_stream_another_daemon_takes_over_without
     owner, taker = daemons[0], daemons[2]
     ws, seen = await start_stream(owner.port, key)
     assert await owner_port(database) == owner.port
+    assert await wait_committed(database) >= 1  # the owner committed what was confirmed
     owner.proc.kill()
     owner.proc.wait(timeout(10))
     killed = time.monotonic()
@@ -161,6 +164,7 @@ async def test_a_paused_owner_makes_no_call_and_commits_nothing_after_losing_its
     owner, taker = daemons[0], daemons[1]
     ws, seen = await start_stream(owner.port, key)  # mid-stream, a stalled consumer
     assert await owner_port(database) == owner.port
+    assert await wait_committed(database) >= 1
     owner.signal(signal.SIGSTOP)
     try:
         resumed = await latest(taker.port, key)  # waits out the paused owner's lease

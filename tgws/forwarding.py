@@ -1,11 +1,13 @@
 """A client whose account another daemon runs is forwarded there (PostgreSQL, several daemons).
 
 After `login` verified the key, the server asks :func:`place`: if this daemon holds the key's
-lease, or nobody holds a live one, the client is served here (the lease is taken at the first
-Telegram call, tgws/ownership_guard.py). If another daemon holds a live lease, the websocket
-is proxied to that daemon's registered internal address: the `login` frame is replayed there,
-then frames are copied both ways until either side closes. So an account's session stays on
-one daemon while it lives, whichever daemon the load balancer picked (docs/scaling.md).
+lease, or nobody holds a live one, the client is served here (tgws/ownership_guard.py): the
+lease is taken at once, before the client's first request, and the connection holds the
+account, so the lease goes when the account idles out. If another daemon holds a live lease,
+the websocket is proxied to that daemon's registered internal address: the `login` frame is
+replayed there, then frames are copied both ways until either side closes. So an account's
+session stays on one daemon while it lives, whichever daemon the load balancer picked
+(docs/scaling.md).
 
 If the owner cannot be reached (it died; its lease has not expired yet), the client waits,
 polling the lease, until it expires (at most the lease time) and is then served here: the
@@ -23,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from tgws.context import Connection
-from tgws.errors import CloseCode, StoreError
+from tgws.errors import CloseCode, StoreError, TelegramUnavailable
 from tgws.ownership_guard import AccountMoved, OwnershipGuard
 
 log = logging.getLogger("tgws.forwarding")
@@ -50,8 +52,10 @@ async def place(conn: Connection, guard: OwnershipGuard, login_frame: str | byte
         except (AccountMoved, StoreError) as err:
             address, why = "", str(err)
         if address is None:
-            return  # served here
-        if address:
+            if await _hold_here(conn, guard, key):
+                return  # served here, under our lease
+            why = "the lease could not be taken yet"
+        elif address:
             try:
                 await _forward(conn, address, login_frame, guard.ttl)
                 return
@@ -63,6 +67,20 @@ async def place(conn: Connection, guard: OwnershipGuard, login_frame: str | byte
                 await conn.close(CloseCode.TRY_AGAIN, NOT_PLACED)
             return
         await asyncio.sleep(guard.ttl / 10)  # poll the lease until its owner renews or it expires
+
+
+async def _hold_here(conn: Connection, guard: OwnershipGuard, key: int) -> bool:
+    """Take the key's lease now, before the client's first request: False if another daemon
+    took it first, or the database could not say (the caller tries again). The connection
+    holds the account from here on, so the lease is released with it when it goes idle."""
+    try:
+        await guard.hold(key)
+    except TelegramUnavailable as err:  # AccountMoved included
+        log.info("%s: key #%d not taken yet (%s)", conn.label(), key, err)
+        return False
+    if conn.account is None:
+        conn.account = conn.app.gateway.acquire(key)
+    return True
 
 
 async def _open(conn: Connection, address: str, login_frame: str | bytes,

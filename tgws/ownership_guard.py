@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
-from tgws.errors import TelegramUnavailable
+from tgws.errors import StoreError, TelegramUnavailable
 from tgws.store.base import Store
 from tgws.store.ownership import Lease, LeaseLost, Ownership
 from tgws.store.postgres import PostgresStore
@@ -96,7 +96,11 @@ class OwnershipGuard:
         async with self._locks.setdefault(api_key_id, asyncio.Lock()):
             lease = self.lease(api_key_id)
             if lease is None:
-                lease = await self.ownership.acquire(api_key_id)
+                try:
+                    lease = await self.ownership.acquire(api_key_id)
+                except StoreError as err:  # retried as any unreachable Telegram is
+                    raise TelegramUnavailable(f"cannot take the lease on key #{api_key_id}: "
+                                              f"{err}") from None
                 if lease is None:
                     raise AccountMoved(f"another daemon runs the account of key #{api_key_id}")
                 log.info("took the lease on key #%d (token %d)", api_key_id, lease.token)

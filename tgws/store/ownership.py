@@ -53,7 +53,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from tgws.errors import StoreError
 from tgws.store.base import Store
@@ -215,6 +215,14 @@ class Ownership:
             return None
         return Owner(daemon_id=row[0], address=row[1], token=int(row[2]), expired=bool(row[3]))
 
+    async def _bound_idle(self, conn: Any) -> None:
+        """A holder paused inside a fenced commit (SIGSTOP, a VM frozen) holds the lease row
+        FOR SHARE, and a takeover's UPDATE of that row would wait for it forever: the server
+        ends such a transaction once it has sat idle for the margin (at least 1 s), which
+        releases the row; the paused holder's commit then fails, as it must."""
+        await conn.execute("SET LOCAL idle_in_transaction_session_timeout = "
+                           f"{int(max(self.margin, 1.0) * 1000)}")
+
     async def commit_offset(self, lease: Lease, kind: str, group_id: int,
                             offset: Offset) -> None:
         """Store.commit_offset, fenced: LeaseLost (and nothing written) unless ``lease`` is
@@ -223,6 +231,7 @@ class Ownership:
         lease.check()
         store = self._store
         async with store.transaction(), store.connection("committing a fenced offset") as conn:
+            await self._bound_idle(conn)
             if await conn.fetchval(_FENCE, lease.api_key_id, lease.owner, lease.token) is None:
                 raise LeaseLost(f"offset for API key {lease.api_key_id} not committed: its "
                                 f"lease (token {lease.token}) is no longer ours")
@@ -237,6 +246,7 @@ class Ownership:
         lease.check()
         store = self._store
         async with store.transaction(), store.connection("committing fenced offsets") as conn:
+            await self._bound_idle(conn)
             if await conn.fetchval(_FENCE, lease.api_key_id, lease.owner, lease.token) is None:
                 raise LeaseLost(f"offsets for API key {lease.api_key_id} not committed: its "
                                 f"lease (token {lease.token}) is no longer ours")
