@@ -171,7 +171,9 @@ class Host:
         reader = self._build_world()
         app = self.daemon.app
         assert app is not None
-        key = await app.store.create_api_key("bench")
+        # One name per host process: phases share one database when --set store.url names a
+        # PostgreSQL server, and a name can be created only once.
+        key = await app.store.create_api_key(f"bench-{os.getpid()}")
         record = await app.store.verify_api_key(key)
         self.key_id = record.id if record is not None else None
         # The bare baseline client: same factory options as the daemon's
