@@ -95,7 +95,8 @@ async def stream_everything(tmp_path: Path, name: str, *, compression: bool = Fa
         group = world.megagroup("fencetest", title="Fence test")
         group.populate(30)
         group.history(HISTORY)
-        key = await daemon.app.store.create_api_key("k")
+        # One key name per run: with TGWS_TEST_STORE=postgresql the runs share one schema.
+        key = await daemon.app.store.create_api_key(name)
         options: dict[str, Any] = {"extensions": [factory]} if compression else {}
         async with await logged_in(daemon, key, **options) as ws:
             await ws.send(json.dumps({"event": "users", "data": {
