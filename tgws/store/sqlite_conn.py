@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -64,7 +65,7 @@ async def open_database(path: str, deadline: float) -> tuple[aiosqlite.Connectio
         with sqlite_errors(f"cannot open store {path}"):
             # busy_timeout first, so that switching to WAL waits for another process.
             await db.execute(f"PRAGMA busy_timeout = {int(deadline * 1000)}")
-            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+            rows = await _switch_to_wal(db, deadline)
             if str(rows[0][0]).lower() != "wal":
                 raise StoreError(
                     f"store {path}: sqlite refused WAL mode (journal_mode={rows[0][0]}); "
@@ -193,3 +194,19 @@ class SerializedConnection:
             raise
         finally:
             self._savepoints -= 1
+
+
+async def _switch_to_wal(db: aiosqlite.Connection, deadline: float) -> list[sqlite3.Row]:
+    """PRAGMA journal_mode = WAL, retried while another connection holds the lock.
+
+    Switching a fresh file to WAL can answer SQLITE_BUSY at once, without sqlite's busy
+    handler, when several processes open it together (seen in CI); retry within `deadline`.
+    """
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            return list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= give_up:
+                raise
+            await asyncio.sleep(0.01)
