@@ -34,9 +34,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
-from tgws.sealing import Keyring
+from tgws.sealing import Keyring, SessionUnreadable, sealed_key_id
 from tgws.store.records import ApiKeyRecord, EntityRecord, Offset
 
 log = logging.getLogger("tgws.store")
@@ -253,6 +253,24 @@ class Store(abc.ABC):
 
     def _seal(self, api_key_id: int, session: str) -> str:
         return session if self._keyring is None else self._keyring.seal(api_key_id, session)
+
+    @staticmethod
+    def _resealed(keyring: Keyring, rows: Iterable[Iterable[Any]]
+                  ) -> tuple[list[tuple[str, int]], int]:
+        """For :meth:`reseal_sessions`, given the stored (api_key_id, session) rows: the
+        (sealed session, api_key_id) updates to write, and how many sessions are unreadable."""
+        updates: list[tuple[str, int]] = []
+        unreadable = 0
+        for api_key_id, value in rows:
+            if sealed_key_id(value) == keyring.primary_id:
+                continue
+            try:
+                plain = keyring.open(api_key_id, value)
+            except SessionUnreadable:
+                unreadable += 1
+                continue
+            updates.append((keyring.seal(api_key_id, plain), api_key_id))
+        return updates, unreadable
 
     async def _check_sessions_at_rest(self) -> None:
         """At open: seal what is not sealed yet, and say which sessions cannot be opened."""

@@ -51,7 +51,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -223,19 +223,26 @@ class Ownership:
         await conn.execute("SET LOCAL idle_in_transaction_session_timeout = "
                            f"{int(max(self.margin, 1.0) * 1000)}")
 
+    @contextlib.asynccontextmanager
+    async def _fenced(self, lease: Lease, what: str, doing: str) -> AsyncIterator[None]:
+        """A transaction in which ``lease`` is the key's current, unexpired lease: LeaseLost
+        ("``what`` ... not committed") before the block runs when it is not."""
+        lease.check()
+        store = self._store
+        async with store.transaction(), store.connection(doing) as conn:
+            await self._bound_idle(conn)
+            if await conn.fetchval(_FENCE, lease.api_key_id, lease.owner, lease.token) is None:
+                raise LeaseLost(f"{what} for API key {lease.api_key_id} not committed: its "
+                                f"lease (token {lease.token}) is no longer ours")
+            yield
+
     async def commit_offset(self, lease: Lease, kind: str, group_id: int,
                             offset: Offset) -> None:
         """Store.commit_offset, fenced: LeaseLost (and nothing written) unless ``lease`` is
         still the key's current, unexpired lease when the commit runs."""
         check_offset_kind(kind)
-        lease.check()
-        store = self._store
-        async with store.transaction(), store.connection("committing a fenced offset") as conn:
-            await self._bound_idle(conn)
-            if await conn.fetchval(_FENCE, lease.api_key_id, lease.owner, lease.token) is None:
-                raise LeaseLost(f"offset for API key {lease.api_key_id} not committed: its "
-                                f"lease (token {lease.token}) is no longer ours")
-            await store.commit_offset(lease.api_key_id, kind, group_id, offset)
+        async with self._fenced(lease, "offset", "committing a fenced offset"):
+            await self._store.commit_offset(lease.api_key_id, kind, group_id, offset)
 
     async def commit_offsets(self, lease: Lease,
                              offsets: Iterable[tuple[str, int, Offset]]) -> None:
@@ -243,14 +250,8 @@ class Ownership:
         offsets = list(offsets)
         for kind, _, _ in offsets:
             check_offset_kind(kind)
-        lease.check()
-        store = self._store
-        async with store.transaction(), store.connection("committing fenced offsets") as conn:
-            await self._bound_idle(conn)
-            if await conn.fetchval(_FENCE, lease.api_key_id, lease.owner, lease.token) is None:
-                raise LeaseLost(f"offsets for API key {lease.api_key_id} not committed: its "
-                                f"lease (token {lease.token}) is no longer ours")
-            await store.commit_offsets(lease.api_key_id, offsets)
+        async with self._fenced(lease, "offsets", "committing fenced offsets"):
+            await self._store.commit_offsets(lease.api_key_id, offsets)
 
     async def heartbeat(self, on_lost: Callable[[int], Awaitable[None]]) -> None:
         """Renew every held lease and this daemon's row every ttl / 3, until cancelled.

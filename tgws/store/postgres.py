@@ -31,14 +31,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Final
 
 import asyncpg
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
 from tgws.errors import StoreError
-from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
+from tgws.sealing import Keyring, open_session
 from tgws.store.base import DEFAULT_DEADLINE, Store
 from tgws.store.postgres_conn import Conn, Pool
 from tgws.store.records import (
@@ -46,13 +45,13 @@ from tgws.store.records import (
     ApiKeyRecord,
     EntityRecord,
     Offset,
+    api_key_record,
+    check_api_key_name,
     check_offset_kind,
     decode_ties,
     encode_ties,
     entity_rows,
     normalize_username,
-    utc,
-    valid_api_key_name,
 )
 from tgws.store.schema import migrate_postgres
 
@@ -177,10 +176,7 @@ class PostgresStore(Store):
     # -- API keys -------------------------------------------------------------------------
 
     async def create_api_key(self, name: str) -> str:
-        if not valid_api_key_name(name):
-            raise StoreError(
-                f"invalid API key name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -"
-            )
+        check_api_key_name(name)
         key = new_api_key()
         async with self.transaction(), self._conn("creating an API key") as conn:
             row = await conn.fetchrow(
@@ -201,11 +197,7 @@ class PostgresStore(Store):
         async with self._conn("listing API keys") as conn:
             rows = await conn.fetch(
                 "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id")
-        return [
-            ApiKeyRecord(id=row[0], name=row[1], created_at=datetime.fromtimestamp(row[2], UTC),
-                         last_used_at=utc(row[3]), revoked_at=utc(row[4]))
-            for row in rows
-        ]
+        return [api_key_record(row) for row in rows]
 
     async def revoke_api_key(self, name: str) -> bool:
         async with self.transaction(), self._conn("revoking an API key") as conn:
@@ -236,8 +228,7 @@ class PostgresStore(Store):
                 "RETURNING id", now, row[0])
         if updated is None:
             return None
-        return ApiKeyRecord(id=row[0], name=row[1], created_at=datetime.fromtimestamp(row[3], UTC),
-                            last_used_at=datetime.fromtimestamp(now, UTC), revoked_at=None)
+        return api_key_record((row[0], row[1], row[3], now, None))
 
     async def api_key_active(self, api_key_id: int) -> bool:
         async with self._conn("checking an API key") as conn:
@@ -292,22 +283,14 @@ class PostgresStore(Store):
         keyring = self._keyring
         if keyring is None:
             return 0, 0
-        resealed = unreadable = 0
         async with self.transaction(), self._conn("resealing sessions") as conn:
             # FOR UPDATE: a daemon sealing at start and the CLI's reseal do not interleave.
             rows = await conn.fetch("SELECT api_key_id, session FROM tg_sessions FOR UPDATE")
-            for api_key_id, value in rows:
-                if sealed_key_id(value) == keyring.primary_id:
-                    continue
-                try:
-                    plain = keyring.open(api_key_id, value)
-                except SessionUnreadable:
-                    unreadable += 1
-                    continue
-                await conn.execute("UPDATE tg_sessions SET session = $1 WHERE api_key_id = $2",
-                                   keyring.seal(api_key_id, plain), api_key_id)
-                resealed += 1
-        return resealed, unreadable
+            updates, unreadable = self._resealed(keyring, rows)
+            if updates:
+                await conn.executemany(
+                    "UPDATE tg_sessions SET session = $1 WHERE api_key_id = $2", updates)
+        return len(updates), unreadable
 
     async def _count_sealed_sessions(self) -> int:
         async with self._conn("counting sealed sessions") as conn:
@@ -335,10 +318,7 @@ class PostgresStore(Store):
                 "SELECT peer_id, access_hash, kind, username, title FROM entities "
                 "WHERE api_key_id = $1 AND username_lc = $2 AND updated_at >= $3",
                 api_key_id, username_lc, int(oldest))
-        if row is None:
-            return None
-        return EntityRecord(peer_id=row[0], access_hash=row[1], kind=row[2], username=row[3],
-                            title=row[4])
+        return None if row is None else EntityRecord(*row)  # the columns in the record's order
 
     async def forget_entity(self, api_key_id: int, username: str) -> bool:
         async with self._conn("forgetting an entity") as conn:

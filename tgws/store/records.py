@@ -1,7 +1,8 @@
 """What the store hands out and takes in, the same for every dialect. Pure: no I/O.
 
 Records are frozen dataclasses; the helpers validate and encode the values both dialects store
-the same way (API key names, usernames, an offset's tie ids as a sorted JSON array).
+the same way (API key names, usernames, an offset's tie ids as a sorted JSON array) and turn
+their rows into records.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, Protocol
+
+from tgws.errors import StoreError
 
 ENTITY_KINDS: Final = frozenset({"megagroup", "broadcast", "chat", "user", "gigagroup"})
 OFFSET_KINDS: Final = frozenset({"chats", "users"})
@@ -69,6 +72,26 @@ class Offset:
 def valid_api_key_name(name: str) -> bool:
     """Whether ``name`` is 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
     return _NAME_RE.fullmatch(name) is not None
+
+
+def check_api_key_name(name: str) -> None:
+    """StoreError unless ``name`` may name a new API key (:func:`valid_api_key_name`)."""
+    if not valid_api_key_name(name):
+        raise StoreError(
+            f"invalid API key name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -")
+
+
+class Row(Protocol):
+    """A row as either driver returns it (a tuple, an asyncpg Record): read by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def api_key_record(row: Row) -> ApiKeyRecord:
+    """The record for a row (id, name, created_at, last_used_at, revoked_at), times in unix
+    seconds, as both dialects store them."""
+    return ApiKeyRecord(id=row[0], name=row[1], created_at=datetime.fromtimestamp(row[2], tz=UTC),
+                        last_used_at=utc(row[3]), revoked_at=utc(row[4]))
 
 
 _USERNAME_PREFIXES = ("https://t.me/", "http://t.me/", "t.me/", "@")

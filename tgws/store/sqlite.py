@@ -38,28 +38,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
 
 import aiosqlite
 
 from tgws.auth import hash_api_key, keys_match, new_api_key
 from tgws.errors import StoreError
-from tgws.sealing import Keyring, SessionUnreadable, open_session, sealed_key_id
+from tgws.sealing import Keyring, open_session
 from tgws.store.base import Store
 from tgws.store.records import (
     MAX_KEY_LENGTH,
     ApiKeyRecord,
     EntityRecord,
     Offset,
+    api_key_record,
+    check_api_key_name,
     check_offset_kind,
     decode_ties,
     encode_ties,
     entity_rows,
     normalize_username,
-    utc,
-    valid_api_key_name,
 )
 from tgws.store.sqlite_conn import SerializedConnection, open_database
 
@@ -181,8 +180,7 @@ class SqliteStore(Store):
         if self._c.closed:
             return False
         try:
-            async with self._locked("health check") as db:
-                rows = list(await db.execute_fetchall("SELECT 1"))
+            rows = await self._rows("health check", "SELECT 1")
         except (StoreError, ValueError):
             return False
         return len(rows) == 1 and rows[0][0] == 1
@@ -200,13 +198,20 @@ class SqliteStore(Store):
         (one connection), so awaiting another task that uses the Store inside it deadlocks."""
         return self._c.transaction()
 
+    async def _rows(self, what: str, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Every row of one statement, run on the locked connection (errors name ``what``)."""
+        async with self._locked(what) as db:
+            return list(await db.execute_fetchall(sql, params))
+
+    async def _row(self, what: str, sql: str, params: Sequence[object] = ()) -> Any | None:
+        """The first row of one statement, or None."""
+        rows = await self._rows(what, sql, params)
+        return rows[0] if rows else None
+
     # -- API keys -------------------------------------------------------------------------
 
     async def create_api_key(self, name: str) -> str:
-        if not valid_api_key_name(name):
-            raise StoreError(
-                f"invalid API key name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -"
-            )
+        check_api_key_name(name)
         key = new_api_key()
         async with self.transaction():
             db = self._conn()
@@ -226,20 +231,10 @@ class SqliteStore(Store):
         return key
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
-        async with self._locked("listing API keys") as db:
-            rows = await db.execute_fetchall(
-                "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id"
-            )
-        return [
-            ApiKeyRecord(
-                id=row[0],
-                name=row[1],
-                created_at=datetime.fromtimestamp(row[2], tz=UTC),
-                last_used_at=utc(row[3]),
-                revoked_at=utc(row[4]),
-            )
-            for row in rows
-        ]
+        rows = await self._rows(
+            "listing API keys",
+            "SELECT id, name, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id")
+        return [api_key_record(row) for row in rows]
 
     async def revoke_api_key(self, name: str) -> bool:
         async with self.transaction():
@@ -282,22 +277,13 @@ class SqliteStore(Store):
             )
             if cursor.rowcount != 1:
                 return None
-        return ApiKeyRecord(
-            id=key_id,
-            name=name,
-            created_at=datetime.fromtimestamp(created_at, tz=UTC),
-            last_used_at=datetime.fromtimestamp(now, tz=UTC),
-            revoked_at=None,
-        )
+        return api_key_record((key_id, name, created_at, now, None))
 
     async def api_key_active(self, api_key_id: int) -> bool:
-        async with self._locked("checking an API key") as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", (api_key_id,)
-                )
-            )
-        return bool(rows)
+        row = await self._row("checking an API key",
+                              "SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL",
+                              (api_key_id,))
+        return row is not None
 
     # -- Telegram sessions ----------------------------------------------------------------
 
@@ -306,11 +292,10 @@ class SqliteStore(Store):
               "WHERE s.api_key_id = ?"
         if not revoked:
             sql += " AND k.revoked_at IS NULL"
-        async with self._locked("loading a Telegram session") as db:
-            rows = list(await db.execute_fetchall(sql, (api_key_id,)))
-        if not rows:
+        row = await self._row("loading a Telegram session", sql, (api_key_id,))
+        if row is None:
             return None
-        return open_session(self._keyring, api_key_id, str(rows[0][0]))
+        return open_session(self._keyring, api_key_id, str(row[0]))
 
     async def save_session(self, api_key_id: int, session: str, user_id: int | None) -> None:
         if not session:
@@ -335,22 +320,16 @@ class SqliteStore(Store):
         await self._scrub_wal()
 
     async def has_session(self, api_key_id: int) -> bool:
-        async with self._locked("checking a Telegram session") as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT 1 FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
-                    "WHERE s.api_key_id = ? AND k.revoked_at IS NULL",
-                    (api_key_id,),
-                )
-            )
-        return bool(rows)
+        row = await self._row("checking a Telegram session",
+                              "SELECT 1 FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+                              "WHERE s.api_key_id = ? AND k.revoked_at IS NULL", (api_key_id,))
+        return row is not None
 
     async def sessions_to_log_out(self) -> list[int]:
-        async with self._locked("listing revoked sessions") as db:
-            rows = await db.execute_fetchall(
-                "SELECT s.api_key_id FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
-                "WHERE k.revoked_at IS NOT NULL ORDER BY s.api_key_id"
-            )
+        rows = await self._rows(
+            "listing revoked sessions",
+            "SELECT s.api_key_id FROM tg_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+            "WHERE k.revoked_at IS NOT NULL ORDER BY s.api_key_id")
         return [int(row[0]) for row in rows]
 
     # -- sessions at rest -----------------------------------------------------------------
@@ -377,31 +356,21 @@ class SqliteStore(Store):
         keyring = self._keyring
         if keyring is None:
             return 0, 0
-        resealed = unreadable = 0
         async with self.transaction():
             db = self._conn()
             rows = list(await db.execute_fetchall("SELECT api_key_id, session FROM tg_sessions"))
-            for api_key_id, value in rows:
-                if sealed_key_id(value) == keyring.primary_id:
-                    continue
-                try:
-                    plain = keyring.open(api_key_id, value)
-                except SessionUnreadable:
-                    unreadable += 1
-                    continue
-                await db.execute(
-                    "UPDATE tg_sessions SET session = ? WHERE api_key_id = ?",
-                    (keyring.seal(api_key_id, plain), api_key_id),
-                )
-                resealed += 1
-        if resealed:
+            updates, unreadable = self._resealed(keyring, rows)
+            if updates:
+                await db.executemany(
+                    "UPDATE tg_sessions SET session = ? WHERE api_key_id = ?", updates)
+        if updates:
             await self._scrub_wal()
-        return resealed, unreadable
+        return len(updates), unreadable
 
     async def _count_sealed_sessions(self) -> int:
-        async with self._locked("counting sealed sessions") as db:
-            rows = list(await db.execute_fetchall(
-                "SELECT count(*) FROM tg_sessions WHERE session LIKE 'tgws-sealed:%'"))
+        rows = await self._rows(
+            "counting sealed sessions",
+            "SELECT count(*) FROM tg_sessions WHERE session LIKE 'tgws-sealed:%'")
         return int(rows[0][0])
 
     # -- entity cache ---------------------------------------------------------------------
@@ -425,20 +394,12 @@ class SqliteStore(Store):
     ) -> EntityRecord | None:
         username_lc = normalize_username(username).lower()
         oldest = self._now() - max_age if max_age else 0
-        async with self._locked("looking up an entity") as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT peer_id, access_hash, kind, username, title FROM entities "
-                    "WHERE api_key_id = ? AND username_lc = ? AND updated_at >= ?",
-                    (api_key_id, username_lc, oldest),
-                )
-            )
-        if not rows:
-            return None
-        peer_id, access_hash, kind, name, title = rows[0]
-        return EntityRecord(
-            peer_id=peer_id, access_hash=access_hash, kind=kind, username=name, title=title
-        )
+        row = await self._row(
+            "looking up an entity",
+            "SELECT peer_id, access_hash, kind, username, title FROM entities "
+            "WHERE api_key_id = ? AND username_lc = ? AND updated_at >= ?",
+            (api_key_id, username_lc, oldest))
+        return None if row is None else EntityRecord(*row)  # the columns in the record's order
 
     async def forget_entity(self, api_key_id: int, username: str) -> bool:
         async with self._locked("forgetting an entity") as db:
@@ -452,17 +413,13 @@ class SqliteStore(Store):
 
     async def get_offset(self, api_key_id: int, kind: str, group_id: int) -> Offset | None:
         check_offset_kind(kind)
-        async with self._locked("reading an offset") as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT value, tie_ids FROM offsets "
-                    "WHERE api_key_id = ? AND kind = ? AND group_id = ?",
-                    (api_key_id, kind, group_id),
-                )
-            )
-        if not rows:
+        row = await self._row(
+            "reading an offset",
+            "SELECT value, tie_ids FROM offsets WHERE api_key_id = ? AND kind = ? AND group_id = ?",
+            (api_key_id, kind, group_id))
+        if row is None:
             return None
-        return Offset(value=int(rows[0][0]), tie_ids=decode_ties(rows[0][1]))
+        return Offset(value=int(row[0]), tie_ids=decode_ties(row[1]))
 
     async def commit_offset(
         self, api_key_id: int, kind: str, group_id: int, offset: Offset
