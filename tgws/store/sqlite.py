@@ -1,6 +1,6 @@
 """The sqlite dialect of the store (the default): one file, one daemon, the CLI beside it.
 
-Whole on purpose (~490 lines): one sqlite statement per method of base.py's contract, read
+Whole on purpose (~450 lines): one sqlite statement per method of base.py's contract, read
 side by side with postgres.py; its connection handling is already apart (sqlite_conn.py).
 
 One :class:`SqliteStore` per process owns one aiosqlite connection (one worker thread). Every
