@@ -25,7 +25,10 @@ paging costs what it costs against Telegram (50 ms ≈ a nearby data centre).
 
 The fault plan numbers calls in the order the world receives them, so the daemon and bare
 Telethon meet different faults; rounds alternate which side goes first. Deterministic per seed
-for one order of calls; the printed fault counts say what each side met.
+for one order of calls; the printed fault counts say what each side met. So that every run
+shows what a flood mid-stream does to each side (at 1 % a bare stream draws one only in some
+runs), a last **scripted** row streams testgroup00001 in the hostile world with no random
+faults and one FLOOD_WAIT_1 at the same page of each side's stream.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ from tgws.telegram_clients import client_options  # noqa: E402
 
 CALM_GROUPS = ("testgroup00001", "UnderWorld4444", "testgroup00002")
 HOSTILE_GROUPS = (*CALM_GROUPS, "holeyhistory1", "holeychannel1", "upgradedgroup1")
+SCRIPTED_GROUP = "testgroup00001"  # 1,000 messages: 10 pages
+FLOOD_PAGE = 5  # the page of each side's stream that meets the scripted FLOOD_WAIT_1
 
 
 @dataclass
@@ -198,12 +203,39 @@ async def run_world(hostile: bool, args: argparse.Namespace) -> list[Row]:
                         sides.reverse()
                     for name, stream in sides:
                         getattr(row, name).append(await stream)
+            if hostile:
+                rows.append(await scripted_flood(ws, world, bare, bare_waits, args))
             await ws.close()
             for side in (bare, bare_waits):
                 await side.client.disconnect()
             return rows
         finally:
             await daemon.stop()
+
+
+async def scripted_flood(ws: ClientConnection, world: Any, bare: Bare, bare_waits: Bare,
+                         args: argparse.Namespace) -> Row:
+    """The same fault for each side, in every run: no random faults, and one FLOOD_WAIT_1 at
+    the FLOOD_PAGE-th messages.getHistory of each side's stream of SCRIPTED_GROUP.
+
+    Random faults at 1 % draw a flood for a bare stream in only some runs (1 fault in 5 is a
+    flood); this row shows every time what happens when one does: the daemon waits it out and
+    resumes after the last message sent, bare Telethon with the daemon's options raises
+    FloodWaitError half-way, and with Telethon's own flood sleeping it completes.
+    """
+    world.faults.set(rate=0.0)
+    row = Row("scripted", SCRIPTED_GROUP)
+    for r in range(args.rounds):
+        sides: list[tuple[str, Any]] = [
+            ("daemon", lambda: daemon_stream(ws, SCRIPTED_GROUP, world)),
+            ("bare", lambda: bare.stream(SCRIPTED_GROUP)),
+            ("bare_waits", lambda: bare_waits.stream(SCRIPTED_GROUP))]
+        if r % 2:
+            sides.reverse()
+        for name, stream in sides:
+            world.faults.script("GetHistory", "flood", after=FLOOD_PAGE - 1)
+            getattr(row, name).append(await stream())
+    return row
 
 
 def cell(runs: list[Run]) -> str:
@@ -216,6 +248,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"latency {args.latency * 1000:g} ms per call; hostile: {args.rate:.0%} of calls "
           f"failing (internal, rpc_call_fail, timeout, flood, drop); {args.rounds} rounds; "
           "median msg/s of the completed streams, completed/total")
+    print(f"scripted: the hostile world with no random faults and one FLOOD_WAIT_1 at page "
+          f"{FLOOD_PAGE} of each side's stream (the same fault for each side)")
     head = (f"{'world':8} {'group':16} {'msgs d/b':>10} | {'daemon':>8} {'ok':>4} | "
             f"{'bare':>8} {'ok':>4} | {'bare+fsl':>8} {'ok':>4} | faults d/b/b+")
     print(head)
