@@ -129,6 +129,39 @@ async def test_5xx_past_the_retry_budget_ends_the_stream_clearly(
         await d.stop()
 
 
+@pytest.mark.parametrize("mode", ["refuse", "stall", "garble"])
+async def test_an_endpoint_that_stays_broken_mid_stream_ends_it_clearly(
+        tmp_path: Path, mode: str) -> None:
+    """Past the retry budget, each way an endpoint can break while a page is awaited (down:
+    ConnectionError; silent: the call's deadline, TimeoutError; not MTProto: the call never
+    completes) ends the stream with "telegram unavailable" on an open socket, not 1011."""
+    d = Daemon(make_config(tmp_path, **{**FAST, "telegram.stream_retries": 2}))
+    await d.start()
+    try:
+        assert d.app is not None
+        key = await d.app.store.create_api_key("k")
+        faults = world(d).faults
+        faults.set(latency=0.02)  # ten pages: the endpoint breaks after the first arrived
+        async with await logged_in(d, key) as ws:
+            await send(ws, "chats", {"group": [GROUP_1], "progress": True})
+            expect(await recv_json(ws), "chats", "success", "sending chats")
+            first = await recv_json(ws)
+            getattr(faults, mode)()  # and it stays that way
+            rest, notices, failed = await read_stream_after_header(ws, lambda n: None)
+            expect(failed, "chats", "failed", p.TELEGRAM_UNAVAILABLE)
+            assert len(retries(notices)) == 2  # the whole budget was spent first
+            got = [first["data"]["message"]["chat"]["id"], *rest]
+            assert got == list(range(1, len(got) + 1))  # what came was in order, once
+            faults.resume()
+            faults.set(latency=0.0)
+            # Same socket: the next request streams.
+            await send(ws, "chats", {"group": [GROUP_2]})
+            again, _, done = await read_stream(ws, "chats")
+            assert done["data"]["message"] == "done" and again == list(range(1, 121))
+    finally:
+        await d.stop()
+
+
 async def test_a_stall_mid_stream_reconnects_and_resumes_after_the_last_item(
         daemon: Daemon, api_key: str) -> None:
     faults = world(daemon).faults
