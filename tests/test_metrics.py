@@ -20,6 +20,7 @@ from tests.support import (
     logged_in,
     make_config,
     open_ws,
+    recv_json,
     timeout,
     wait_closed,
 )
@@ -172,6 +173,76 @@ async def test_telegram_errors_and_flood_waits_are_counted(tmp_path: Path) -> No
     assert value(samples, "tgws_flood_wait_seconds_total") == floods  # FLOOD_WAIT_1 each
     assert value(samples, "tgws_telegram_request_errors_total", method="messages.GetHistory",
                  error="FloodWaitError") == floods
+
+
+async def test_a_running_watch_is_a_stream_of_its_own_kind_and_its_items_are_counted(
+        tmp_path: Path) -> None:
+    daemon = await started(tmp_path, **{"metrics.enabled": True})
+    assert daemon.app is not None
+    key = await daemon.app.store.create_api_key("watcher")
+    try:
+        ws = await logged_in(daemon, key)
+        await ws.send('{"event": "watch", "data": {"group": ["testgroup00002"]}}')
+        expect(await recv_json(ws), "watch", "success", "watching")
+        caught = [await recv_json(ws) for _ in range(120)]  # the group's catch-up
+        assert {(r["event"], r["data"]["kind"]) for r in caught} == {("watch", "message")}
+        # Counted once written; the client may read them a moment before the count moves.
+        deadline = asyncio.get_running_loop().time() + timeout(10)
+        while value(during := await scrape(daemon), "tgws_items_sent_total",
+                    kind="watch") < 120:
+            assert asyncio.get_running_loop().time() < deadline, "watch items never counted"
+            await asyncio.sleep(0.01)  # poll interval: a counter has nothing to await
+        await ws.send('{"event": "cancel"}')
+        expect(await recv_json(ws), "cancel", "success", "cancelled")
+        after = await scrape(daemon)
+        await ws.close()
+    finally:
+        await daemon.stop()
+    assert value(during, "tgws_items_sent_total", kind="watch") == 120
+    assert value(during, "tgws_streams", kind="watch") == 1  # running until cancelled
+    assert value(during, "tgws_streams_started_total", kind="watch") == 1
+    assert value(after, "tgws_streams", kind="watch") == 0
+    assert value(after, "tgws_items_sent_total", kind="chats") == 0  # not counted twice
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+
+
+def documented() -> dict[str, tuple[str, str]]:
+    """docs/metrics.md's table: family name -> (type, labels column)."""
+    rows: dict[str, tuple[str, str]] = {}
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`tgws_"):
+            rows[cells[0].strip("`").removesuffix("_total")] = (cells[1], cells[2])
+    return rows
+
+
+async def test_every_metric_is_documented_by_its_name_type_and_labels(tmp_path: Path) -> None:
+    daemon = await started(tmp_path, **{"metrics.enabled": True})
+    try:
+        status, _, body = await http_get(daemon.port, "/metrics")
+    finally:
+        await daemon.stop()
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    docs = documented()
+    # prometheus-client's `<counter or histogram>_created` companions (documented once).
+    created = {name for name in families if name.endswith("_created")
+               and docs.get(name.removesuffix("_created"), ("",))[0] in ("counter", "histogram")}
+    assert "`<name>_created`" in DOCS.read_text(encoding="utf-8")
+    served = {name: f for name, f in families.items()
+              if name.startswith("tgws_") and name not in created}
+    assert set(served) == set(docs), "docs/metrics.md and /metrics name different metrics"
+    for name, family in served.items():
+        kind, labels = docs[name]
+        assert family.type == kind, (name, family.type, kind)
+        names = {label for sample in family.samples for label in sample.labels} - {"le"}
+        assert names <= set(re.findall(r"`([a-z_]+)`", labels)), (name, names, labels)
+    # Every stream kind is shown (at 0) from the start, and the docs list each one.
+    kinds = {v for family in served.values() for sample in family.samples
+             for k, v in sample.labels.items() if k == "kind"}
+    assert kinds == set(re.findall(r"`([a-z]+)`", docs["tgws_streams"][1])) - {"kind"}
 
 
 async def test_a_revoked_connection_does_not_confuse_the_gauges(tmp_path: Path) -> None:

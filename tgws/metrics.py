@@ -8,6 +8,7 @@ never per item, so the streaming hot path stays as cheap as it was:
   server.py      GET /metrics (respond), connections opened
   context.py     a stream starts (stream_started)
   streaming.py   a page of items sent (items_sent), an offset commit timed (commit)
+  live.py        the same for watch (its items, its commits)
   handlers.py    a login with a wrong API key (failed_login)
   daemon.py      every Telethon client the gateway builds counts its requests
                  (count_requests): by TL method, errors by type, flood waits
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 METRICS_PATH = "/metrics"
 # The classic text format that generate_latest() writes (what every Prometheus reads).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STREAM_KINDS = ("users", "chats")
+STREAM_KINDS = ("users", "chats", "watch")  # the events Connection.start_stream runs
 # Offset commits are one sqlite statement: sub-millisecond unless the disk stalls.
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -59,12 +60,12 @@ class Metrics:
                               registry=registry)
         self.accounts = Gauge("tgws_accounts", "Telegram accounts with a live client.",
                               registry=registry)
-        self.streams = Gauge("tgws_streams", "Streams running, by kind (users, chats).",
+        self.streams = Gauge("tgws_streams", "Streams running, by kind (users, chats, watch).",
                              ["kind"], registry=registry)
         self.streams_started = Counter("tgws_streams_started", "Streams started, by kind.",
                                        ["kind"], registry=registry)
         self.items = Counter("tgws_items_sent",
-                             "Items (members, messages) sent to clients, by kind.",
+                             "Items (members, messages, watch items) sent, by kind.",
                              ["kind"], registry=registry)
         self.requests = Counter("tgws_telegram_requests",
                                 "Telegram API requests sent, by TL method.",
