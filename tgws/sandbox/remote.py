@@ -36,11 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from telethon import TelegramClient
-from telethon.crypto import AuthKey
 from telethon.extensions import BinaryReader
 from telethon.helpers import retry_range
 
-from tgws.sandbox.dcs import DEFAULT_DC, DataCentres
+from tgws.sandbox.dcs import DataCentres
 from tgws.sandbox.errors import SandboxRpcError
 from tgws.sandbox.link import (
     ID,
@@ -52,12 +51,11 @@ from tgws.sandbox.link import (
     parse_address,
     read_frame,
 )
-from tgws.sandbox.sender_face import SenderFace
+from tgws.sandbox.sender_face import AuthKeyCallback, SenderFace
 
 log = logging.getLogger("tgws.sandbox.remote")
 
 ORIGIN = f"pid{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process's "IP address"
-AuthKeyCallback = Callable[[Any], Awaitable[None]]
 Address = tuple[str, int]
 
 
@@ -73,39 +71,27 @@ class _Refused(ConnectionError):
 
 
 class RemoteSandboxSender(SenderFace):
+    _log = log
+    _log_prefix = "sandbox link"
+
     def __init__(self, address: Address, auth_key: Any = None, *,
                  auth_key_callback: AuthKeyCallback | None = None, retries: int = 5,
                  delay: float = 1.0, auto_reconnect: bool = True, timeout: float = 10.0,
                  updates_queue: asyncio.Queue[Any] | None = None,
                  origin: str | None = None,
                  auto_reconnect_callback: Callable[[], Awaitable[Any]] | None = None) -> None:
+        super().__init__(auth_key, auth_key_callback, retries, delay, auto_reconnect,
+                         updates_queue)
         self.address = address
-        # The session's own AuthKey object: replacing its bytes in place after a login is what
-        # makes StringSession.save() return the logged-in key.
-        self.auth_key: Any = auth_key if auth_key is not None else AuthKey(None)
-        self._auth_key_callback = auth_key_callback
-        self._retries = retries
-        self._delay = delay
-        self._auto_reconnect = auto_reconnect
         self._timeout = timeout
-        self._updates_queue = updates_queue
         # MTProtoSender's: the client's _handle_auto_reconnect (a get_me) after each reconnect.
         self._auto_reconnect_callback = auto_reconnect_callback
         self.origin = origin or ORIGIN
         self.session_id = uuid.uuid4().hex  # MTProto's session id: one per sender
-        self.dc = DEFAULT_DC
-        self.reconnects = 0
-        self._connection: Any = None
-        self._user_connected = False
-        self._reconnecting = False
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._disconnected_future: asyncio.Future[None] | None = None
         self._pending: dict[int, _Pending] = {}
         self._next_id = 0
         self._writer: asyncio.StreamWriter | None = None
         self._link_tasks: list[asyncio.Task[None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._ping: int | None = None
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -179,12 +165,7 @@ class RemoteSandboxSender(SenderFace):
         for entry in self._pending.values():
             entry.future.cancel()
         self._pending.clear()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._disconnected_future is not None and not self._disconnected_future.done():
-            self._disconnected_future.set_result(None)
+        await self._end_tasks()
 
     async def _close_link(self) -> None:
         tasks, self._link_tasks = self._link_tasks, []
@@ -209,18 +190,7 @@ class RemoteSandboxSender(SenderFace):
                 entry.sent = False  # their answers are lost with the connection
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
-    async def _reconnect(self) -> None:
-        await self._close_link()
-        try:
-            if not self._auto_reconnect:
-                raise ConnectionError("Connection to Telegram lost (auto_reconnect is off)")
-            await self._dial()
-        except (OSError, EOFError) as error:  # ConnectionError; IncompleteReadError (junk)
-            log.info("sandbox link: reconnecting failed: %r", error)
-            self._fail(error)
-            return
-        self._reconnecting = False
-        self.reconnects += 1
+    def _resend(self) -> None:
         for msg_id, entry in list(self._pending.items()):
             if not entry.sent:
                 self._transmit(msg_id, entry)
@@ -241,10 +211,7 @@ class RemoteSandboxSender(SenderFace):
             if not entry.future.done():
                 entry.future.set_exception(error)
         self._pending.clear()
-        done = self._disconnected_future
-        if done is not None and not done.done():
-            done.set_exception(error)
-            done.add_done_callback(lambda f: f.exception())  # nobody need be listening
+        self._fail_disconnected(error)
 
     async def _heartbeat(self, writer: asyncio.StreamWriter, every: float) -> None:
         """Tell the server this end is alive (it closes connections silent for 4 beats)."""
@@ -290,20 +257,7 @@ class RemoteSandboxSender(SenderFace):
         except Exception as error:  # a malformed answer: fail loudly on the caller
             entry.future.set_exception(error)
             return
-        if new_key is None:
-            entry.future.set_result(result)
-            return
-        self.auth_key.key = new_key
-        task = asyncio.get_running_loop().create_task(self._report_key(entry.future, result))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _report_key(self, future: asyncio.Future[Any], result: Any) -> None:
-        """The client stores the new key in its session before the answer is delivered."""
-        if self._auth_key_callback is not None:
-            await self._auth_key_callback(self.auth_key)
-        if not future.done():
-            future.set_result(result)
+        self._deliver(entry.future, result, new_key)
 
     # --- requests --------------------------------------------------------------------------
 

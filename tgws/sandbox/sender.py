@@ -1,8 +1,8 @@
 """SandboxSender: what TelegramClient sees in place of its MTProtoSender ("seam A").
 
-Whole on purpose (~400 lines): it stands in for one Telethon class (MTProtoSender), method for
-method, so it is read beside that class; faults it applies live in faults.py, and what it
-shows Telethon exactly as remote.py does in sender_face.py.
+It stands in for one Telethon class (MTProtoSender), method for method, so it is read beside
+that class; faults it applies live in faults.py, and what it does exactly as remote.py does
+(the face it shows Telethon, reconnecting, handing a new key over) in sender_face.py.
 
 TelegramClient 1.45 touches its `_sender` only through: connect(connection) -> bool,
 disconnect(), is_connected(), _transport_connected(), _keepalive_ping(id), the `disconnected`
@@ -42,27 +42,24 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from telethon.crypto import AuthKey
 from telethon.extensions import BinaryReader
 from telethon.helpers import retry_range
 from telethon.tl.functions import InitConnectionRequest, InvokeWithoutUpdatesRequest
 
 from tgws.sandbox.call import Call
-from tgws.sandbox.dcs import DEFAULT_DC
 from tgws.sandbox.errors import SandboxRpcError
 from tgws.sandbox.faults import EXEMPT, Decision
 from tgws.sandbox.rpc import answer, unwrap
-from tgws.sandbox.sender_face import SenderFace
+from tgws.sandbox.sender_face import AuthKeyCallback, SenderFace
 from tgws.sandbox.wire import encode
 from tgws.sandbox.world import World
 
 log = logging.getLogger("tgws.sandbox")
 
-AuthKeyCallback = Callable[[Any], Awaitable[None]]
 _HTTP_AS_LENGTH = int.from_bytes(b"HTTP", "little") - 8  # what TcpFull reads "HTTP/1.1" as
 _GARBAGE_ROUND = 0.01  # seconds per connect-send-junk round against a non-MTProto endpoint
 
@@ -97,6 +94,9 @@ def _without_updates(request: Any) -> bool:
 
 
 class SandboxSender(SenderFace):
+    _log = log
+    _log_prefix = "sandbox"
+
     def __init__(self, world: World, auth_key: Any = None, *,
                  auth_key_callback: AuthKeyCallback | None = None,
                  wire: bool | None = None, retries: int = 5, delay: float = 1.0,
@@ -104,30 +104,15 @@ class SandboxSender(SenderFace):
                  updates_queue: asyncio.Queue[Any] | None = None,
                  auto_reconnect_callback: Callable[[], Coroutine[Any, Any, Any]] | None = None,
                  ) -> None:
+        super().__init__(auth_key, auth_key_callback, retries, delay, auto_reconnect,
+                         updates_queue)
         self.world = world
-        # The same AuthKey object the session holds: replacing its bytes in place after a
-        # login is what makes StringSession.save() return the logged-in key.
-        self.auth_key: Any = auth_key if auth_key is not None else AuthKey(None)
-        self._auth_key_callback = auth_key_callback
         self._wire = wire
-        self._retries = retries
-        self._delay = delay
-        self._auto_reconnect = auto_reconnect
         # Called after each successful reconnect, as MTProtoSender does (Telethon's client
         # passes _handle_auto_reconnect: a get_me, so Telegram keeps pushing updates).
         self._auto_reconnect_callback = auto_reconnect_callback
         self._callback_task: asyncio.Task[Any] | None = None
-        self.dc = DEFAULT_DC  # the data centre of the current (or last) connection
-        self._connection: Any = None
-        self._user_connected = False
-        self._reconnecting = False
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._disconnected_future: asyncio.Future[None] | None = None
         self._inflight: dict[asyncio.Future[Any], _Inflight] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._ping: int | None = None
-        self.reconnects = 0  # successful reconnects after drops (tests read it)
-        self._updates_queue = updates_queue  # the client's: pushed updates go here
         self._wants_updates = False  # sent a request without invokeWithoutUpdates
         self._held_push: Any = None  # a push waiting to be overtaken (UpdateLog.reorder_rate)
         self._held_handle: asyncio.TimerHandle | None = None
@@ -187,12 +172,7 @@ class SandboxSender(SenderFace):
             self._unschedule(entry)
             entry.future.cancel()
         self._inflight.clear()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._disconnected_future is not None and not self._disconnected_future.done():
-            self._disconnected_future.set_result(None)
+        await self._end_tasks()
 
     # --- losing the connection -------------------------------------------------------------
 
@@ -211,17 +191,7 @@ class SandboxSender(SenderFace):
                 self._unschedule(entry)
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
-    async def _reconnect(self) -> None:
-        try:
-            if not self._auto_reconnect:
-                raise ConnectionError("Connection to Telegram lost (auto_reconnect is off)")
-            await self._dial()
-        except (OSError, EOFError) as error:  # ConnectionError; IncompleteReadError (junk)
-            log.info("sandbox: reconnecting failed: %r", error)
-            self._fail(error)
-            return
-        self._reconnecting = False
-        self.reconnects += 1
+    def _resend(self) -> None:
         for entry in list(self._inflight.values()):
             if entry.decision is None:
                 self._transmit(entry)
@@ -240,10 +210,7 @@ class SandboxSender(SenderFace):
             if not entry.future.done():
                 entry.future.set_exception(error)
         self._inflight.clear()
-        done = self._disconnected_future
-        if done is not None and not done.done():
-            done.set_exception(error)
-            done.add_done_callback(lambda f: f.exception())  # nobody need be listening
+        self._fail_disconnected(error)
 
     def _unschedule(self, entry: _Inflight) -> None:
         if entry.handle is not None:
@@ -318,29 +285,19 @@ class SandboxSender(SenderFace):
             log.exception("sandbox: answering %s failed", type(request).__name__)
             future.set_exception(error)
             return
-        if call.new_key is None:
-            future.set_result(result)
-            return
-        self.auth_key.key = call.new_key
-        task = asyncio.get_running_loop().create_task(self._report_key(future, result))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _report_key(self, future: asyncio.Future[Any], result: Any) -> None:
-        """Tell the client about the new key (it stores it in the session) before answering,
-        as MTProtoSender does after generating a key."""
-        if self._auth_key_callback is not None:
-            await self._auth_key_callback(self.auth_key)
-        if not future.done():
-            future.set_result(result)
+        self._deliver(future, result, call.new_key)
 
     # --- pushed updates (updates.py) ---------------------------------------------------------
+
+    def _listening(self) -> bool:
+        """Whether pushed updates reach this connection now (wanted, and connected)."""
+        return (self._updates_queue is not None and self._wants_updates
+                and self._transport_connected() and self.world.faults.mode == "up")
 
     def push_target(self) -> Any:
         """The logged-in user this connection receives updates for, or None (no updates
         wanted, not connected, no login, or a login that belongs on another DC)."""
-        if (self._updates_queue is None or not self._wants_updates
-                or not self._transport_connected() or self.world.faults.mode != "up"):
+        if not self._listening():
             return None
         user = self.world.user_for_key(self.auth_key.key)
         if user is None or self.world.dcs.of_user(user) != self.dc:
@@ -349,10 +306,7 @@ class SandboxSender(SenderFace):
 
     def listening_key(self) -> bytes | None:
         """The auth key of this connection when it receives updates (logged in or not)."""
-        if (self._updates_queue is None or not self._wants_updates
-                or not self._transport_connected() or self.world.faults.mode != "up"):
-            return None
-        key: bytes | None = self.auth_key.key
+        key: bytes | None = self.auth_key.key if self._listening() else None
         return key
 
     def push(self, updates: Any, *, hold: bool) -> str:
