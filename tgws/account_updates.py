@@ -136,7 +136,10 @@ async def follow(account: Account, handler: Handler, on_gap: OnGap) -> None:
     Idempotent; called again after a reconnect (a new client object loses its handlers)."""
 
     async def on(client: Any) -> None:
-        if not any(callback is handler for callback, _ in client.list_event_handlers()):
+        # `==`, not `is`: a bound method (Feed.on_update) is a new object at each access, so
+        # `is` never matched and every watch of the account added the handler once more
+        # (each update was then read and fanned out once per watch).
+        if not any(callback == handler for callback, _ in client.list_event_handlers()):
             client.add_event_handler(handler, events.Raw)
         fastpath.report_too_long(client, on_gap)
         fastpath.report_reconnects(client, on_gap)

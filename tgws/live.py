@@ -400,7 +400,7 @@ class Watcher:
                 self.barrier = AckBarrier(conn.ws, self.confirm, every=cfg.ack_every,
                                           interval=cfg.ack_interval)
             try:
-                await feed.join(self)  # from now on pushes queue up: none is lost
+                await feed.join(self, self.by_chat)  # pushes queue up from now on
                 self.generation = account_updates.generation(self.account)
                 for group in self.groups:
                     await self.catch_up(group)
