@@ -28,6 +28,7 @@ from tgws.sandbox.hostile import (
 )
 
 MIGRATING_PHONE = "+919876543210"  # no account yet; lives on DC 5 (docs/sandbox.md)
+OWNER_PHONE = "+15550000001"  # the demo owner's account, on DC 1 in the hostile world
 # [sandbox] wire: false hands Telethon TL objects, true has it parse TL bytes (basic groups'
 # faces, participants pages) as it parses Telegram's.
 BOTH_MODES = pytest.mark.parametrize("wire", [False, True], ids=["objects", "wire"])
@@ -289,19 +290,26 @@ def _action(chat: Any, msg_id: int) -> str | None:
     return "migrate_to" if type(action).__name__ == "MessageActionChatMigrateTo" else None
 
 
+@pytest.mark.parametrize(("phone", "dc"), [(MIGRATING_PHONE, 5), (OWNER_PHONE, 1)],
+                         ids=["user-migrate", "phone-migrate"])
 async def test_a_phone_on_another_dc_logs_in_and_the_session_stays_there(
-        tmp_path: Path) -> None:
-    """PHONE_MIGRATE_5 at sendCode: Telethon moves to DC 5; the stored session names DC 5,
-    and a restarted daemon streams through it without migrating again."""
+        tmp_path: Path, phone: str, dc: int) -> None:
+    """The daemon's first connection is to DC 2. +919876543210 has no account yet: its code
+    comes on any DC and auth.signIn answers USER_MIGRATE_5; the owner's account lives on
+    DC 1: auth.sendCode answers PHONE_MIGRATE_1. Either way Telethon moves there for real
+    (a new connection and auth key), the stored session names that DC, and a restarted
+    daemon streams through it without migrating again."""
     daemon = await hostile_daemon(tmp_path)
     try:
         world = world_of(daemon)
-        assert world.dcs.of_phone(MIGRATING_PHONE.lstrip("+")) == 5
+        assert world.dcs.of_phone(phone.lstrip("+")) == dc != 2
         key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key, phone=MIGRATING_PHONE)
+        ws = await logged_in(daemon, key, phone=phone)
         saved = await daemon.app.store.load_session(  # type: ignore[union-attr]
             await key_id(daemon, key))
-        assert saved is not None and StringSession(saved).dc_id == 5
+        assert saved is not None and StringSession(saved).dc_id == dc
+        user = world.user_for_key(StringSession(saved).auth_key.key)
+        assert user is not None and user.phone == phone.lstrip("+")  # signed in as that phone
         await ws.close()
     finally:
         await daemon.stop()
@@ -317,7 +325,7 @@ async def test_a_phone_on_another_dc_logs_in_and_the_session_stays_there(
         assert chat.expected_messages(mark).check(message_ids(items)) == []
         saved = await again.app.store.load_session(  # type: ignore[union-attr]
             await key_id(again, key))
-        assert saved is not None and StringSession(saved).dc_id == 5
+        assert saved is not None and StringSession(saved).dc_id == dc
         await ws.close()
     finally:
         await again.stop()
