@@ -26,6 +26,7 @@ from telethon.sessions import StringSession
 
 from tests.support import ask, eventually, expect, make_config, open_ws, recv_json, timeout
 from tgws import protocol as p
+from tgws.context import App
 from tgws.daemon import Daemon
 from tgws.telegram_clients import telegram_client_factory
 
@@ -87,6 +88,18 @@ async def _daemon(tmp_path: Path, port: int, **overrides: Any) -> Daemon:
     return daemon
 
 
+@contextlib.asynccontextmanager
+async def _running(tmp_path: Path, port: int, **overrides: Any
+                   ) -> AsyncIterator[tuple[Daemon, App, str]]:
+    """(the daemon, its app, an API key "k") on the endpoint at ``port``; stopped after."""
+    daemon = await _daemon(tmp_path, port, **overrides)
+    try:
+        assert daemon.app is not None
+        yield daemon, daemon.app, await daemon.app.store.create_api_key("k")
+    finally:
+        await daemon.stop()
+
+
 def _health(daemon: Daemon) -> dict[str, Any]:
     url = f"http://127.0.0.1:{daemon.port}/healthz"
     with urllib.request.urlopen(url, timeout=timeout(10)) as resp:
@@ -103,10 +116,7 @@ async def _verified(daemon: Daemon, key: str) -> Any:
 
 async def test_a_silent_endpoint_fails_telegram_login_within_connect_timeout(
         tmp_path: Path, silent_server: int) -> None:
-    daemon = await _daemon(tmp_path, silent_server)
-    try:
-        assert daemon.app is not None
-        key = await daemon.app.store.create_api_key("k")
+    async with _running(tmp_path, silent_server) as (daemon, _, key):
         async with await _verified(daemon, key) as ws:
             started = time.monotonic()
             reply = await ask(ws, TL, {"phone": "+15551234567"}, wait=CONNECT_TIMEOUT + 10)
@@ -118,16 +128,11 @@ async def test_a_silent_endpoint_fails_telegram_login_within_connect_timeout(
                    TL, "failed", p.TELEGRAM_UNAVAILABLE)
             health = await asyncio.to_thread(_health, daemon)
             assert health["status"] == "degraded" and health["accounts_stuck"] == 1, health
-    finally:
-        await daemon.stop()
 
 
 async def test_two_logins_of_one_key_against_a_silent_endpoint_both_get_an_answer(
         tmp_path: Path, silent_server: int) -> None:
-    daemon = await _daemon(tmp_path, silent_server)
-    try:
-        assert daemon.app is not None
-        key = await daemon.app.store.create_api_key("k")
+    async with _running(tmp_path, silent_server) as (daemon, _, key):
         async with await _verified(daemon, key) as a, await _verified(daemon, key) as b:
             await a.send(json.dumps({"event": TL, "data": {"phone": "+15551234567"}}))
             first = await recv_json(a, CONNECT_TIMEOUT + 10)
@@ -135,35 +140,25 @@ async def test_two_logins_of_one_key_against_a_silent_endpoint_both_get_an_answe
             second = await recv_json(b, CONNECT_TIMEOUT + 10)
         expect(first, TL, "failed", p.TELEGRAM_UNAVAILABLE)
         expect(second, TL, "failed", p.TELEGRAM_UNAVAILABLE)
-    finally:
-        await daemon.stop()
 
 
 async def test_an_http_endpoint_is_telegram_unavailable_not_an_internal_error(
         tmp_path: Path, http_server: int) -> None:
-    daemon = await _daemon(tmp_path, http_server)
-    try:
-        assert daemon.app is not None
-        key = await daemon.app.store.create_api_key("k")
+    async with _running(tmp_path, http_server) as (daemon, _, key):
         async with await _verified(daemon, key) as ws:
             expect(await ask(ws, TL, {"phone": "+15551234567"}, wait=CONNECT_TIMEOUT + 10),
                    TL, "failed", p.TELEGRAM_UNAVAILABLE)
             # Still open and answering (a 1011 would have closed it).
             expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
                    p.ALREADY_VERIFIED)
-    finally:
-        await daemon.stop()
 
 
 async def test_a_client_that_leaves_a_stuck_login_is_seen_leaving(
         tmp_path: Path, silent_server: int) -> None:
     """The handler waits on Telegram (a long connect_timeout here); the client's close is
     still seen at once: the connection is no longer counted, its handler stops."""
-    daemon = await _daemon(tmp_path, silent_server, **{"telegram.connect_timeout": 120.0})
-    try:
-        app = daemon.app
-        assert app is not None
-        key = await app.store.create_api_key("k")
+    async with _running(tmp_path, silent_server,
+                        **{"telegram.connect_timeout": 120.0}) as (daemon, app, key):
         RECEIVED.clear()
         async with await _verified(daemon, key) as ws:
             await ws.send(json.dumps({"event": TL, "data": {"phone": "+15551234567"}}))
@@ -172,8 +167,6 @@ async def test_a_client_that_leaves_a_stuck_login_is_seen_leaving(
                          wait=5)
         await eventually(lambda: not any(a.pending.calls for a in app.gateway._accounts.values()),
                          "the abandoned login to stop waiting", wait=5)
-    finally:
-        await daemon.stop()
 
 
 async def test_shutdown_does_not_wait_for_a_login_stuck_on_telegram(
