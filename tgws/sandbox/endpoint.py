@@ -23,6 +23,7 @@ from tgws.sandbox.faults import Decision
 from tgws.sandbox.link import ID, KEY_SIZE, FrameError, frame, json_frame, read_frame
 from tgws.sandbox.rpc import answer
 from tgws.sandbox.sender import _describe, _without_updates
+from tgws.sandbox.updates import HeldPush
 from tgws.sandbox.wire import encode
 
 if TYPE_CHECKING:
@@ -52,8 +53,7 @@ class RemoteEndpoint:
         self.wants_updates = False
         self._handles: dict[int, asyncio.Handle] = {}  # scheduled arrivals, by request id
         self._held: list[tuple[int, Any, Decision]] = []
-        self._held_push: bytes | None = None
-        self._held_handle: asyncio.TimerHandle | None = None
+        self._held_push = HeldPush(self.send)  # a push waiting to be overtaken (reorder_rate)
 
     # --- the connection's life -------------------------------------------------------------
 
@@ -130,8 +130,7 @@ class RemoteEndpoint:
             handle.cancel()
         self._handles.clear()
         self._held.clear()
-        if self._held_handle is not None:
-            self._held_handle.cancel()
+        self._held_push.clear()
         self.writer.close()
 
     # --- Endpoint (faults.py) --------------------------------------------------------------
@@ -229,28 +228,9 @@ class RemoteEndpoint:
         return self.key if self._listening() else None
 
     def push(self, updates: Any, *, hold: bool) -> str:
-        data = frame(b"u", bytes(updates))
-        held, self._held_push = self._held_push, None
-        if self._held_handle is not None:
-            self._held_handle.cancel()
-            self._held_handle = None
-        if held is not None:  # this push overtakes the held one
-            self.send(data)
-            self.send(held)
-            return "pushed"
-        if hold:
-            self._held_push = data
-            self._held_handle = self.server.loop.call_later(
-                self.world.updates.reorder_window, self._flush_held)
-            return "held"
-        self.send(data)
-        return "pushed"
-
-    def _flush_held(self) -> None:
-        self._held_handle = None
-        held, self._held_push = self._held_push, None
-        if held is not None:
-            self.send(held)
+        return self._held_push.push(frame(b"u", bytes(updates)), hold=hold,
+                                    loop=self.server.loop,
+                                    window=self.world.updates.reorder_window)
 
 
 def _error_frame(msg_id: int, error: SandboxRpcError) -> bytes:

@@ -153,20 +153,6 @@ class RemoteSandboxSender(SenderFace):
                 await self._auth_key_callback(self.auth_key)
         return float(answer.get("heartbeat", 2.5))
 
-    async def disconnect(self) -> None:
-        """The user's disconnect: waiting requests are cancelled, as Telethon's are."""
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
-        if not self._user_connected:
-            return
-        self._user_connected = False
-        self._reconnecting = False
-        await self._close_link()
-        for entry in self._pending.values():
-            entry.future.cancel()
-        self._pending.clear()
-        await self._end_tasks()
-
     async def _close_link(self) -> None:
         tasks, self._link_tasks = self._link_tasks, []
         current = asyncio.current_task()
@@ -203,15 +189,13 @@ class RemoteSandboxSender(SenderFace):
         assert self._auto_reconnect_callback is not None
         await self._auto_reconnect_callback()
 
-    def _fail(self, error: Exception) -> None:
-        """MTProtoSender._disconnect(error): waiting requests and `disconnected` fail."""
-        self._user_connected = False
-        self._reconnecting = False
+    def _drop_waiting(self, error: Exception | None) -> None:
         for entry in self._pending.values():
-            if not entry.future.done():
+            if error is None:
+                entry.future.cancel()
+            elif not entry.future.done():
                 entry.future.set_exception(error)
         self._pending.clear()
-        self._fail_disconnected(error)
 
     async def _heartbeat(self, writer: asyncio.StreamWriter, every: float) -> None:
         """Tell the server this end is alive (it closes connections silent for 4 beats)."""

@@ -55,6 +55,7 @@ from tgws.sandbox.errors import SandboxRpcError
 from tgws.sandbox.faults import EXEMPT, Decision
 from tgws.sandbox.rpc import answer, unwrap
 from tgws.sandbox.sender_face import AuthKeyCallback, SenderFace
+from tgws.sandbox.updates import HeldPush
 from tgws.sandbox.wire import encode
 from tgws.sandbox.world import World
 
@@ -114,8 +115,9 @@ class SandboxSender(SenderFace):
         self._callback_task: asyncio.Task[Any] | None = None
         self._inflight: dict[asyncio.Future[Any], _Inflight] = {}
         self._wants_updates = False  # sent a request without invokeWithoutUpdates
-        self._held_push: Any = None  # a push waiting to be overtaken (UpdateLog.reorder_rate)
-        self._held_handle: asyncio.TimerHandle | None = None
+        # A push waiting to be overtaken (UpdateLog.reorder_rate): one held past its window
+        # still goes out if the connection is up then.
+        self._held_push = HeldPush(self._queue_push, late_ok=self._transport_connected)
         self._loop: asyncio.AbstractEventLoop | None = None  # the client's, set by connect()
 
     @property
@@ -158,22 +160,6 @@ class SandboxSender(SenderFace):
             return
         raise ConnectionError(f"Connection to Telegram failed {self._retries} time(s)")
 
-    async def disconnect(self) -> None:
-        """The user's disconnect: waiting requests are cancelled, as Telethon's are."""
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
-        if not self._user_connected:
-            return
-        self._user_connected = False
-        self._reconnecting = False
-        self.world.faults.detach(self)
-        self._stop_pushes()
-        for entry in list(self._inflight.values()):
-            self._unschedule(entry)
-            entry.future.cancel()
-        self._inflight.clear()
-        await self._end_tasks()
-
     # --- losing the connection -------------------------------------------------------------
 
     def drop_connection(self) -> None:
@@ -199,18 +185,16 @@ class SandboxSender(SenderFace):
             self._callback_task = asyncio.get_running_loop().create_task(
                 self._auto_reconnect_callback())
 
-    def _fail(self, error: Exception) -> None:
-        """MTProtoSender._disconnect(error): waiting requests and `disconnected` fail."""
-        self._user_connected = False
-        self._reconnecting = False
+    def _drop_waiting(self, error: Exception | None) -> None:
         self.world.faults.detach(self)
         self._stop_pushes()
         for entry in list(self._inflight.values()):
             self._unschedule(entry)
-            if not entry.future.done():
+            if error is None:
+                entry.future.cancel()
+            elif not entry.future.done():
                 entry.future.set_exception(error)
         self._inflight.clear()
-        self._fail_disconnected(error)
 
     def _unschedule(self, entry: _Inflight) -> None:
         if entry.handle is not None:
@@ -325,33 +309,15 @@ class SandboxSender(SenderFace):
         if self.wire:  # what MTProtoSender reads off the socket
             with BinaryReader(bytes(updates)) as reader:
                 updates = reader.tgread_object()
-        held, self._held_push = self._held_push, None
-        if self._held_handle is not None:
-            self._held_handle.cancel()
-            self._held_handle = None
-        if held is not None:  # this push overtakes the held one
-            queue.put_nowait(updates)
-            queue.put_nowait(held)
-            return "pushed"
-        if hold:
-            self._held_push = updates
-            self._held_handle = loop.call_later(self.world.updates.reorder_window,
-                                                self._flush_held)
-            return "held"
-        queue.put_nowait(updates)
-        return "pushed"
+        return self._held_push.push(updates, hold=hold, loop=loop,
+                                    window=self.world.updates.reorder_window)
 
-    def _flush_held(self) -> None:
-        self._held_handle = None
-        held, self._held_push = self._held_push, None
-        if held is not None and self._updates_queue is not None and self._transport_connected():
-            self._updates_queue.put_nowait(held)
+    def _queue_push(self, updates: Any) -> None:
+        if self._updates_queue is not None:
+            self._updates_queue.put_nowait(updates)
 
     def _stop_pushes(self) -> None:
         """The connection is gone: nothing more is pushed, a held push is lost."""
         self.world.updates.detach(self)
-        if self._held_handle is not None:
-            self._held_handle.cancel()
-        self._held_handle = None
-        self._held_push = None
+        self._held_push.clear()
         self._wants_updates = False

@@ -24,8 +24,9 @@ class SenderFace:
     """The MTProtoSender methods both sandbox senders implement the same way.
 
     A subclass provides `_enqueue(request) -> future`, `_start_reconnect()`, `_dial()` (reach
-    the DC, retrying), `_fail(error)`, `_resend()` (after a reconnect) and, where a link must
-    be closed before dialling again, `_close_link()`."""
+    the DC, retrying), `_resend()` (after a reconnect), `_drop_waiting(error)` (the connection
+    is over: cancel, or fail with ``error``, every waiting request) and, where a link must be
+    closed before dialling again or disconnecting, `_close_link()`."""
 
     _log: ClassVar[logging.Logger]
     _log_prefix: ClassVar[str]  # what the subclass's log lines start with
@@ -60,10 +61,10 @@ class SenderFace:
     async def _dial(self) -> None:
         raise NotImplementedError
 
-    def _fail(self, error: Exception) -> None:
+    def _resend(self) -> None:
         raise NotImplementedError
 
-    def _resend(self) -> None:
+    def _drop_waiting(self, error: Exception | None) -> None:
         raise NotImplementedError
 
     async def _close_link(self) -> None:
@@ -86,8 +87,16 @@ class SenderFace:
         self.reconnects += 1
         self._resend()
 
-    async def _end_tasks(self) -> None:
-        """The user's disconnect, last steps: cancel our tasks, resolve `disconnected`."""
+    async def disconnect(self) -> None:
+        """The user's disconnect: waiting requests are cancelled, as Telethon's are."""
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        if not self._user_connected:
+            return
+        self._user_connected = False
+        self._reconnecting = False
+        await self._close_link()
+        self._drop_waiting(None)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -95,8 +104,11 @@ class SenderFace:
         if self._disconnected_future is not None and not self._disconnected_future.done():
             self._disconnected_future.set_result(None)
 
-    def _fail_disconnected(self, error: Exception) -> None:
-        """MTProtoSender._disconnect(error), last step: `disconnected` fails with ``error``."""
+    def _fail(self, error: Exception) -> None:
+        """MTProtoSender._disconnect(error): waiting requests and `disconnected` fail."""
+        self._user_connected = False
+        self._reconnecting = False
+        self._drop_waiting(error)
         done = self._disconnected_future
         if done is not None and not done.done():
             done.set_exception(error)

@@ -104,6 +104,51 @@ class Subscriber(Protocol):
     def push(self, updates: Any, *, hold: bool) -> str: ...
 
 
+class HeldPush:
+    """The reorder fault at one connection: a push held back (`hold`, drawn at reorder_rate)
+    goes out right after the next push to the same connection, so that one overtakes it, or
+    by itself once `window` seconds pass. Both senders and the server's endpoint use one."""
+
+    def __init__(self, deliver: Callable[[Any], None],
+                 late_ok: Callable[[], bool] = lambda: True) -> None:
+        self._deliver = deliver
+        self._late_ok = late_ok  # whether a push held past its window may still go out
+        self._held: Any = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def push(self, item: Any, *, hold: bool, loop: asyncio.AbstractEventLoop,
+             window: float) -> str:
+        """Deliver ``item`` (or hold it); "pushed" or "held"."""
+        held, self._held = self._held, None
+        self._cancel_timer()
+        if held is not None:  # this push overtakes the held one
+            self._deliver(item)
+            self._deliver(held)
+            return "pushed"
+        if hold:
+            self._held = item
+            self._handle = loop.call_later(window, self._flush)
+            return "held"
+        self._deliver(item)
+        return "pushed"
+
+    def clear(self) -> None:
+        """The connection is gone: a held push is lost."""
+        self._cancel_timer()
+        self._held = None
+
+    def _flush(self) -> None:
+        self._handle = None
+        held, self._held = self._held, None
+        if held is not None and self._late_ok():
+            self._deliver(held)
+
+    def _cancel_timer(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class UpdateLog:
     """`world.updates`: the boxes, the knobs, and the clients updates are pushed to.
 
