@@ -9,7 +9,9 @@ at `mark` must deliver exactly once and in order, and what it may deliver.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,21 @@ def world_of(daemon: Daemon) -> Any:
     return daemon.backend.world
 
 
+@contextlib.asynccontextmanager
+async def hostile_session(tmp_path: Path, **overrides: Any
+                          ) -> AsyncIterator[tuple[Daemon, Any, str, ClientConnection]]:
+    """(daemon, its world, an API key, a logged-in websocket) on a hostile_daemon; the socket
+    is closed after the block, the daemon stopped whatever happens."""
+    daemon = await hostile_daemon(tmp_path, **overrides)
+    try:
+        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
+        ws = await logged_in(daemon, key)
+        yield daemon, world_of(daemon), key, ws
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
 async def chats(ws: ClientConnection, name: str, *, latest: bool = False
                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     await ws.send(json.dumps({"event": "chats", "data": {
@@ -72,11 +89,7 @@ def user_ids(items: list[dict[str, Any]]) -> list[int]:
 
 async def test_histories_with_holes_stream_exactly_what_exists(tmp_path: Path) -> None:
     """Holes (deleted ids and ranges, one across a page edge), count != top id."""
-    daemon = await hostile_daemon(tmp_path)
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path) as (_, world, _, ws):
         for name in (HOLEY_GROUP, HOLEY_CHANNEL):
             chat = world.resolve(name)
             assert chat.count < chat.top_id  # holes: Telegram's count is not the top id
@@ -85,19 +98,12 @@ async def test_histories_with_holes_stream_exactly_what_exists(tmp_path: Path) -
             ids = message_ids(items)
             assert chat.expected_messages(mark).check(ids, ordered_key="ascending") == []
             assert done["groups"][0]["sent"] == len(ids)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_deletes_and_edits_while_streaming_leave_no_gap_and_no_ghost(
         tmp_path: Path) -> None:
     """Every 3rd page served deletes ids on both sides of it and edits beyond its edges."""
-    daemon = await hostile_daemon(tmp_path)
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path) as (_, world, _, ws):
         chat = world.resolve(HOLEY_GROUP)
         mark = world.mark()
         items, _ = await chats(ws, HOLEY_GROUP)
@@ -119,9 +125,6 @@ async def test_deletes_and_edits_while_streaming_leave_no_gap_and_no_ghost(
         expectation = chat.expected_messages(mark2, after_id=top)
         assert expectation.must  # the ticker posted
         assert expectation.check(message_ids(later), ordered_key="ascending") == []
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 @BOTH_MODES
@@ -129,11 +132,7 @@ async def test_members_who_leave_and_join_mid_listing_hide_no_one(tmp_path: Path
                                                                   wire: bool) -> None:
     """After every page served a member of that page leaves (shifting the list up one),
     every 2nd page a newcomer joins; and `latest` later misses no newcomer."""
-    daemon = await hostile_daemon(tmp_path, **{"sandbox.wire": wire})
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path, **{"sandbox.wire": wire}) as (_, world, _, ws):
         chat = world.resolve(CHURN_GROUP)
         mark = world.mark()
         items, done = await users(ws, CHURN_GROUP)
@@ -156,18 +155,11 @@ async def test_members_who_leave_and_join_mid_listing_hide_no_one(tmp_path: Path
         assert stayed  # newcomers since the listing who are still members
         assert expectation.check(user_ids(later), ordered_key="none") == []
         assert done2["complete"] is True
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_names_in_every_script_and_deleted_accounts_arrive_intact(
         tmp_path: Path) -> None:
-    daemon = await hostile_daemon(tmp_path)
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path) as (_, world, _, ws):
         chat = world.resolve(CHURN_GROUP)
         items, _ = await users(ws, CHURN_GROUP)
         got = {int(it["user"]["id"]): it["user"] for it in items}
@@ -192,9 +184,6 @@ async def test_names_in_every_script_and_deleted_accounts_arrive_intact(
         assert seen_scripts == {"cyrillic", "arabic", "cjk", "emoji"}
         assert deleted > 0
         assert chat is not None
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 def _in_block(text: str, sample: str) -> bool:
@@ -209,11 +198,8 @@ async def test_a_group_above_the_cap_is_swept_in_every_script(tmp_path: Path) ->
     """biggroup12k: 12,000 members; plain paging reaches 10,000; the sweep reaches every
     member a search can find, in their own script; complete stays false (4 deleted
     accounts past the cap match no search) and `latest` commits nothing from it."""
-    daemon = await hostile_daemon(tmp_path, **{"telegram.member_sweep": True})
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path, **{"telegram.member_sweep": True}) as (
+            daemon, world, key, ws):
         chat = world.resolve(BIG_GROUP)
         mark = world.mark()
         items, done = await users(ws, BIG_GROUP)
@@ -230,9 +216,6 @@ async def test_a_group_above_the_cap_is_swept_in_every_script(tmp_path: Path) ->
         assert done["complete"] is False
         assert await daemon.app.store.get_offset(  # type: ignore[union-attr]
             await key_id(daemon, key), "users", chat.id) is None
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def key_id(daemon: Daemon, key: str) -> int:
@@ -245,11 +228,7 @@ async def key_id(daemon: Daemon, key: str) -> int:
 @BOTH_MODES
 async def test_an_upgraded_group_streams_both_histories_as_one(tmp_path: Path,
                                                                wire: bool) -> None:
-    daemon = await hostile_daemon(tmp_path, **{"sandbox.wire": wire})
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path, **{"sandbox.wire": wire}) as (_, world, _, ws):
         new = world.resolve(UPGRADED_GROUP)
         old = new.migrated_from
         mark = world.mark()
@@ -280,9 +259,6 @@ async def test_an_upgraded_group_streams_both_histories_as_one(tmp_path: Path,
         assert new.expected_messages(mark2, after_id=max(new_ids)).check(
             message_ids(later)) == []
         assert later and all(it["chat"]["chat_id"] != -old.id for it in later)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 def _action(chat: Any, msg_id: int) -> str | None:
@@ -333,11 +309,8 @@ async def test_a_phone_on_another_dc_logs_in_and_the_session_stays_there(
 
 async def test_5xx_drops_and_floods_mid_stream_are_retried_without_gap_or_duplicate(
         tmp_path: Path) -> None:
-    daemon = await hostile_daemon(tmp_path, **{"telegram.request_retries": 1})
-    try:
-        world = world_of(daemon)
-        key = await daemon.app.store.create_api_key("t")  # type: ignore[union-attr]
-        ws = await logged_in(daemon, key)
+    async with hostile_session(tmp_path, **{"telegram.request_retries": 1}) as (
+            _, world, _, ws):
         faults = world.faults
         # Past Telethon's own retry (request_retries = 1): tgws's stream retry must resume.
         faults.script("GetHistory", "internal", after=3, times=2)
@@ -356,9 +329,6 @@ async def test_5xx_drops_and_floods_mid_stream_are_retried_without_gap_or_duplic
         assert chat.expected_members(mark).check(user_ids(items), ordered_key="none") == []
         kinds = {d.kind for d in faults.log}
         assert kinds >= {"internal", "drop", "flood", "rpc_call_fail"}
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_a_flood_wait_while_reconnecting_is_waited_not_a_telegram_error(
