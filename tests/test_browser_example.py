@@ -14,19 +14,16 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import ThreadedDaemon, make_config, timeout
+from tests.support import ThreadedDaemon, make_config, serve_directory, timeout
 from tests.test_client import clean_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -131,22 +128,10 @@ def browser() -> Iterator[WebDriver]:
             proc.wait(timeout(10))
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def page_url() -> Iterator[str]:
-    handler = partial(_QuietHandler, directory=str(EXAMPLES))
-    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{httpd.server_address[1]}/browser_client.html"
-        finally:
-            httpd.shutdown()
-            thread.join(timeout(10))
+    with serve_directory(EXAMPLES) as base:
+        yield base + "browser_client.html"
 
 
 @pytest.fixture

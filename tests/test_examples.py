@@ -14,18 +14,15 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from functools import partial
 from html.parser import HTMLParser
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import timeout, ws_url
+from tests.support import serve_directory, timeout, ws_url
 from tests.test_client import clean_env
 from tgws import protocol as p
 from tgws.daemon import Daemon
@@ -180,22 +177,10 @@ class _PageReader(HTMLParser):
             self.scripts.append(str(values["src"]))
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def served_examples() -> Iterator[str]:
-    handler = partial(_QuietHandler, directory=str(EXAMPLES))
-    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-        finally:
-            httpd.shutdown()
-            thread.join(timeout(10))
+    with serve_directory(EXAMPLES) as base:
+        yield base
 
 
 def _get(url: str) -> tuple[str, str]:
