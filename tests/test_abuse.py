@@ -252,10 +252,12 @@ async def test_a_valid_key_is_served_while_its_address_is_blocked(tmp_path: Path
             async with await open_from(d) as guesser:
                 await ask(guesser, "login", {"apiKey": "tgws_wrong"})
         async with await open_from(d) as guesser:
+            # A blocked peer's next guess is refused and closed at once...
             expect(await ask(guesser, "login", {"apiKey": "tgws_wrong"}), "login", "failed",
                    p.TOO_MANY_FAILURES)
             assert await wait_closed(guesser) == 1008
         async with await open_from(d) as ws:
+            # ...but a valid key proves itself: failures it did not make never refuse it.
             expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
                    "send phone number")
 

@@ -218,29 +218,6 @@ async def test_repeated_failed_logins_are_slowed_then_closed_1008(tmp_path: Path
         await d.stop()
 
 
-async def test_failed_logins_per_peer_block_new_connections(tmp_path: Path) -> None:
-    config = make_config(tmp_path, **{"limits.failed_logins_per_peer": 3})
-    d = Daemon(config)
-    await d.start()
-    try:
-        assert d.app is not None
-        good = await d.app.store.create_api_key("good")
-        for _ in range(3):
-            async with await open_ws(d) as ws:
-                await ask(ws, "login", {"apiKey": "wrong"})
-        async with await open_ws(d) as ws:
-            # A blocked peer's next guess is refused and closed at once...
-            expect(await ask(ws, "login", {"apiKey": "wrong"}), "login", "failed",
-                   p.TOO_MANY_FAILURES)
-            assert await wait_closed(ws) == 1008
-        async with await open_ws(d) as ws:
-            # ...but a valid key proves itself: failures it did not make never refuse it.
-            expect(await ask(ws, "login", {"apiKey": good}), "login", "success",
-                   "send phone number")
-    finally:
-        await d.stop()
-
-
 async def test_a_crashing_connection_does_not_affect_another(
         daemon: Daemon, api_key: str) -> None:
     async with await open_ws(daemon) as calm:
