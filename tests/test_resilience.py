@@ -334,6 +334,23 @@ async def test_a_stale_cached_access_hash_is_dropped_and_resolved_again(
     assert cached is not None and cached.access_hash == group.access_hash
 
 
+@pytest.mark.parametrize("error", ["CHANNEL_PRIVATE", "CHANNEL_INVALID"])
+async def test_a_cached_entry_telegram_refuses_is_resolved_again_not_failed_for_a_day(
+        daemon: Daemon, api_key: str, error: str) -> None:
+    faults = world(daemon).faults
+    async with await logged_in(daemon, api_key) as ws:
+        await send(ws, "chats", {"group": [GROUP_2]})  # resolves and caches GROUP_2
+        got, _, done = await read_stream(ws, "chats")
+        assert done["data"]["message"] == "done" and len(got) == 120
+        resolves = faults.per_method["ResolveUsernameRequest"]
+        world(daemon).fail("GetChannels", error)  # the cached entry's check, once
+        await send(ws, "users", {"group": [GROUP_2]})
+        members, _, done = await read_stream(ws, "users")
+        assert done["data"]["message"] == "done" and len(members) == 40
+        # Dropped and asked for by name again, once: not trusted until it expires.
+        assert faults.per_method["ResolveUsernameRequest"] == resolves + 1
+
+
 async def test_a_username_that_changed_hands_streams_the_new_owner(
         daemon: Daemon, api_key: str) -> None:
     app = daemon.app
