@@ -292,11 +292,14 @@ async def test_loose_database_files_are_made_private_at_start_and_logged(
         await store.create_api_key("bot")
     os.chmod(db, 0o644)
     wal = Path(f"{db}-wal")
+    shm = Path(f"{db}-shm")
     make_file(wal, 0o666)
+    make_file(shm, 0o644)
     with caplog.at_level(logging.WARNING, logger="tgws.store"):
         async with await Store.open(db):
-            assert mode_of(db) == mode_of(wal) == 0o600
+            assert mode_of(db) == mode_of(wal) == mode_of(shm) == 0o600
     messages = [r.getMessage() for r in caplog.records if r.name == "tgws.store"]
     assert f"store file {db} had mode 0644; made it 0600 (it holds Telegram sessions)" \
         in messages
     assert any(f"{wal} had mode 0666" in m for m in messages)
+    assert any(f"{shm} had mode 0644" in m for m in messages)
