@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ def rss() -> int:
 # --- the daemon, the world, the clients -------------------------------------------------------
 async def start(tmp: str, wire: bool, groups: int) -> tuple[Any, str, Any, Any, list[Any]]:
     from tests.support import make_config
-    from tgws.daemon import Daemon
+    from tgws.daemon import Daemon, tune_gc
 
     config = make_config(Path(tmp), **{
         "sandbox.wire": wire, "log.level": "WARNING", "watch.reconcile_interval": 3600.0,
@@ -85,6 +84,11 @@ async def start(tmp: str, wire: bool, groups: int) -> tuple[Any, str, Any, Any, 
         chat.join(me)
         chat.post(poster, "first")
         chats.append(chat)
+    # As `tgws serve` does after start-up (and bench/stream_host.py): a raised young-generation
+    # GC threshold, then gc.freeze(). The sandbox world is Telegram's state, which a real
+    # daemon does not hold: frozen, it stays out of every collection. Both paths (A, B, C)
+    # run with it; what is allocated from here on is collected normally.
+    tune_gc(config.server.gc_threshold)
     return daemon, key, world, me, chats
 
 
@@ -93,9 +97,13 @@ def url(daemon: Any) -> str:
 
 
 async def login(daemon: Any, key: str) -> Any:
+    return await login_at(url(daemon), key)
+
+
+async def login_at(address: str, key: str) -> Any:
     from websockets.asyncio.client import connect
 
-    ws = await connect(url(daemon), compression=None, max_size=2**24)
+    ws = await connect(address, compression=None, max_size=2**24)
     await ws.send(json.dumps({"event": "login", "data": {"apiKey": key}}))
     reply = json.loads(await ws.recv())["data"]["message"]
     if reply == "send phone number":
@@ -105,12 +113,12 @@ async def login(daemon: Any, key: str) -> Any:
     return ws
 
 
-async def watchers(daemon: Any, key: str, names: list[str]) -> list[Any]:
+async def watchers(address: str, key: str, names: list[str]) -> list[Any]:
     """One connection per 100 groups, each watching them, catch-up read (one item a group)."""
     out = []
     for start_at in range(0, len(names), 100):
         chunk = names[start_at:start_at + 100]
-        ws = await login(daemon, key)
+        ws = await login_at(address, key)
         await ws.send(json.dumps({"event": "watch", "data": {"group": chunk}}))
         assert json.loads(await ws.recv())["data"]["message"] == "watching"
         for _ in chunk:
@@ -133,11 +141,10 @@ async def latency_and_latest(groups: int, rate: int, seconds: float, wire: bool,
 
     with tempfile.TemporaryDirectory() as tmp:
         daemon, key, world, me, chats = await start(tmp, wire, groups)
+        client: Reader | None = None
         try:
             posted: dict[tuple[int, int], float] = {}
-            arrived: list[Callable[[], object]] = []  # checks run as each message arrives
             bare_at: dict[tuple[int, int], float] = {}
-            daemon_at: dict[tuple[int, int], float] = {}
             use_bare, use_daemon = path in ("bare", "both"), path in ("daemon", "both")
             bare = make_sandbox_client(world, StringSession(world.session_string(me)),
                                        wire=wire, receive_updates=True, flood_sleep_threshold=0)
@@ -146,37 +153,24 @@ async def latency_and_latest(groups: int, rate: int, seconds: float, wire: bool,
                 if isinstance(update, types.UpdateNewChannelMessage):
                     bare_at[(update.message.peer_id.channel_id, update.message.id)] = \
                         time.perf_counter()
-                    for check in arrived:
-                        check()
 
             bare.add_event_handler(on_raw, events.Raw)
             if use_bare:
                 await bare.connect()
             names = [chat.username for chat in chats]
-            sockets = await watchers(daemon, key, names) if use_daemon else []
-            by_marked = {-(10**12 + chat.id): chat.id for chat in chats}
             total = int(rate * seconds)
-
-            async def read(ws: Any) -> None:
-                while True:
-                    raw = await ws.recv(decode=False)
-                    now = time.perf_counter()
-                    chat = orjson.loads(raw)["data"]["message"]["chat"]
-                    daemon_at[(by_marked[chat["chat_id"]], chat["id"])] = now
-                    for check in arrived:
-                        check()
-
-            readers = [asyncio.create_task(read(ws)) for ws in sockets]
+            if use_daemon:
+                client = await Reader.start(url(daemon), key, groups, total)
             # Warm-up: one message per group, so both clients follow every channel already
             # (Telethon starts following a channel at the first update it sees of it).
             warm = [(chat.id, chat.post(chat.creator, "warm-up").id) for chat in chats]
+            if client is not None:
+                await client.warmed()
             for _ in range(600):
-                if all((k in bare_at or not use_bare) and (k in daemon_at or not use_daemon)
-                       for k in warm):
+                if not use_bare or all(k in bare_at for k in warm):
                     break
                 await asyncio.sleep(0.05)  # bench set-up, not a measurement
             bare_at.clear()
-            daemon_at.clear()
             tick = 0.01
             per_tick = max(1, round(rate * tick))
             began = time.perf_counter()
@@ -188,33 +182,97 @@ async def latency_and_latest(groups: int, rate: int, seconds: float, wire: bool,
                     posted[(chat.id, message.id)] = time.perf_counter()
                     sent += 1
                 await asyncio.sleep(max(0.0, began + (sent / rate) - time.perf_counter()))
-            all_in = asyncio.Event()
-
-            def check_all_in() -> None:
-                if (len(daemon_at) >= total or not use_daemon) and \
-                        (len(bare_at) >= total or not use_bare):
-                    all_in.set()
-
-            arrived.append(check_all_in)
-            check_all_in()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_in.wait(), 30)
+            daemon_at = await client.arrivals() if client is not None else {}
+            for _ in range(600):
+                if not use_bare or len(bare_at) >= total:
+                    break
+                await asyncio.sleep(0.05)  # the bare handler's stragglers (no timing here)
             elapsed = time.perf_counter() - began
-            for task in readers:
-                task.cancel()
             result = _latencies(posted, bare_at, daemon_at)
             result.update(groups=groups, rate=rate, sent=total, seconds=round(elapsed, 2),
                           wire=wire)
             result["path"] = path
             if use_daemon:
                 result["latest"] = await latest_poll(daemon, key, world, names)
-            for ws in sockets:
-                await ws.close()
             if use_bare:
                 await bare.disconnect()
             return result
         finally:
+            if client is not None:
+                client.stop()
             await daemon.stop()
+
+
+class Reader:
+    """The websocket clients, in a process of their own (python bench/watch.py --phase
+    client): a real client is another program, so its reading (websockets' frame parsing,
+    the JSON) must not take the daemon's CPU, as it did when the clients ran on the
+    daemon's loop. Both processes stamp with time.perf_counter(), CLOCK_MONOTONIC on Linux:
+    one clock for every process of the machine."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, address: str, key: str, groups: int, total: int) -> Reader:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--phase", "client", "--url", address, "--key", key,
+            "--groups", str(groups), "--expect", str(total), stdout=asyncio.subprocess.PIPE)
+        reader = cls(process)
+        await reader._line("ready")  # every watch caught up
+        return reader
+
+    async def _line(self, expected: str) -> str:
+        assert self.process.stdout is not None
+        line = (await asyncio.wait_for(self.process.stdout.readline(), 300)).decode()
+        if not line.startswith(expected):
+            raise SystemExit(f"bench client said {line!r}, expected {expected!r}")
+        return line[len(expected):]
+
+    async def warmed(self) -> None:
+        await self._line("warm")  # one warm-up frame per group read
+
+    async def arrivals(self) -> dict[tuple[int, int], float]:
+        """(channel id, message id) -> when the client read its frame."""
+        got = orjson.loads(await self._line("read"))
+        await self.process.wait()
+        return {(channel, msg_id): at for channel, msg_id, at in got}
+
+    def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+async def client_phase(address: str, key: str, groups: int, expect: int) -> None:
+    """The websocket clients: watch every group, then stamp each frame as it is read."""
+    names = [f"watchbench{i:05d}" for i in range(groups)]
+    sockets = await watchers(address, key, names)
+    print("ready", flush=True)
+    arrived: list[tuple[int, int, float]] = []
+    warm_done = asyncio.Event()
+    all_done = asyncio.Event()
+
+    async def read(ws: Any) -> None:
+        while True:
+            raw = await ws.recv(decode=False)
+            now = time.perf_counter()
+            chat = orjson.loads(raw)["data"]["message"]["chat"]
+            arrived.append((-chat["chat_id"] - 10**12, chat["id"], now))
+            if len(arrived) == groups:
+                warm_done.set()
+            elif len(arrived) >= groups + expect:
+                all_done.set()
+
+    readers = [asyncio.create_task(read(ws)) for ws in sockets]
+    await asyncio.wait_for(warm_done.wait(), 60)
+    print("warm", flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_done.wait(), 30 + expect / 100)
+    for task in readers:
+        task.cancel()
+    print("read" + orjson.dumps(arrived[groups:]).decode(), flush=True)
+    for ws in sockets:
+        await ws.close()
 
 
 def _latencies(posted: dict[Any, float], bare_at: dict[Any, float],
@@ -262,7 +320,7 @@ async def rss_phase(groups: int, wire: bool) -> dict[str, Any]:
         try:
             before = rss()
             began = time.perf_counter()
-            sockets = await watchers(daemon, key, [chat.username for chat in chats])
+            sockets = await watchers(url(daemon), key, [chat.username for chat in chats])
             after = rss()
             result = {"groups": groups, "connections": len(sockets), "rss_before": before,
                       "rss_after": after, "catch_up_seconds":
@@ -293,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-groups", type=int)
     parser.add_argument("--objects", action="store_true", help="sandbox objects mode (no TL)")
     parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
-    parser.add_argument("--phase", choices=("latency", "rss"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=("latency", "rss", "client"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--expect", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", choices=("bare", "daemon", "both"), default="both",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -306,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase == "latency":
         print(json.dumps(asyncio.run(latency_and_latest(groups, rate, seconds, wire,
                                                         args.path))))
+        return 0
+    if args.phase == "client":
+        asyncio.run(client_phase(args.url, args.key, groups, args.expect))
         return 0
     if args.phase == "rss":
         print(json.dumps(asyncio.run(rss_phase(rss_groups, wire))))
