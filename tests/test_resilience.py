@@ -72,6 +72,13 @@ async def read_stream(ws: ClientConnection, event: str, *, on_notice: Any = None
                                                    dict[str, Any]]:
     """Item ids, progress notices and the final reply (done, or failed) of one stream."""
     expect(await recv_json(ws, wait), event, "success", f"sending {event}")
+    return await read_items(ws, event, on_notice=on_notice, wait=wait)
+
+
+async def read_items(ws: ClientConnection, event: str, *, on_notice: Any = None,
+                     wait: float = 30.0) -> tuple[list[int], list[dict[str, Any]],
+                                                  dict[str, Any]]:
+    """read_stream once its "sending ..." reply has been read."""
     kind = "chat" if event == "chats" else "user"
     got: list[int] = []
     notices: list[dict[str, Any]] = []
@@ -88,6 +95,15 @@ async def read_stream(ws: ClientConnection, event: str, *, on_notice: Any = None
             got.append(data["message"][kind]["id"])
 
 
+async def stream_once(daemon: Daemon, api_key: str, event: str, data: dict[str, Any], *,
+                      on_notice: Any = None) -> tuple[list[int], list[dict[str, Any]],
+                                                      dict[str, Any]]:
+    """Log in, ask for one stream, and read it (read_stream) to its end."""
+    async with await logged_in(daemon, api_key) as ws:
+        await send(ws, event, data)
+        return await read_stream(ws, event, on_notice=on_notice)
+
+
 def retries(notices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [n for n in notices if isinstance(n["message"], str)
             and n["message"].startswith("telegram unavailable; retrying")]
@@ -97,9 +113,8 @@ def retries(notices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_5xx_inside_a_stream_is_retried_and_the_stream_resumes_exactly(
         daemon: Daemon, api_key: str) -> None:
     world(daemon).faults.script("GetHistory", "internal", times=3, after=2)
-    async with await logged_in(daemon, api_key) as ws:
-        await send(ws, "chats", {"group": [GROUP_1], "progress": True})
-        got, notices, done = await read_stream(ws, "chats")
+    got, notices, done = await stream_once(daemon, api_key,
+                                           "chats", {"group": [GROUP_1], "progress": True})
     assert done["data"]["message"] == "done", done
     assert got == list(range(1, 1001))  # no gap, no duplicate, in order
     waits = [n["wait"] for n in retries(notices)]
@@ -147,7 +162,7 @@ async def test_an_endpoint_that_stays_broken_mid_stream_ends_it_clearly(
             expect(await recv_json(ws), "chats", "success", "sending chats")
             first = await recv_json(ws)
             getattr(faults, mode)()  # and it stays that way
-            rest, notices, failed = await read_stream_after_header(ws, lambda n: None)
+            rest, notices, failed = await read_items(ws, "chats")
             expect(failed, "chats", "failed", p.TELEGRAM_UNAVAILABLE)
             assert len(retries(notices)) == 2  # the whole budget was spent first
             got = [first["data"]["message"]["chat"]["id"], *rest]
@@ -171,9 +186,9 @@ async def test_a_stall_mid_stream_reconnects_and_resumes_after_the_last_item(
         if retries([notice]):
             faults.resume()  # Telegram answers again
 
-    async with await logged_in(daemon, api_key) as ws:
-        await send(ws, "chats", {"group": [GROUP_1], "progress": True})
-        got, notices, done = await read_stream(ws, "chats", on_notice=on_notice)
+    got, notices, done = await stream_once(daemon, api_key,
+                                           "chats", {"group": [GROUP_1], "progress": True},
+                                           on_notice=on_notice)
     assert done["data"]["message"] == "done", done
     assert retries(notices)
     assert got == list(range(1, 1001))
@@ -193,35 +208,18 @@ async def test_an_endpoint_that_goes_down_mid_stream_is_waited_for(
         expect(await recv_json(ws), "chats", "success", "sending chats")
         first = await recv_json(ws)
         faults.refuse()  # every connection drops, reconnecting fails
-        rest, notices, done = await read_stream_after_header(ws, on_notice)
+        rest, notices, done = await read_items(ws, "chats", on_notice=on_notice)
     got = [first["data"]["message"]["chat"]["id"], *rest]
     assert done["data"]["message"] == "done", done
     assert retries(notices)
     assert got == list(range(1, 1001))
 
 
-async def read_stream_after_header(ws: ClientConnection, on_notice: Any) -> tuple[
-        list[int], list[dict[str, Any]], dict[str, Any]]:
-    got: list[int] = []
-    notices: list[dict[str, Any]] = []
-    while True:
-        reply = await recv_json(ws, 30)
-        data = reply["data"]
-        if data["status"] == "progress":
-            notices.append(data)
-            on_notice(data)
-        elif data["status"] == "failed" or data["message"] == "done":
-            return got, notices, reply
-        else:
-            got.append(data["message"]["chat"]["id"])
-
-
 async def test_members_resume_after_a_5xx_without_gap_or_duplicate(
         daemon: Daemon, api_key: str) -> None:
     world(daemon).faults.script("GetParticipants", "timeout", times=2, after=1)
-    async with await logged_in(daemon, api_key) as ws:
-        await send(ws, "users", {"group": [GROUP_1], "progress": True})
-        got, notices, done = await read_stream(ws, "users")
+    got, notices, done = await stream_once(daemon, api_key,
+                                           "users", {"group": [GROUP_1], "progress": True})
     assert done["data"]["message"] == "done", done
     assert len(retries(notices)) == 2
     assert len(got) == len(set(got)) == 250
@@ -275,9 +273,7 @@ async def test_a_username_nobody_has_still_does_not_exist(
 async def test_a_member_list_hidden_mid_listing_gets_the_hidden_list_reply(
         daemon: Daemon, api_key: str) -> None:
     world(daemon).fail("GetParticipants", "CHAT_ADMIN_REQUIRED", after=1)
-    async with await logged_in(daemon, api_key) as ws:
-        await send(ws, "users", {"group": [GROUP_1]})
-        got, _, failed = await read_stream(ws, "users")
+    got, _, failed = await stream_once(daemon, api_key, "users", {"group": [GROUP_1]})
     expect(failed, "users", "failed", p.MEMBERS_HIDDEN.format(group=GROUP_1))
     assert got  # the first page went out before the admins hid the list
 
@@ -285,9 +281,8 @@ async def test_a_member_list_hidden_mid_listing_gets_the_hidden_list_reply(
 async def test_flood_notices_are_not_sent_when_progress_is_false(
         daemon: Daemon, api_key: str) -> None:
     world(daemon).fail("GetHistory", "FLOOD_WAIT_1", after=2)
-    async with await logged_in(daemon, api_key) as ws:
-        await send(ws, "chats", {"group": [GROUP_2], "progress": False})
-        got, notices, done = await read_stream(ws, "chats")
+    got, notices, done = await stream_once(daemon, api_key,
+                                           "chats", {"group": [GROUP_2], "progress": False})
     assert done["data"]["message"] == "done"
     assert notices == [] and got == list(range(1, 121))
 
@@ -307,8 +302,8 @@ async def test_a_stream_waiting_behind_another_of_the_same_group_says_so(
             "status": "progress", "message": p.WAITING_FOR_STREAM.format(group=GROUP_1),
             "group": GROUP_1}}, waiting
         faults.set(latency=0.0)
-        await read_stream_after_header(a, lambda n: None)
-        got, _, done = await read_stream_after_header(b, lambda n: None)
+        await read_items(a, "chats")
+        got, _, done = await read_items(b, "chats")
         assert done["data"]["message"] == "done" and got == list(range(1, 1001))
 
 
@@ -362,9 +357,7 @@ async def test_a_username_that_changed_hands_streams_the_new_owner(
     await app.store.cache_entities(record.id, [EntityRecord(
         peer_id=old.id, access_hash=old.access_hash, kind="megagroup", username=GROUP_2,
         title="old owner")])
-    async with await logged_in(daemon, api_key) as ws:
-        await send(ws, "chats", {"group": [GROUP_2]})
-        got, _, done = await read_stream(ws, "chats")
+    got, _, done = await stream_once(daemon, api_key, "chats", {"group": [GROUP_2]})
     assert done["data"]["message"] == "done" and len(got) == 120  # GROUP_2's history
     cached = await app.store.lookup_entity(record.id, GROUP_2)
     assert cached is not None and cached.peer_id == new.id
