@@ -94,12 +94,13 @@ async def drain(ws: ClientConnection) -> tuple[list[int], int | None]:
             found.append(message["chat"]["id"])
 
 
-async def resume(port: int, key: str) -> list[int]:
+async def resume(port: int, key: str, group: str = GROUP) -> list[int]:
+    """The message ids a `latest` chats stream of ``group`` delivers now."""
     async with await open_client(port) as ws:
         expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
                "session already exists, call 'users'.")
         await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": GROUP, "status": "latest"}], "status": ""}}))
+            "group": [{"name": group, "status": "latest"}], "status": ""}}))
         items, _ = await collect_stream(ws, "chats")
     return [item["chat"]["id"] for item in items]
 
@@ -146,6 +147,15 @@ async def wait_committed(db: Path, wait: float = 10.0) -> int:
         await asyncio.sleep(0.02)  # poll interval
 
 
+async def stream_on_first(tmp_path: Path, config_file: Path, processes: list[DaemonProcess]
+                          ) -> tuple[DaemonProcess, str, ClientConnection, list[int]]:
+    """A first daemon, a key, and a stalled client mid-stream on it (start_stream)."""
+    first = start(tmp_path, config_file, processes, "first")
+    key = create_key(config_file, "client")
+    ws, seen = await start_stream(first.port, key)
+    return first, key, ws, seen
+
+
 def integrity(db: Path) -> str:
     with sqlite3.connect(db) as conn:
         result: str = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -154,9 +164,7 @@ def integrity(db: Path) -> str:
 
 async def test_sigkill_mid_stream_then_latest_after_restart_has_no_gap(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
-    first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file, "client")
-    ws, seen = await start_stream(first.port, key)
+    first, key, ws, seen = await stream_on_first(tmp_path, config_file, processes)
     await wait_committed(tmp_path / "t.db")
     first.proc.kill()
     first.proc.wait(timeout(10))
@@ -167,9 +175,7 @@ async def test_sigkill_mid_stream_then_latest_after_restart_has_no_gap(
 @OBJECTS_ONLY
 async def test_sigterm_mid_stream_closes_1001_commits_and_resumes_without_a_gap(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
-    first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file, "client")
-    ws, seen = await start_stream(first.port, key)
+    first, key, ws, seen = await stream_on_first(tmp_path, config_file, processes)
     await wait_committed(tmp_path / "t.db")
     first.signal(signal.SIGTERM)
     more, code = await drain(ws)  # reading again lets the close frame through
@@ -182,11 +188,9 @@ async def test_sigterm_mid_stream_closes_1001_commits_and_resumes_without_a_gap(
 @OBJECTS_ONLY
 async def test_a_second_signal_exits_at_once(
         tmp_path: Path, config_file: Path, processes: list[DaemonProcess]) -> None:
-    first = start(tmp_path, config_file, processes, "first")
-    key = create_key(config_file, "client")
     # No wait after this: the stream is under way and the client has stopped reading, so the
     # daemon's close frame queues behind unread data whenever the stop comes.
-    ws, _ = await start_stream(first.port, key)
+    first, _, ws, _ = await stream_on_first(tmp_path, config_file, processes)
     # The client is stalled: a graceful stop would wait up to shutdown_timeout (5 s) for
     # its close handshake. The operator's second Ctrl-C must not wait for that.
     first.signal(signal.SIGINT)

@@ -10,6 +10,7 @@ Leases are short here ([store] lease_ttl) so the tests stay bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -21,12 +22,21 @@ from typing import Any
 
 import asyncpg
 import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from tests.daemon_process import DaemonProcess
 from tests.pgserver import PgServer
 from tests.sandbox_process import SandboxProcess
-from tests.support import ask, collect_stream, expect, timeout
-from tests.test_crash_recovery import GROUP, assert_no_gap, drain, open_client, start_stream
+from tests.support import ask, expect, timeout
+from tests.test_crash_recovery import (
+    GROUP,
+    assert_no_gap,
+    drain,
+    open_client,
+    resume,
+    start_stream,
+)
 from tests.test_store_postgres_daemon import wait_committed
 from tgws.sandbox.remote import admin
 
@@ -98,20 +108,28 @@ async def offsets(database: str) -> list[tuple[Any, ...]]:
         await conn.close()
 
 
-async def latest(port: int, key: str, group: str = GROUP) -> list[int]:
-    async with await open_client(port) as ws:
-        expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
-               "session already exists, call 'users'.")
-        await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": group, "status": "latest"}], "status": ""}}))
-        items, _ = await collect_stream(ws, "chats")
-    return [item["chat"]["id"] for item in items]
-
-
 async def no_duplicates(sandbox: SandboxProcess) -> None:
     stats = await admin(sandbox.url, "stats")
     assert stats["duplicates"] == [], stats["duplicates"]
     assert stats["answered_duplicated"] == 0, stats
+
+
+async def drain_replies(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None]:
+    """Every frame the connection still delivers, and its close code."""
+    replies: list[dict[str, Any]] = []
+    while True:
+        try:
+            async with asyncio.timeout(timeout(20)):
+                replies.append(json.loads(await ws.recv()))
+        except ConnectionClosed:
+            return replies, ws.close_code
+
+
+async def requests_from(sandbox: SandboxProcess, daemon: DaemonProcess) -> int:
+    """How many requests the sandbox has received from the daemon's process (its origin)."""
+    stats = await admin(sandbox.url, "stats")
+    mine = f"pid{daemon.proc.pid}-"
+    return sum(n for origin, n in stats["requests_by_origin"].items() if origin.startswith(mine))
 
 
 async def test_a_client_on_a_non_owner_daemon_is_forwarded_to_the_owner(
@@ -124,7 +142,7 @@ async def test_a_client_on_a_non_owner_daemon_is_forwarded_to_the_owner(
         answer = await admin(sandbox.url, "post", chat="testgroup00002", text="via the owner")
         # A second client on another daemon, while the owner runs the account: served,
         # through the owner (one auth key in use, from one process).
-        items = await latest(other.port, key, "testgroup00002")
+        items = await resume(other.port, key, "testgroup00002")
         assert items and items[-1] == answer["id"]
         other.wait_log("forwarded to")
         assert await owner_port(database) == owner.port, "the account did not move"
@@ -148,7 +166,7 @@ async def test_sigkill_of_the_owner_mid_stream_another_daemon_takes_over_without
     # The client reconnects (through the load balancer) to another daemon: it waits for the
     # dead owner's lease to expire, takes the account over, and resumes after the last item
     # the client confirmed.
-    resumed = await latest(taker.port, key)
+    resumed = await resume(taker.port, key)
     took = time.monotonic() - killed
     assert await owner_port(database) == taker.port
     assert took < LEASE * 1.5 + timeout(20), took  # the lease, plus the 1,000-item stream
@@ -165,10 +183,22 @@ async def test_a_paused_owner_makes_no_call_and_commits_nothing_after_losing_its
     ws, seen = await start_stream(owner.port, key)  # mid-stream, a stalled consumer
     assert await owner_port(database) == owner.port
     assert await wait_committed(database) >= 1
+    # A second client of the key on the owner, logged in and idle...
+    waiting = await open_client(owner.port)
+    expect(await ask(waiting, "login", {"apiKey": key}), "login", "success",
+           "session already exists, call 'users'.")
     owner.signal(signal.SIGSTOP)
     try:
-        resumed = await latest(taker.port, key)  # waits out the paused owner's lease
+        # ...asks for another group while the owner is stopped: the request waits in the
+        # owner's socket and is the first thing it reads when it wakes, past its deadline.
+        await waiting.send(json.dumps({"event": "chats", "data": {
+            "group": [{"name": "testgroup00002", "status": "latest"}], "status": ""}}))
+        resumed = await resume(taker.port, key)  # waits out the paused owner's lease
         assert await owner_port(database) == taker.port
+        # What the owner sent before it lost the lease (some of it maybe while stopped:
+        # bytes already in its socket); from here on the count must not move.
+        sent_before = await requests_from(sandbox, owner)
+        assert sent_before > 0, "the owner's requests are not told apart by origin"
         assert_no_gap(seen, resumed)
         committed = await offsets(database)
         assert committed, "the new owner committed what its client confirmed"
@@ -178,11 +208,20 @@ async def test_a_paused_owner_makes_no_call_and_commits_nothing_after_losing_its
     owner.wait_log("lost the lease on key")
     code = (await drain(ws))[1]
     assert code == 1013, code  # its client is told to reconnect
+    # The request that was waiting is not served from the lost session: no item, and the
+    # connection too is told to reconnect.
+    answered, code = await drain_replies(waiting)
+    assert code == 1013, (code, answered)
+    assert not [r for r in answered if isinstance(r["data"].get("message"), dict)], answered
     assert await offsets(database) == committed, "the paused owner committed after its loss"
     # The new owner keeps running the account: any request the old one sent now with the
     # key would be AUTH_KEY_DUPLICATED, recorded by the sandbox.
     answer = await admin(sandbox.url, "post", chat=GROUP, text="after the pause")
-    assert await latest(taker.port, key) == [answer["id"]]
+    assert await resume(taker.port, key) == [answer["id"]]
     assert await owner_port(database) == taker.port
     assert owner.proc.poll() is None, "the old owner lives on, serving nothing of this key"
+    # Not one request from it since the takeover: not the re-send of a request it had in
+    # flight, nor Telethon's get_me after a reconnect (not only none while the new owner
+    # happened to use the key, which is all AUTH_KEY_DUPLICATED would show).
+    assert await requests_from(sandbox, owner) == sent_before
     await no_duplicates(sandbox)
