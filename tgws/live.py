@@ -149,27 +149,29 @@ class Watcher:
             self._batch[0].extend(frames)  # sent together when the queue is drained
             self._batch[1].extend(changes)
             return
-        if self.request.client_acks:
+        client_acks = self.request.client_acks
+        if client_acks:
             frames = conn.acks.number(frames)
-        if frames:
-            async with _client_keeps_up(conn):
-                await send_frames(conn.ws, frames)
-            conn.app.metrics.items_sent(p.WATCH, len(frames))
         if not changes and not frames:
             return
-        if self.request.client_acks:
+        # One deadline for the write and the ping after it (each costs a timer; a live
+        # watch sends about once per message).
+        async with _client_keeps_up(conn):
+            if frames:
+                await send_frames(conn.ws, frames)
+                conn.app.metrics.items_sent(p.WATCH, len(frames))
+            if not client_acks:
+                self.sends += 1
+                self.ledger.append((self.sends, [*(each[-1] if each else []), *changes]))
+                assert self.barrier is not None
+                await self.barrier.sent(self.sends, len(frames))
+        if client_acks:
             last = conn.acks.last_sent  # ledger marks are sequence numbers
             marks = list(range(last - len(frames) + 1, last + 1)) if each else []
             for seq, own in zip(marks, each or [], strict=True):
                 self.ledger.append((seq, own))
             self.ledger.append((last, changes))
             await conn.acks.after_seqs(self.confirm, [(m, m) for m in [*marks, last]])
-            return
-        self.sends += 1
-        self.ledger.append((self.sends, [*(each[-1] if each else []), *changes]))
-        assert self.barrier is not None
-        async with _client_keeps_up(conn):
-            await self.barrier.sent(self.sends, len(frames))
 
     async def confirm(self, mark: Any) -> None:
         """Everything sent up to `mark` reached the client: commit the offsets it made true."""
@@ -250,12 +252,15 @@ class Watcher:
             wait = min(self.next_pass, min(self.due.values(), default=self.next_pass))
             wait = max(0.0, min(wait - loop.time(), quiet))
             change: account_updates.Change | None = None
-            try:
-                async with asyncio.timeout(wait):
-                    change = await self.queue.get()
-            except TimeoutError:
-                if self.barrier is not None:
-                    await self.barrier.ping_pending()  # confirm what went out in a burst
+            if not self.queue.empty():
+                change = self.queue.get_nowait()  # no timer to arm: pushes are waiting
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        change = await self.queue.get()
+                except TimeoutError:
+                    if self.barrier is not None:
+                        await self.barrier.ping_pending()  # confirm what a burst sent
             # Everything queued goes out as one write (one syscall, one ack mark).
             batch: tuple[list[bytes], list[OffsetChange]] = ([], [])
             self._batch = batch
@@ -334,6 +339,8 @@ class Watcher:
         if now >= self.next_pass:
             self.next_pass = now + self.config.watch.reconcile_interval
             await self.reconcile_all()
+        if not self.due:
+            return
         for key, at in list(self.due.items()):
             if at <= now and key in self.due:
                 await self.reconcile(self.by_chat[key])
