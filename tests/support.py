@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from tgws.config import Config, load
+from tgws.context import App
 from tgws.daemon import Daemon
 
 TIMEOUT_FACTOR = float(os.environ.get("TGWS_TEST_TIMEOUT_FACTOR", "1"))
@@ -29,6 +32,18 @@ TIMEOUT_FACTOR = float(os.environ.get("TGWS_TEST_TIMEOUT_FACTOR", "1"))
 
 def timeout(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(script: str, *args: str, wait: float = 120.0) -> str:
+    """Run bench/``script`` with ``args`` in a child Python, within ``wait`` seconds (scaled);
+    its stdout. A failed run fails the test with both of its outputs."""
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                          text=True, timeout=timeout(wait), check=False)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return done.stdout
 
 
 _PG_SCHEMAS: dict[Path, str] = {}
@@ -76,6 +91,25 @@ def world_toml(world: str) -> str:
     """world_settings(world) as lines of a [sandbox] table (for tests that write a file)."""
     return "".join(f"{key.split('.', 1)[1]} = {str(value).lower()}\n"
                    for key, value in world_settings(world).items())
+
+
+@contextlib.asynccontextmanager
+async def started(config: Config) -> AsyncIterator[Daemon]:
+    """A daemon started on ``config``, stopped after the block whatever happens."""
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+@contextlib.asynccontextmanager
+async def started_with_key(config: Config, name: str) -> AsyncIterator[tuple[Daemon, App, str]]:
+    """started(config), with its app and a new API key called ``name``."""
+    async with started(config) as daemon:
+        assert daemon.app is not None
+        yield daemon, daemon.app, await daemon.app.store.create_api_key(name)
 
 
 def ws_url(daemon: Daemon) -> str:

@@ -17,11 +17,19 @@ from pathlib import Path
 import pytest
 from telethon.sessions import StringSession
 
-from tests.support import ask, collect_stream, expect, logged_in, make_config, open_ws
+from tests.support import (
+    ask,
+    collect_stream,
+    expect,
+    logged_in,
+    make_config,
+    open_ws,
+    started,
+    started_with_key,
+)
 from tgws import protocol as p
 from tgws.cli import main as tgws_main
 from tgws.config import Config
-from tgws.daemon import Daemon
 from tgws.errors import ConfigError
 from tgws.sealing import (
     Keyring,
@@ -80,24 +88,18 @@ async def test_a_logged_in_session_never_reaches_the_disk_in_plaintext(
         tmp_path: Path, key_file: Path) -> None:
     # The bytes of the sqlite file are what this test reads, whatever TGWS_TEST_STORE says
     # (sealed rows on PostgreSQL are checked in test_store.py).
-    daemon = Daemon(make_config(tmp_path, **{"store.secret_key_file": str(key_file),
-                                             "store.url": ""}))
-    await daemon.start()
-    try:
-        assert daemon.app is not None
-        key = await daemon.app.store.create_api_key("sealed")
+    config = make_config(tmp_path, **{"store.secret_key_file": str(key_file), "store.url": ""})
+    async with started_with_key(config, "sealed") as (daemon, app, key):
         async with await logged_in(daemon, key):
             pass
-        record = await daemon.app.store.verify_api_key(key)
+        record = await app.store.verify_api_key(key)
         assert record is not None
-        session = await daemon.app.store.load_session(record.id)
+        session = await app.store.load_session(record.id)
         assert session is not None and session.startswith("1")
         db = Path(daemon.config.store.path)
         # While the daemon runs (WAL not yet checkpointed) and after it stopped.
         on_disk = disk_bytes(db)
         assert b"SQLite format 3" in on_disk
-    finally:
-        await daemon.stop()
     auth_key = StringSession(session).auth_key.key
     for blob in (on_disk, disk_bytes(db)):
         assert session.encode() not in blob
@@ -109,40 +111,25 @@ async def test_a_logged_in_session_never_reaches_the_disk_in_plaintext(
 
 async def test_sealed_sessions_are_refused_clearly_without_the_key_and_work_with_it(
         tmp_path: Path, key_file: Path) -> None:
-    daemon = Daemon(sealed_config(tmp_path, key_file))
-    await daemon.start()
-    try:
-        assert daemon.app is not None
-        key = await daemon.app.store.create_api_key("sealed")
+    async with started_with_key(sealed_config(tmp_path, key_file), "sealed") as (daemon, _, key):
         async with await logged_in(daemon, key):
             pass
-    finally:
-        await daemon.stop()
 
     for config in (sealed_config(tmp_path, None), _other_key_config(tmp_path)):
-        locked = Daemon(config)
-        await locked.start()
-        try:
-            async with await open_ws(locked) as ws:
-                expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
-                       p.SESSION_EXISTS_LOGIN)
-                expect(await ask(ws, "users", {"group": ["testgroup00002"]}), "users", "failed",
-                       p.SESSION_LOCKED)
-                # A clear refusal, not an internal error: the connection stays usable.
-                expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
-                       p.ALREADY_VERIFIED)
-        finally:
-            await locked.stop()
+        async with started(config) as locked, await open_ws(locked) as ws:
+            expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+                   p.SESSION_EXISTS_LOGIN)
+            expect(await ask(ws, "users", {"group": ["testgroup00002"]}), "users", "failed",
+                   p.SESSION_LOCKED)
+            # A clear refusal, not an internal error: the connection stays usable.
+            expect(await ask(ws, "login", {"apiKey": key}), "login", "success",
+                   p.ALREADY_VERIFIED)
 
-    unlocked = Daemon(sealed_config(tmp_path, key_file))
-    await unlocked.start()
-    try:
+    async with started(sealed_config(tmp_path, key_file)) as unlocked:
         async with await logged_in(unlocked, key) as ws:
             await ws.send('{"event": "users", "data": {"group": ["testgroup00002"]}}')
             items, done = await collect_stream(ws, "users")
         assert len(items) == 40 and done["count"] == 40
-    finally:
-        await unlocked.stop()
 
 
 def _other_key_config(tmp_path: Path) -> Config:

@@ -22,6 +22,8 @@ from tests.support import (
     make_config,
     open_ws,
     recv_json,
+    started,
+    started_with_key,
     wait_closed,
     world_settings,
 )
@@ -191,21 +193,14 @@ async def test_logout_forgets_the_session_and_allows_a_new_login(
 
 async def test_restart_keeps_the_session_and_the_entity_cache(tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    first = Daemon(config)
-    await first.start()
-    try:
-        assert first.app is not None
-        key = await first.app.store.create_api_key("k")
+    async with started_with_key(config, "k") as (first, _, key):
         async with await logged_in(first, key) as ws:
             await ws.send(json.dumps({"event": "users", "data": {"group": ["testgroup00002"]}}))
             items, _ = await collect_stream(ws, "users")
             assert len(items) == 40
-    finally:
-        await first.stop()
 
-    second = Daemon(config)  # a new process would see exactly this: the same store file
-    await second.start()
-    try:
+    # A new process would see exactly this: the same store file.
+    async with started(config) as second:
         # Any contacts.ResolveUsername now fails: success proves the cache answered.
         _world(second).fail("ResolveUsernameRequest", "USERNAME_INVALID", times=None)
         async with await open_ws(second) as ws:
@@ -216,8 +211,6 @@ async def test_restart_keeps_the_session_and_the_entity_cache(tmp_path: Path) ->
             await ws.send(json.dumps({"event": "users", "data": {"group": ["testgroup00002"]}}))
             items, done = await collect_stream(ws, "users")
             assert len(items) == 40 and done["count"] == 40
-    finally:
-        await second.stop()
 
 
 async def test_two_connections_of_one_key_share_one_client(

@@ -27,6 +27,7 @@ from tests.support import (
     make_config,
     open_ws,
     recv_json,
+    started_with_key,
     timeout,
     wait_closed,
 )
@@ -133,17 +134,11 @@ async def _no_pending(store: Store) -> bool:
 async def test_a_key_revoked_while_the_daemon_is_down_is_logged_out_when_it_starts(
         tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    first = Daemon(config)
-    await first.start()
-    try:
-        assert first.app is not None
-        key = await first.app.store.create_api_key("offline")
+    async with started_with_key(config, "offline") as (first, app, key):
         async with await logged_in(first, key):
             pass
         key_id = await key_id_of(first, key)
-        session = await first.app.store.load_session(key_id)
-    finally:
-        await first.stop()
+        session = await app.store.load_session(key_id)
     assert session is not None
     await revoke_from_another_process(config.store.target, "offline")
 
