@@ -104,14 +104,18 @@ class AckBarrier:
             if waiter is None:
                 return
             await waiter
-            # Pongs come in order: later waiters already done are confirmed too.
-            while pending and pending[0][0] is not None and _done(pending[0][0]):
+            # Pongs come in order: later waiters already confirmed are coalesced. Not
+            # merely done: the connection's end fails every pending waiter at once, and a
+            # failed ping proves nothing (counting it committed a batch the client never got).
+            while pending and pending[0][0] is not None and _confirmed(pending[0][0]):
                 newest = pending.popleft()[1]
             await self.commit(newest)
 
 
-def _done(waiter: Awaitable[float]) -> bool:
-    return isinstance(waiter, asyncio.Future) and waiter.done()
+def _confirmed(waiter: Awaitable[float]) -> bool:
+    """Whether the pong of this ping came back (a failed or cancelled waiter is done too)."""
+    return isinstance(waiter, asyncio.Future) and waiter.done() \
+        and not waiter.cancelled() and waiter.exception() is None
 
 
 # --- client acks ------------------------------------------------------------------------------
