@@ -131,20 +131,20 @@ def test_a_well_formed_api_hash_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", ["tgws.toml", "prod.local.toml", "sub/tgws.toml", "tgws.db",
                                   "tgws.db-wal", "x/keys.db-shm"])
 def test_gitignore_covers_local_configs_and_databases(path: str) -> None:
-    git = shutil.which("git")
-    assert git is not None
-    result = subprocess.run([git, "check-ignore", "--no-index", "-q", path], cwd=ROOT,
-                            timeout=timeout(30))
-    assert result.returncode == 0, path
+    assert _check_ignore(path) == 0, path
 
 
 @pytest.mark.parametrize("path", ["tgws.toml.example", "tgws/config.py", "systemd/tgws.service"])
 def test_gitignore_keeps_the_shipped_files(path: str) -> None:
+    assert _check_ignore(path) == 1, path
+
+
+def _check_ignore(path: str) -> int:
+    """`git check-ignore`'s exit status for ``path``: 0 ignored, 1 not ignored."""
     git = shutil.which("git")
     assert git is not None
-    result = subprocess.run([git, "check-ignore", "--no-index", "-q", path], cwd=ROOT,
-                            timeout=timeout(30))
-    assert result.returncode == 1, path
+    return subprocess.run([git, "check-ignore", "--no-index", "-q", path], cwd=ROOT,
+                          timeout=timeout(30)).returncode
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
