@@ -18,7 +18,8 @@ closes idle ones, and does not count against the process that took its account o
 unless the paused one sends with the key again while the other still does.
 
 Admin ops (an `A` frame, JSON): {"op": "stats"} (connections, calls, duplicates, update
-stats), {"op": "tick"}, {"op": "post", "chat": username, "text": ...} (the chat's creator
+stats, requests_by_origin: every request received, counted by the sending process's
+origin), {"op": "tick"}, {"op": "post", "chat": username, "text": ...} (the chat's creator
 posts), {"op": "session", "phone": "+..."} (a logged-in StringSession for the account),
 {"op": "faults", "mode": "stall" | "resume" | "refuse" | "drop" | "calm"},
 {"op": "script", "method": "GetHistory", "kind": "drop", "after": 0, "times": 1},
@@ -60,6 +61,9 @@ class SandboxServer:
         self.duplicates: list[dict[str, Any]] = []
         self.duplicated: set[bytes] = set()  # keys Telegram killed
         self.answered_duplicated = 0  # requests answered 406 AUTH_KEY_DUPLICATED
+        # Requests received, by origin (one per process): a test can tell that a fenced
+        # daemon sent nothing at all, not merely nothing while another process used its key.
+        self.requests_by_origin: dict[str, int] = {}
         self._by_key: dict[bytes, set[RemoteEndpoint]] = {}
         self._connections: set[RemoteEndpoint] = set()
         self._server: asyncio.Server | None = None
@@ -134,6 +138,8 @@ class SandboxServer:
         or before): another live connection from another origin has sent with it."""
         key = connection.key
         connection.used = True
+        origin = connection.origin
+        self.requests_by_origin[origin] = self.requests_by_origin.get(origin, 0) + 1
         if key in self.duplicated:
             self.answered_duplicated += 1
             return True
@@ -169,6 +175,7 @@ class SandboxServer:
             return {"connections": len(self._connections), "calls": world.faults.calls,
                     "duplicates": self.duplicates,
                     "answered_duplicated": self.answered_duplicated,
+                    "requests_by_origin": dict(self.requests_by_origin),
                     "updates": dict(world.updates.stats), "mode": world.faults.mode}
         if op == "tick":
             world.tick()
