@@ -1,7 +1,9 @@
-"""gateway._batches takes Telethon's loaded pages in slices: same items, same order, same end.
+"""gateway._batches takes loaded pages in slices: same items, same order, same end.
 
-Every test runs twice: with the fast path (tgws/fastpath.py slices RequestIter's loaded
-page) and with the public path forced (one __anext__ per item).
+Telethon's RequestIter (members of a basic group) is sliced by tgws/fastpath.py; tgws's own
+pagers (member_paging.OverlapPager, history_paging.HistoryPager) hand out what they fetched
+through take_loaded(). Every test runs twice: with the fast path and with the public path
+forced (one __anext__ per item for RequestIter; tgws's pagers use no internals).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from telethon.sessions import StringSession
 from tgws import fastpath
 from tgws.config import TelegramConfig
 from tgws.gateway import Account, Gateway
+from tgws.history_paging import HistoryPager
 from tgws.member_paging import OverlapPager
 from tgws.sandbox import World, sandbox_client
 
@@ -79,4 +82,19 @@ async def test_overlap_pager_pages_equal_its_plain_iteration(world: World, size:
         batches = await _batches(client, OverlapPager(client, channel), size)
     assert [u.id for batch in batches for u in batch] == plain
     assert len(plain) == len(set(plain)) == 450
+    assert all(len(batch) == size for batch in batches[:-1])
+
+
+@pytest.mark.parametrize("size", [100, 7, 1000])
+async def test_history_pager_pages_equal_iter_messages(world: World, size: int) -> None:
+    # What Account.message_pages streams: tgws's history pager, a page per __anext__.
+    reader = world.resolve("reader")
+    session = StringSession(world.session_string(reader))  # type: ignore[arg-type]
+    async with sandbox_client(world, session) as client:
+        peer = await client.get_input_entity("slices")
+        plain = [m.id async for m in client.iter_messages(peer, limit=None, reverse=True,
+                                                           min_id=200, wait_time=0)]
+        batches = await _batches(client, HistoryPager(client, peer, 200), size)
+    assert [m.id for batch in batches for m in batch] == plain
+    assert len(plain) == 1234 - 200
     assert all(len(batch) == size for batch in batches[:-1])

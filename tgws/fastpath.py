@@ -13,7 +13,10 @@ public path costs several microseconds per item (bench/README.md):
   drop a client that stopped reading; public twin: ws.close(), which aborts in time.
 * Telethon, reading a loaded page (`take_loaded`): RequestIter's `buffer`, `index` and
   `left`, to take the rest of a page in one slice. Public twin: one `__anext__` per item
-  (plain async iteration), in gateway._batches.
+  (plain async iteration), in gateway._batches. Only Telethon's own iterators need it
+  (iter_participants, for a basic group's members): tgws's pagers for messages
+  (history_paging.py) and supergroup members (member_paging.py) hand out their pages
+  through their own public take_loaded().
 
 Telethon's update machinery is hooked here too, each hook with a fallback: the
 `_no_updates` flag (`receives_updates`, `stop_updates`; public twin: set_receive_updates),

@@ -44,7 +44,7 @@ from typing import Any, Generic, TypeVar
 from telethon import errors, functions, types
 from telethon.sessions import StringSession
 
-from tgws import fastpath, member_paging, resilience
+from tgws import fastpath, history_paging, member_paging, resilience
 from tgws.account_calls import OnFlood
 from tgws.account_login import LoginMethods
 from tgws.config import TelegramConfig
@@ -88,13 +88,16 @@ class Account(LoginMethods, ResolveMethods):
     async def message_pages(self, peer: Peer, *, after_id: int, batch: int = PAGE_MESSAGES,
                             on_flood: OnFlood | None = None,
                             on_retry: OnRetry | None = None) -> AsyncIterator[Page[Any]]:
-        """Messages with id > after_id, oldest first, in batches of `batch`."""
+        """Messages with id > after_id, oldest first, in batches of `batch`.
+
+        tgws's own pager (tgws/history_paging.py) sends the getHistory calls Telethon's
+        iter_messages(reverse=True, min_id=after_id) would, and hands out the messages as
+        parsed, without Telethon's per-message _finish_init (nothing tgws reads). Groups and
+        channels only. No pacing between pages: Telegram's flood waits are the only one.
+        """
 
         def iterate(client: Any) -> Any:
-            # wait_time=0: Telethon would otherwise sleep 1 s per page past 3000 messages;
-            # Telegram's own flood waits are the only pacing we accept.
-            return client.iter_messages(peer.input_peer(), limit=None, reverse=True,
-                                        min_id=after_id, wait_time=0)
+            return history_paging.HistoryPager(client, peer.input_peer(), after_id)
 
         async for page in self._batches(iterate, batch, on_flood, on_retry):
             yield page
