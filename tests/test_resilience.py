@@ -31,7 +31,7 @@ from tests.support import (
 from tgws import protocol as p
 from tgws import resilience
 from tgws.daemon import Daemon
-from tgws.sandbox.demo import GROUP_1, GROUP_2, PASSWORD, PASSWORD_PHONE
+from tgws.sandbox.demo import GROUP_1, GROUP_2
 from tgws.store import EntityRecord
 
 TL = "telegram login"
@@ -363,26 +363,7 @@ async def test_a_username_that_changed_hands_streams_the_new_owner(
     assert cached is not None and cached.peer_id == new.id
 
 
-# --- login floods --------------------------------------------------------------------------
-async def test_phone_number_flood_says_wait_and_keeps_the_socket(
-        daemon: Daemon, api_key: str) -> None:
-    world(daemon).fail("SendCode", "PHONE_NUMBER_FLOOD")
-    async with await open_ws(daemon) as ws:
-        await ask(ws, "login", {"apiKey": api_key})
-        expect(await ask(ws, TL, {"phone": "+15551234567"}), TL, "failed", p.PHONE_FLOOD)
-        expect(await ask(ws, TL, {"phone": "+15551234567"}), TL, "success", "send code")
-
-
-async def test_password_flood_says_wait_and_keeps_the_socket(
-        daemon: Daemon, api_key: str) -> None:
-    world(daemon).fail("CheckPassword", "PHONE_PASSWORD_FLOOD")
-    async with await open_ws(daemon) as ws:
-        await ask(ws, "login", {"apiKey": api_key})
-        await ask(ws, TL, {"phone": PASSWORD_PHONE})
-        expect(await ask(ws, TL, {"code": "12345"}), TL, "success", "send password")
-        expect(await ask(ws, TL, {"password": PASSWORD}), TL, "failed", p.PASSWORD_FLOOD)
-        expect(await ask(ws, TL, {"password": PASSWORD}), TL, "success",
-               "logged in successfully")
+# Login floods (PHONE_NUMBER_FLOOD, PHONE_PASSWORD_FLOOD): tests/test_login_flood.py.
 
 
 # --- the login/logout race and the stalled client ------------------------------------------

@@ -136,6 +136,8 @@ class LimitsConfig:
     send_code_per_key: int = 5
     send_code_per_phone: int = 3
     send_code_window: float = 3600.0
+    phone_flood_cooldown: float = 3600.0
+    password_flood_cooldown: float = 3600.0
 
     def validate(self) -> None:
         _require(self.failed_logins_per_connection >= 1,
@@ -146,6 +148,9 @@ class LimitsConfig:
         _require(self.send_code_per_key >= 1, "limits.send_code_per_key", "at least 1")
         _require(self.send_code_per_phone >= 1, "limits.send_code_per_phone", "at least 1")
         _require(self.send_code_window > 0, "limits.send_code_window", "seconds > 0")
+        _require(self.phone_flood_cooldown > 0, "limits.phone_flood_cooldown", "seconds > 0")
+        _require(self.password_flood_cooldown > 0, "limits.password_flood_cooldown",
+                 "seconds > 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from tgws.acks import ClientAcks
 from tgws.auth import LoginLimiter
 from tgws.config import Config
 from tgws.errors import CloseCode, Refusal
-from tgws.login_guard import SendCodeLimiter
+from tgws.login_guard import LoginFloods, SendCodeLimiter
 from tgws.metrics import Metrics
 from tgws.state import ConnectionState, Outcome
 from tgws.store import ApiKeyRecord, Store
@@ -66,6 +66,7 @@ class App:
     connections: set[Connection] = field(default_factory=set)
     offset_locks: OffsetLocks = field(default_factory=OffsetLocks)
     send_codes: SendCodeLimiter = field(default_factory=SendCodeLimiter)
+    login_floods: LoginFloods = field(default_factory=LoginFloods)  # [limits] *_flood_cooldown
     edge: Edge = field(default_factory=Edge)  # connection pools and limits (tgws.wsguard)
     metrics: Metrics = field(default_factory=Metrics)  # this daemon's counters (tgws.metrics)
     shutting_down: bool = False

@@ -104,7 +104,8 @@ class FloodWait(GatewayError):
 
 
 class LoginFlood(GatewayError):
-    """Telegram refuses login attempts for a while; `seconds` when it said how long."""
+    """Telegram refuses login attempts for a while, and never says how long: `seconds` is
+    tgws's own cool-down left (tgws/login_guard.py LoginFloods), once the handler holds it."""
 
     def __init__(self, what: str, seconds: int | None = None) -> None:
         super().__init__(what)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from tgws import live
 from tgws import protocol as p
@@ -21,13 +21,14 @@ from tgws.errors import (
     CloseCode,
     CodeInvalid,
     GatewayError,
+    LoginFlood,
     PasswordInvalid,
     PasswordNeeded,
     PhoneInvalid,
     Refusal,
 )
 from tgws.gateway import Account
-from tgws.login_guard import compact_phone, phone_key
+from tgws.login_guard import Cooldowns, compact_phone, phone_key
 from tgws.qr_login import (
     LoginToken,
     OnFlood,
@@ -45,6 +46,7 @@ from tgws.wsguard import GuardedConnection
 log = logging.getLogger("tgws.handlers")
 
 Handler = Callable[[Connection, Any], Coroutine[Any, Any, None]]
+K = TypeVar("K")
 
 
 def account_of(conn: Connection) -> Account:
@@ -101,6 +103,9 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         await conn.success(event, p.SESSION_EXISTS_TELEGRAM)
         return
     notify = conn.flood_notifier(event)
+    # The phone a PHONE_NUMBER_FLOOD is held for: the new one, or the pending code's.
+    flood_phone = (compact_phone(request.phone) if request.phone is not None
+                   else pending_phone(account))
     try:
         if request.phone is not None:
             _may_send_code(conn, account, request.phone)
@@ -124,6 +129,7 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
             await conn.success(event, p.LOGGED_IN)
         else:
             assert request.password is not None
+            _refuse_while_held("password", conn.app.login_floods.password, account.api_key_id)
             await account.check_password(request.password, notify)
             conn.state.advance(Outcome.SIGNED_IN)
             log.info("%s: telegram session created (2FA)", conn.label())
@@ -141,6 +147,8 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
         raise Refusal(event, p.QR_EXPIRED) from None
     except ResendUnavailable:
         raise Refusal(event, p.RESEND_UNAVAILABLE) from None
+    except LoginFlood as err:
+        raise _hold_flood(conn, account, err, flood_phone) from None
     except GatewayError as err:
         # Floods (the wait, when Telegram names it), "telegram unavailable" after a
         # deadline or a 5xx, a lost session: a failed reply, and the socket stays open.
@@ -172,6 +180,7 @@ async def _resend_code(conn: Connection, account: Account, notify: OnFlood) -> N
         raise Refusal(event, p.CODE_ELSEWHERE)
     phone = pending_phone(account)
     if phone is not None:  # a resend sends an SMS or a call too: the same [limits]
+        _refuse_while_held("phone", conn.app.login_floods.phone, phone_key(phone))
         _take_code_allowance(conn, account, phone)
     delivery = await resend_code(account, notify, owner=conn)
     conn.state.advance(Outcome.CODE_RESENT)
@@ -190,6 +199,8 @@ def _may_send_code(conn: Connection, account: Account, phone: str) -> None:
     compact = compact_phone(phone)
     if compact is None:
         return  # malformed: the gateway refuses it without asking Telegram
+    # A held flood is refused before the allowance: waiting it out costs no code.
+    _refuse_while_held("phone", conn.app.login_floods.phone, phone_key(compact))
     _take_code_allowance(conn, account, compact)
 
 
@@ -204,6 +215,32 @@ def _take_code_allowance(conn: Connection, account: Account, compact: str) -> No
         log.warning("%s: send code refused by [limits] for %d s", conn.label(), wait)
         raise Refusal(p.TELEGRAM_LOGIN, p.SEND_CODE_LIMITED.format(seconds=wait),
                       retry_after=wait)
+
+
+def _refuse_while_held(what: str, held: Cooldowns[K], key: K) -> None:
+    """Refuse, before it reaches Telegram, an attempt that a login flood still holds:
+    each one made during Telegram's flood would make it last longer."""
+    wait = held.left(key, now=time.monotonic())
+    if wait:
+        raise p.gateway_refusal(p.TELEGRAM_LOGIN, LoginFlood(what, wait))
+
+
+def _hold_flood(conn: Connection, account: Account, err: LoginFlood,
+                phone: str | None) -> Refusal:
+    """Telegram answered a login flood, naming no wait: hold it for [limits]
+    phone_flood_cooldown (that phone, whichever key asks) or password_flood_cooldown
+    (this API key's passwords); the failed reply names the seconds."""
+    limits, floods, now = conn.app.config.limits, conn.app.login_floods, time.monotonic()
+    if err.what == "password":
+        seconds = floods.password.hold(account.api_key_id, limits.password_flood_cooldown,
+                                       now=now)
+    elif phone is not None:
+        seconds = floods.phone.hold(phone_key(phone), limits.phone_flood_cooldown, now=now)
+    else:  # a phone flood with no phone to hold (no call raises one today): Telegram's words
+        return p.gateway_refusal(p.TELEGRAM_LOGIN, err)
+    log.warning("%s: Telegram answered a %s flood; %s attempts held for %d s",
+                conn.label(), err.what, err.what, seconds)
+    return p.gateway_refusal(p.TELEGRAM_LOGIN, LoginFlood(err.what, seconds))
 
 
 async def logout(conn: Connection, request: p.Logout) -> None:

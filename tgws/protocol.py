@@ -106,8 +106,9 @@ LOGGED_OUT_ELSEWHERE: Final = "logged out on another connection"
 TELEGRAM_UNAVAILABLE: Final = "telegram unavailable, try again later"
 RETRYING: Final = "telegram unavailable; retrying in {seconds} s"
 WAITING_FOR_STREAM: Final = "waiting for another stream of {group} to finish"
-PHONE_FLOOD: Final = "too many login attempts for this phone number; try again later"
-PASSWORD_FLOOD: Final = "too many password attempts; try again later"
+# Telegram's login floods, held by tgws for [limits] *_flood_cooldown (tgws/login_guard.py).
+PHONE_FLOOD: Final = "too many login attempts for this phone number; try again in {seconds} s"
+PASSWORD_FLOOD: Final = "too many password attempts; try again in {seconds} s"
 # QR login and code delivery (docs/protocol.md, "telegram login").
 SCAN_QR: Final = "scan the QR code"
 QR_EXPIRED: Final = "the QR code was not scanned in time; send {\"qr\": true} to get a new one"
@@ -482,9 +483,13 @@ def gateway_refusal(event: str, err: GatewayError) -> Refusal:
     if isinstance(err, TelegramUnavailable):
         return Refusal(event, TELEGRAM_UNAVAILABLE)
     if isinstance(err, LoginFlood):
-        if err.seconds is not None:
-            return Refusal(event, FLOOD_TOO_LONG.format(seconds=err.seconds))
-        return Refusal(event, PHONE_FLOOD if err.what == "phone" else PASSWORD_FLOOD)
+        # Telegram names no wait: the seconds are tgws's own cool-down, which the
+        # `telegram login` handler holds and fills in (tgws/login_guard.py LoginFloods).
+        if err.seconds is None:
+            return Refusal(event, TELEGRAM_ERROR.format(
+                error="PHONE_NUMBER_FLOOD" if err.what == "phone" else "PHONE_PASSWORD_FLOOD"))
+        template = PHONE_FLOOD if err.what == "phone" else PASSWORD_FLOOD
+        return Refusal(event, template.format(seconds=err.seconds), retry_after=err.seconds)
     return Refusal(event, TELEGRAM_ERROR.format(error=str(err) or type(err).__name__))
 
 
