@@ -74,6 +74,14 @@ async def session_for(sandbox: SandboxProcess, phone: str) -> str:
     return session
 
 
+async def two_hosts(sandbox: SandboxProcess, made: list[TelegramClient],
+                    phone: str) -> tuple[TelegramClient, TelegramClient]:
+    """Two clients on one session (one auth key), as hosts "host-a" and "host-b" would run it."""
+    session = await session_for(sandbox, phone)
+    return (remote(sandbox, made, session, origin="host-a"),
+            remote(sandbox, made, session, origin="host-b"))
+
+
 # --- Telethon through the shared sandbox -------------------------------------------------------
 
 async def test_telethon_logs_in_and_reads_history_through_the_shared_sandbox(
@@ -182,9 +190,7 @@ async def test_no_server_at_the_address_fails_within_the_client_retries(
 
 async def test_one_key_from_two_processes_at_once_is_auth_key_duplicated_and_recorded(
         sandbox: SandboxProcess, clients: list[TelegramClient]) -> None:
-    session = await session_for(sandbox, "+15550007777")
-    first = remote(sandbox, clients, session, origin="host-a")
-    second = remote(sandbox, clients, session, origin="host-b")
+    first, second = await two_hosts(sandbox, clients, "+15550007777")
     async with asyncio.timeout(timeout(30)):
         await first.connect()
         await first.get_me()
@@ -202,9 +208,7 @@ async def test_one_key_from_two_processes_at_once_is_auth_key_duplicated_and_rec
 
 async def test_one_key_used_after_its_first_user_disconnected_is_not_duplicated(
         sandbox: SandboxProcess, clients: list[TelegramClient]) -> None:
-    session = await session_for(sandbox, "+15550008888")
-    first = remote(sandbox, clients, session, origin="host-a")
-    second = remote(sandbox, clients, session, origin="host-b")
+    first, second = await two_hosts(sandbox, clients, "+15550008888")
     async with asyncio.timeout(timeout(30)):
         await first.connect()
         await first.get_me()

@@ -69,20 +69,14 @@ def target(request: pytest.FixtureRequest, db_path: Path) -> str:
 
 @pytest.fixture
 async def store(target: str, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(target, clock=clock)
-    try:
+    async with await Store.open(target, clock=clock) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
 async def sqlite_store(db_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(db_path, clock=clock)
-    try:
+    async with await Store.open(db_path, clock=clock) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 def is_postgres(target: str) -> bool:
