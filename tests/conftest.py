@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.pgserver import PgServer, shared_server
-from tests.support import ThreadedDaemon, make_config
+from tests.support import ThreadedDaemon, make_config, started
 from tgws.config import Config
 from tgws.daemon import Daemon
 
@@ -41,12 +41,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def daemon(config: Config) -> AsyncIterator[Daemon]:
-    d = Daemon(config)
-    await d.start()
-    try:
+    async with started(config) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 @pytest.fixture

@@ -33,11 +33,8 @@ def database(pg_server: PgServer) -> str:
 
 @pytest.fixture
 async def store(database: str) -> AsyncIterator[Store]:
-    opened = await Store.open(database)
-    try:
+    async with await Store.open(database) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
