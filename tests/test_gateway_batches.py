@@ -1,20 +1,16 @@
-"""gateway._batches takes loaded pages in slices: same items, same order, same end.
-
-Telethon's RequestIter (members of a basic group) is sliced by tgws/fastpath.py; tgws's own
-pagers (member_paging.OverlapPager, history_paging.HistoryPager) hand out what they fetched
-through take_loaded(). Every test runs twice: with the fast path and with the public path
-forced (one __anext__ per item for RequestIter; tgws's pagers use no internals).
+"""gateway._batches: pages of the asked size, the same items in the same order as plain
+iteration, whether the iterator hands out a loaded page at once (tgws's own pagers,
+history_paging.HistoryPager and member_paging.OverlapPager, through take_loaded()) or one
+item per __anext__ (Telethon's RequestIter: a basic group's members).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from telethon.sessions import StringSession
 
-from tgws import fastpath
 from tgws.config import TelegramConfig
 from tgws.gateway import Account, Gateway
 from tgws.history_paging import HistoryPager
@@ -26,13 +22,6 @@ async def _batches(client: Any, iterator: Any, size: int) -> list[list[Any]]:
     account = Account(Gateway(TelegramConfig(), None, lambda s: None), 1)  # type: ignore[arg-type]
     account._client = client  # connected: _batches uses it as it is
     return [page.items async for page in account._batches(lambda c: iterator, size, None, None)]
-
-
-@pytest.fixture(autouse=True, params=[False, True], ids=["fast", "public"])
-def public_path(request: pytest.FixtureRequest) -> Iterator[None]:
-    fastpath.force_public(request.param)
-    yield
-    fastpath.force_public(False)
 
 
 @pytest.fixture

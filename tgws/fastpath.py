@@ -1,22 +1,16 @@
 """The one module that relies on library internals: each checked, a public twin where one exists.
 
-Whole on purpose (~420 lines): issue 12 asks for every use of a library internal in one
-module, so a websockets or Telethon upgrade is checked against this file alone.
+Issue 12 asks for every use of a library internal in one module, so a websockets or
+Telethon upgrade is checked against this file alone.
 
-Two hot loops (once per streamed item) go below the libraries' public APIs, because the
-public path costs several microseconds per item (bench/README.md):
-
-* websockets, writing a batch of frames (`write_frames`): `Connection.send_context()`,
-  `conn.protocol` (`extensions`, `send_text()`, `data_to_send()`) and `conn.transport`, to
-  write a batch of hand-built frames with one syscall. Public twin: `await ws.send(frame,
-  text=True)` per frame, in tgws/frames.py. Also `conn.transport.abort()` (`abort`), to
-  drop a client that stopped reading; public twin: ws.close(), which aborts in time.
-* Telethon, reading a loaded page (`take_loaded`): RequestIter's `buffer`, `index` and
-  `left`, to take the rest of a page in one slice. Public twin: one `__anext__` per item
-  (plain async iteration), in gateway._batches. Only Telethon's own iterators need it
-  (iter_participants, for a basic group's members): tgws's pagers for messages
-  (history_paging.py) and supergroup members (member_paging.py) hand out their pages
-  through their own public take_loaded().
+One hot loop (once per streamed item) goes below websockets' public API, because the
+public path costs about a microsecond per item (bench/README.md): writing a batch of frames
+(`write_frames`): `Connection.send_context()`, `conn.protocol` (`extensions`, `send_text()`,
+`data_to_send()`) and `conn.transport`, to write a batch of hand-built frames with one
+syscall. Public twin: `await ws.send(frame, text=True)` per frame, in tgws/frames.py. Also
+`conn.transport.abort()` (`abort`), to drop a client that stopped reading; public twin:
+ws.close(), which aborts in time. (Streams no longer read Telethon's RequestIter internals:
+tgws's own pagers, history_paging.py and member_paging.py, hand out whole pages.)
 
 Telethon's update machinery is hooked here too, each hook with a fallback: the
 `_no_updates` flag (`receives_updates`, `stop_updates`; public twin: set_receive_updates),
@@ -33,13 +27,12 @@ asyncio.Protocol callbacks of websockets' ServerConnection that tgws/wsguard.py 
 
 Nothing else in tgws is to touch those names. Each fast path is checked on first use (the
 answer is cached and logged once): the attributes it uses must exist, and a self-test
-must pass (hand-built frames byte-identical to websockets' own Frame serializer; slicing a
-probe RequestIter yields exactly what plain iteration yields). When a check fails, the
-public path is used and a warning names what was missing, so a websockets or Telethon
-release that moves its internals makes tgws slower, never wrong.
+must pass (hand-built frames byte-identical to websockets' own Frame serializer). When a
+check fails, the public path is used and a warning names what was missing, so a websockets
+or Telethon release that moves its internals makes tgws slower, never wrong.
 
 `force_public(True)` is the documented switch that reports the internals as missing (for
-the tests that prove the fallback streams correctly, and for benchmarks); `None` goes back
+the tests that prove the fallback streams correctly, and for benchmarks); `False` goes back
 to checking.
 """
 
@@ -57,15 +50,13 @@ log = logging.getLogger("tgws.fastpath")
 
 _forced_public = False
 _websockets_ok: dict[type[Any], bool] = {}
-_telethon_ok: bool | None = None
 
 
 def force_public(enabled: bool) -> None:
     """Report every internal as missing (True), or check them again on next use (False)."""
-    global _forced_public, _telethon_ok
+    global _forced_public
     _forced_public = enabled
     _websockets_ok.clear()
-    _telethon_ok = None
 
 
 # --- websockets: hand-built frames, one write per batch ---------------------------------------
@@ -156,87 +147,6 @@ def _websockets_missing(ws: ServerConnection) -> str | None:
                                                                          extensions=[]):
             return f"a frame of {size} bytes equal to websockets' Frame.serialize()"
     return None
-
-
-# --- Telethon: the rest of a loaded page in one slice ---------------------------------------
-def can_slice(iterator: Any) -> bool:
-    """Whether `take_loaded` may be used on this Telethon iterator."""
-    global _telethon_ok
-    if _telethon_ok is None:
-        _telethon_ok = _check("Telethon", _telethon_missing)
-    if not _telethon_ok:
-        return False
-    from telethon.requestiter import RequestIter
-
-    # A subclass with its own __anext__ could hand out items differently from the slice.
-    return isinstance(iterator, RequestIter) and \
-        type(iterator).__anext__ is RequestIter.__anext__
-
-
-def take_loaded(iterator: Any, items: list[Any], size: int) -> None:
-    """Move the rest of the page Telethon already holds into `items`, up to `size`.
-
-    RequestIter.__anext__ hands out its loaded page one await at a time (a coroutine per
-    item, ~0.7 µs); the page is a plain list, so the remainder is taken in one slice and
-    the iterator's own counters (buffer, index, left: RequestIter's state since 1.0) are
-    advanced exactly as that many __anext__ calls would have. The next __anext__ then loads
-    the next page as usual.
-    """
-    buffer = iterator.buffer
-    start = iterator.index
-    take = min(len(buffer) - start, iterator.left, size - len(items))
-    if take > 0:
-        items.extend(buffer[start:start + take])
-        iterator.index = start + take
-        iterator.left -= take
-
-
-def _telethon_missing() -> str | None:
-    try:
-        from telethon.requestiter import RequestIter
-    except ImportError:
-        return "telethon.requestiter.RequestIter"
-
-    class Probe(RequestIter):  # type: ignore[misc]  # Telethon has no type hints
-        """Three pages of known items, loaded without I/O."""
-
-        async def _init(self) -> None:
-            self.pages = [[1, 2, 3], [4, 5, 6, 7], [8]]
-
-        async def _load_next_chunk(self) -> bool:
-            self.buffer.extend(self.pages.pop(0))
-            return not self.pages
-
-    async def plain(limit: int | None) -> list[int]:
-        return [item async for item in Probe(None, limit)]
-
-    async def sliced(limit: int | None) -> list[int]:
-        iterator = Probe(None, limit).__aiter__()
-        out: list[int] = []
-        while True:
-            try:
-                out.append(await iterator.__anext__())
-            except StopAsyncIteration:
-                return out
-            take_loaded(iterator, out, len(out) + 2)
-
-    for limit in (None, 5, 1):
-        expected, got = _run(plain(limit)), _run(sliced(limit))
-        if expected != list(range(1, 9))[:limit] or got != expected:
-            return f"RequestIter buffer/index/left (probe, limit {limit}: {got} != {expected})"
-    return None
-
-
-def _run(coroutine: Awaitable[list[int]]) -> list[int]:
-    """Run a coroutine that never suspends (the probe does no I/O) without an event loop."""
-    step = coroutine.__await__()
-    try:
-        step.send(None)
-    except StopIteration as done:
-        result: list[int] = done.value
-        return result
-    step.close()
-    raise RuntimeError("the probe iterator suspended")
 
 
 def _check(library: str, missing: Callable[[], str | None]) -> bool:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,7 +43,7 @@ from typing import Any, Generic, TypeVar
 from telethon import errors, functions, types
 from telethon.sessions import StringSession
 
-from tgws import fastpath, history_paging, member_paging, resilience
+from tgws import history_paging, member_paging, resilience
 from tgws.account_calls import OnFlood
 from tgws.account_login import LoginMethods
 from tgws.config import TelegramConfig
@@ -157,13 +156,14 @@ class Account(LoginMethods, ResolveMethods):
     async def _batches(self, iterate: Callable[[Any], Any], size: int,
                        on_flood: OnFlood | None,
                        on_retry: OnRetry | None) -> AsyncIterator[Page[Any]]:
-        """Pages of `size` items from the Telethon iterator `iterate(client)` returns.
+        """Pages of `size` items from the iterator `iterate(client)` returns: tgws's pagers
+        (history_paging, member_paging) or Telethon's RequestIter, which resume alike.
 
         Flood waits are waited out in place. A transient failure (a 5xx after Telethon's
         retries, a dropped connection, no answer within call_timeout) is retried after a
         backoff, stream_retries times in a row, then raised as TelegramUnavailable.
 
-        Resuming is exact: an error inside RequestIter.__anext__ (Telegram's answer, or
+        Resuming is exact: an error inside the iterator's __anext__ (Telegram's answer, or
         our deadline cancelling the request) leaves the iterator's offsets untouched, so
         calling __anext__ again, once the client is connected again, re-sends the same
         page: nothing is skipped or repeated, and items already taken stay in `items`.
@@ -179,7 +179,7 @@ class Account(LoginMethods, ResolveMethods):
         generation = self._generation
         items: list[Any] = []
         while True:
-            # The hot loop (once per page when slicing, else per item): errors inline.
+            # The hot loop (once per page with take_loaded, else per item): errors inline.
             try:
                 if iterator is None or reconnect:
                     client = await self._ensure_client()
@@ -248,15 +248,12 @@ def _page_taker(iterator: Any) -> Callable[[list[Any], int], None] | None:
     """How to take the rest of the page `iterator` has loaded in one go, if it can.
 
     One __anext__ (and one deadline) per page instead of per item: tgws's own pagers
-    (member_paging) say how with take_loaded(); Telethon's RequestIter is sliced by
-    tgws/fastpath.py where its internals allow; anything else goes item by item.
+    (history_paging, member_paging) say how with take_loaded(). Telethon's iterators go
+    item by item: only a basic group's members still use one (iter_participants, at most
+    a few hundred from one messages.getFullChat).
     """
     own: Callable[[list[Any], int], None] | None = getattr(iterator, "take_loaded", None)
-    if own is not None:
-        return own
-    if fastpath.can_slice(iterator):
-        return functools.partial(fastpath.take_loaded, iterator)
-    return None
+    return own
 
 
 class Gateway:
