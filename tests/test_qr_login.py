@@ -3,8 +3,10 @@ the sandbox Telegram scanning with world.login.qr.accept (the "other device").""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,19 @@ async def verified(daemon: Daemon) -> Any:
     return ws
 
 
+@contextlib.asynccontextmanager
+async def verified_session(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[Daemon, Any]]:
+    """started() and a verified() socket; the socket is closed after the block, the daemon
+    stopped whatever happens."""
+    daemon = await started(tmp_path, **overrides)
+    try:
+        ws = await verified(daemon)
+        yield daemon, ws
+        await ws.close()
+    finally:
+        await daemon.stop()
+
+
 def scan_reply(reply: dict[str, Any]) -> str:
     """The URL of a "scan the QR code" reply, after checking its whole shape."""
     assert reply["event"] == TL, reply
@@ -61,9 +76,7 @@ def scanner(daemon: Daemon, phone: str) -> Any:
 
 
 async def test_qr_login_shows_a_url_and_logs_in_once_scanned(tmp_path: Path) -> None:
-    daemon = await started(tmp_path)
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path) as (daemon, ws):
         world, owner = scanner(daemon, OWNER)
         url = scan_reply(await ask(ws, TL, {"qr": True}))
         world.login.qr.accept(url, owner)
@@ -72,16 +85,11 @@ async def test_qr_login_shows_a_url_and_logs_in_once_scanned(tmp_path: Path) -> 
         expect(await ask(ws, TL, {"qr": True}), TL, "success", p.SESSION_EXISTS_TELEGRAM)
         assert daemon.app is not None
         assert await daemon.app.store.has_session(1)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_each_refreshed_token_is_a_new_reply_and_the_newest_one_logs_in(
         tmp_path: Path) -> None:
-    daemon = await started(tmp_path, **{"sandbox.qr_token_ttl": 1.0})
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path, **{"sandbox.qr_token_ttl": 1.0}) as (daemon, ws):
         world, owner = scanner(daemon, OWNER)
         first = scan_reply(await ask(ws, TL, {"qr": True}))
         second = scan_reply(await recv_json(ws))  # Telegram expired the first: a new code
@@ -94,46 +102,31 @@ async def test_each_refreshed_token_is_a_new_reply_and_the_newest_one_logs_in(
             if reply["data"]["message"] != p.SCAN_QR:
                 break
         expect(reply, TL, "success", p.LOGGED_IN)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_qr_login_of_a_2fa_account_asks_for_the_password(tmp_path: Path) -> None:
-    daemon = await started(tmp_path)
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path) as (daemon, ws):
         world, account = scanner(daemon, TWO_FA)
         world.login.qr.accept(scan_reply(await ask(ws, TL, {"qr": True})), account)
         expect(await recv_json(ws), TL, "success", p.SEND_PASSWORD)
         expect(await ask(ws, TL, {"phone": OWNER}), TL, "failed", p.PASSWORD_PENDING)
         expect(await ask(ws, TL, {"password": "hunter2"}), TL, "success", p.LOGGED_IN)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_qr_login_of_an_account_on_another_dc(tmp_path: Path) -> None:
-    daemon = await started(tmp_path)
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path) as (daemon, ws):
         world, owner = scanner(daemon, OWNER)
         world.dcs.place(owner, 4)  # loginTokenMigrateTo(4) -> importLoginToken on DC 4
         world.login.qr.accept(scan_reply(await ask(ws, TL, {"qr": True})), owner)
         expect(await recv_json(ws), TL, "success", p.LOGGED_IN)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_an_unscanned_qr_login_fails_clearly_and_the_phone_login_still_works(
         tmp_path: Path) -> None:
     # Tokens expire on whole seconds (TL dates): one lives 0.5 to 1.5 s here, so at least
     # two are shown before the QR login gives up.
-    daemon = await started(tmp_path, **{"sandbox.qr_token_ttl": 0.5,
-                                        "telegram.qr_login_timeout": timeout(2.5)})
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path, **{"sandbox.qr_token_ttl": 0.5,
+                                             "telegram.qr_login_timeout": timeout(2.5)}) as (_, ws):
         urls = [scan_reply(await ask(ws, TL, {"qr": True}))]
         while True:
             reply = await recv_json(ws)
@@ -145,20 +138,12 @@ async def test_an_unscanned_qr_login_fails_clearly_and_the_phone_login_still_wor
         # The connection stays open and is back where it was: the code login works.
         expect(await ask(ws, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
         expect(await ask(ws, TL, {"code": "12345"}), TL, "success", p.LOGGED_IN)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_the_demo_scans_by_itself(tmp_path: Path) -> None:
-    daemon = await started(tmp_path, **{"sandbox.qr_accept_after": 0.05})
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path, **{"sandbox.qr_accept_after": 0.05}) as (_, ws):
         scan_reply(await ask(ws, TL, {"qr": True}))
         expect(await recv_json(ws), TL, "success", p.LOGGED_IN)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_resend_names_the_new_delivery_until_telegram_has_no_other_way(
@@ -204,23 +189,16 @@ async def test_a_client_that_opts_in_learns_how_the_first_code_was_sent(
 
 
 async def test_a_resend_counts_against_the_code_limits(tmp_path: Path) -> None:
-    daemon = await started(tmp_path, **{"limits.send_code_per_phone": 2})
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path, **{"limits.send_code_per_phone": 2}) as (_, ws):
         expect(await ask(ws, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
         assert (await ask(ws, TL, {"resend": True}))["data"]["delivery"] == "call"
         reply = await ask(ws, TL, {"resend": True})
         assert reply["data"]["status"] == "failed"
         assert reply["data"]["message"].startswith("too many login codes requested")
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_qr_and_resend_requests_are_checked(tmp_path: Path) -> None:
-    daemon = await started(tmp_path)
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path) as (_, ws):
         reply = await ask(ws, TL, {"qr": 1})
         assert reply["data"] == {"status": "failed", "message": "'data.qr' must be true"}
         reply = await ask(ws, TL, {"qr": True, "phone": OWNER})
@@ -228,17 +206,13 @@ async def test_qr_and_resend_requests_are_checked(tmp_path: Path) -> None:
         assert "exactly one of" in reply["data"]["message"]
         expect(await ask(ws, TL, {"phone": OWNER}), TL, "success", p.SEND_CODE)
         expect(await ask(ws, TL, {"qr": True}), TL, "failed", p.CODE_PENDING)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_qr_login_in_the_hostile_world(tmp_path: Path) -> None:
     # Faults on 5 % of calls (5xx, timeouts, flood waits, drops) and the owner on DC 1: the
     # login still ends logged in, with flood-wait notices at most along the way.
-    daemon = await started(tmp_path, **{"sandbox.hostile": True, "sandbox.seed": 3})
-    try:
-        ws = await verified(daemon)
+    async with verified_session(tmp_path, **{"sandbox.hostile": True,
+                                             "sandbox.seed": 3}) as (daemon, ws):
         world, owner = scanner(daemon, OWNER)
         assert world.dcs.of_user(owner) == 1
         await ws.send(json.dumps({"event": TL, "data": {"qr": True}}))
@@ -250,9 +224,6 @@ async def test_qr_login_in_the_hostile_world(tmp_path: Path) -> None:
             if reply["data"]["status"] != "progress" and reply["data"]["message"] != p.SCAN_QR:
                 break
         expect(reply, TL, "success", p.LOGGED_IN)
-        await ws.close()
-    finally:
-        await daemon.stop()
 
 
 async def test_a_login_under_way_on_another_connection_of_the_key_is_left_alone(
