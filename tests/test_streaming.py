@@ -28,11 +28,16 @@ from tgws.daemon import Daemon
 
 # Every test here runs against the sandbox in both of its modes: "objects" hands Telethon
 # ready-made TL objects; "wire" serializes every answer to TL bytes and has Telethon parse
-# them back, as it does with Telegram. To keep the suite's time down, the 25,000-message
-# streams whose subject is tgws's own logic (cancel, refusal of a second stream, progress,
-# flood waits, short pages, serialized `latest`) run in objects mode only; the complete stream
-# and the resume after a disconnect run in both. (test_sandbox_history.py covers Telethon's
-# paging over short pages and flood waits in wire mode.)
+# them back, as it does with Telegram. To keep the suite's time down, the long streams whose
+# subject is tgws's own logic (cancel, refusal of a second stream, progress, flood waits, short
+# pages, serialized `latest`) run in objects mode only; the complete stream and the resume
+# after a disconnect run in both. (test_sandbox_history.py covers Telethon's paging over short
+# pages and flood waits in wire mode.) Only the tests where size is the point stream the
+# 25,000-message history (`big`): the complete stream, and cancel and disconnect, which need
+# more in flight than the sockets' buffers hold so that the stream is truly cut mid-way.
+# The others take `medium` (3,000 messages: 30 pages, or about 40 with short_pages, which cuts
+# about 20 of them short; three progress replies; a flood wait on the 5th call; two streams
+# that overlap).
 OBJECTS_ONLY = pytest.mark.parametrize("sandbox_wire", [False], ids=["objects"])
 # And in both worlds (conftest.sandbox_world): the calm demo world, and the hostile one with
 # 5 % of Telegram calls failing; the demo's groups are in both, so the numbers hold in both.
@@ -80,6 +85,18 @@ async def big(daemon: Daemon) -> str:
     group.populate(30)
     group.history(25_000)
     return "bighistory"
+
+
+MEDIUM = 3_000
+
+
+@pytest.fixture
+async def medium(daemon: Daemon) -> str:
+    """A megagroup with a lazily generated history of MEDIUM messages."""
+    group = world_of(daemon).megagroup("mediumhistory", title="Medium history")
+    group.populate(30)
+    group.history(MEDIUM)
+    return "mediumhistory"
 
 
 # --- replies before streaming ------------------------------------------------------------
@@ -219,11 +236,11 @@ async def test_12000_members_with_the_sweep_are_complete_without_it_honestly_not
 
 @OBJECTS_ONLY
 async def test_short_history_pages_do_not_end_the_stream(
-        daemon: Daemon, api_key: str, big: str) -> None:
+        daemon: Daemon, api_key: str, medium: str) -> None:
     world_of(daemon).short_pages = True
     async with await logged_in(daemon, api_key) as ws:
-        items, _ = await chats(ws, big)
-    assert ids(items) == list(range(1, 25_001))
+        items, _ = await chats(ws, medium)
+    assert ids(items) == list(range(1, MEDIUM + 1))
 
 
 # --- latest --------------------------------------------------------------------------------
@@ -275,12 +292,13 @@ async def test_two_api_keys_keep_separate_offsets(daemon: Daemon, api_key: str) 
 
 @OBJECTS_ONLY
 async def test_concurrent_latest_streams_of_one_key_and_group_do_not_both_send(
-        daemon: Daemon, api_key: str, big: str) -> None:
+        daemon: Daemon, api_key: str, medium: str) -> None:
     async with await logged_in(daemon, api_key) as a, await logged_in(daemon, api_key) as b:
-        results = await asyncio.gather(chats(a, big, latest=True), chats(b, big, latest=True))
+        results = await asyncio.gather(chats(a, medium, latest=True),
+                                       chats(b, medium, latest=True))
     counts = sorted(done["count"] for _, done in results)
     # Serialized: the second stream starts after the first committed everything.
-    assert counts == [0, 25_000]
+    assert counts == [0, MEDIUM]
 
 
 # --- never lose anything -------------------------------------------------------------------
@@ -349,10 +367,10 @@ async def test_cancel_stops_the_stream_and_keeps_the_connection(
 
 @OBJECTS_ONLY
 async def test_a_second_stream_while_one_runs_is_refused(
-        daemon: Daemon, api_key: str, big: str) -> None:
+        daemon: Daemon, api_key: str, medium: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
         await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": big, "status": ""}], "status": ""}}))
+            "group": [{"name": medium, "status": ""}], "status": ""}}))
         await ws.send(json.dumps({"event": "users", "data": {"group": ["testgroup00002"]}}))
         refused = False
         while True:
@@ -367,13 +385,13 @@ async def test_a_second_stream_while_one_runs_is_refused(
 
 @OBJECTS_ONLY
 async def test_flood_wait_while_paging_is_waited_and_the_stream_completes(
-        daemon: Daemon, api_key: str, big: str) -> None:
+        daemon: Daemon, api_key: str, medium: str) -> None:
     world_of(daemon).fail("GetHistoryRequest", "FLOOD_WAIT_1", after=5)
     async with await logged_in(daemon, api_key) as ws:
         # Flood notices are progress replies: only a request that asks for progress gets
         # them (tests/test_resilience.py checks that "progress": false gets none).
         await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": big, "status": ""}], "status": "", "progress": True}}))
+            "group": [{"name": medium, "status": ""}], "status": "", "progress": True}}))
         notices = []
         got: list[int] = []
         while True:
@@ -392,14 +410,14 @@ async def test_flood_wait_while_paging_is_waited_and_the_stream_completes(
         assert scripted in notices and all(n["wait"] > 0 for n in notices)
     else:
         assert notices == [scripted]
-    assert got == list(range(1, 25_001))
+    assert got == list(range(1, MEDIUM + 1))
 
 
 @OBJECTS_ONLY
-async def test_progress_replies_when_asked(daemon: Daemon, api_key: str, big: str) -> None:
+async def test_progress_replies_when_asked(daemon: Daemon, api_key: str, medium: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
         await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": big, "status": ""}], "status": "", "progress": True}}))
+            "group": [{"name": medium, "status": ""}], "status": "", "progress": True}}))
         progress = []
         notices = []  # flood waits and retries: the hostile world's faults
         while True:
@@ -413,7 +431,7 @@ async def test_progress_replies_when_asked(daemon: Daemon, api_key: str, big: st
                 break
     assert all(n["wait"] > 0 for n in notices)
     assert daemon.config.sandbox.hostile or not notices
-    assert progress, "a 25,000-message stream with progress on reports progress"
-    assert all(m["group"] == big and m["total"] == 25_000 for m in progress)
+    assert progress, "a 3,000-message stream with progress on reports progress"
+    assert all(m["group"] == medium and m["total"] == MEDIUM for m in progress)
     sent = [m["sent"] for m in progress]
-    assert sent == sorted(sent) and sent[-1] <= 25_000
+    assert sent == sorted(sent) and sent[-1] <= MEDIUM
