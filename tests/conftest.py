@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon_process import DaemonProcess
 from tests.pgserver import PgServer, shared_server
 from tests.support import ThreadedDaemon, make_config, started
 from tgws.config import Config
@@ -61,6 +62,16 @@ def threaded_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Thread
     })
     with ThreadedDaemon(config) as td:
         yield td
+
+
+@pytest.fixture
+def processes() -> Iterator[list[DaemonProcess]]:
+    """The `tgws serve` processes a test starts (tests/daemon_process.py): each is closed
+    (killed if need be) after the test, whatever happens."""
+    started: list[DaemonProcess] = []
+    yield started
+    for proc in started:
+        proc.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import signal
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,14 +38,6 @@ def config_file(tmp_path: Path, sandbox_wire: bool, sandbox_world: str) -> Path:
                     f'[sandbox]\nwire = {str(sandbox_wire).lower()}\n'
                     + world_toml(sandbox_world))
     return path
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        proc.close()
 
 
 async def open_client(port: int) -> ClientConnection:

@@ -270,14 +270,6 @@ def create_key(config: Path) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        proc.close()
-
-
 def start_daemon(config: Path, started: list[DaemonProcess]) -> DaemonProcess:
     proc = DaemonProcess(config.parent, "--config", str(config))
     started.append(proc)
@@ -308,10 +300,10 @@ async def latest(ws: ClientConnection, group: str) -> list[dict[str, Any]]:
 
 
 async def test_two_daemons_each_with_its_own_store_see_one_shared_world(
-        tmp_path: Path, sandbox: SandboxProcess, daemons: list[DaemonProcess]) -> None:
+        tmp_path: Path, sandbox: SandboxProcess, processes: list[DaemonProcess]) -> None:
     configs = [daemon_config(tmp_path, name, sandbox) for name in ("a", "b")]
     keys = [create_key(config) for config in configs]
-    procs = [start_daemon(config, daemons) for config in configs]
+    procs = [start_daemon(config, processes) for config in configs]
     sockets = [await open_ws(proc.port) for proc in procs]
     try:
         for ws, key, phone in zip(sockets, keys, ("+15550001111", "+15550002222"), strict=True):
@@ -329,7 +321,7 @@ async def test_two_daemons_each_with_its_own_store_see_one_shared_world(
 
 
 async def test_one_session_in_two_daemons_at_once_is_auth_key_duplicated_and_recorded(
-        tmp_path: Path, sandbox: SandboxProcess, daemons: list[DaemonProcess]) -> None:
+        tmp_path: Path, sandbox: SandboxProcess, processes: list[DaemonProcess]) -> None:
     from tgws.store import Store
 
     session = await session_for(sandbox, "+15550001212")
@@ -341,7 +333,7 @@ async def test_one_session_in_two_daemons_at_once_is_auth_key_duplicated_and_rec
             [record] = await store.list_api_keys()
             await store.save_session(record.id, session, None)
         keys.append(key)
-    procs = [start_daemon(config, daemons) for config in configs]
+    procs = [start_daemon(config, processes) for config in configs]
     sockets = [await open_ws(proc.port) for proc in procs]
     try:
         await login(sockets[0], keys[0], "")
@@ -451,7 +443,7 @@ def test_sandbox_url_makes_the_daemons_backend_the_remote_one(tmp_path: Path) ->
 
 
 async def test_a_paused_daemon_does_not_hold_its_key_but_is_caught_when_it_calls_again(
-        tmp_path: Path, sandbox: SandboxProcess, daemons: list[DaemonProcess]) -> None:
+        tmp_path: Path, sandbox: SandboxProcess, processes: list[DaemonProcess]) -> None:
     """SIGSTOP the daemon running an account: its connection falls silent and the sandbox
     closes it, so a second daemon takes the same session over without AUTH_KEY_DUPLICATED.
     SIGCONT it and let it call Telegram for the account: that is two daemons running one
@@ -466,8 +458,8 @@ async def test_a_paused_daemon_does_not_hold_its_key_but_is_caught_when_it_calls
         async with await Store.open(str(config.parent / "tgws.db")) as store:
             [record] = await store.list_api_keys()
             await store.save_session(record.id, session, None)
-    first = start_daemon(configs[0], daemons)
-    second = start_daemon(configs[1], daemons)
+    first = start_daemon(configs[0], processes)
+    second = start_daemon(configs[1], processes)
     ws_first, ws_second = await open_ws(first.port), await open_ws(second.port)
     try:
         await login(ws_first, keys[0], "")

@@ -12,7 +12,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -37,14 +36,6 @@ def config_file(tmp_path: Path, database: str) -> Path:
                     f'[store]\nurl = "{database}"\n'
                     '[telegram]\nbackend = "sandbox"\n')
     return path
-
-
-@pytest.fixture
-def processes() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        proc.close()
 
 
 def cli(config_file: Path, *args: str) -> str:
