@@ -26,6 +26,8 @@ from tests.support import (
     make_config,
     open_ws,
     recv_json,
+    started,
+    started_with_key,
     wait_closed,
 )
 from tgws import protocol as p
@@ -50,12 +52,8 @@ FAST = {
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    d = Daemon(make_config(tmp_path, **FAST))
-    await d.start()
-    try:
+    async with started(make_config(tmp_path, **FAST)) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 def world(daemon: Daemon) -> Any:
@@ -104,6 +102,13 @@ async def stream_once(daemon: Daemon, api_key: str, event: str, data: dict[str, 
         return await read_stream(ws, event, on_notice=on_notice)
 
 
+async def next_stream_is_whole(ws: ClientConnection) -> None:
+    """The socket still serves: a chats stream of GROUP_2 (120 messages) arrives whole."""
+    await send(ws, "chats", {"group": [GROUP_2]})
+    got, _, done = await read_stream(ws, "chats")
+    assert done["data"]["message"] == "done" and len(got) == 120
+
+
 def retries(notices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [n for n in notices if isinstance(n["message"], str)
             and n["message"].startswith("telegram unavailable; retrying")]
@@ -123,11 +128,8 @@ async def test_5xx_inside_a_stream_is_retried_and_the_stream_resumes_exactly(
 
 async def test_5xx_past_the_retry_budget_ends_the_stream_clearly(
         tmp_path: Path) -> None:
-    d = Daemon(make_config(tmp_path, **{**FAST, "telegram.stream_retries": 2}))
-    await d.start()
-    try:
-        assert d.app is not None
-        key = await d.app.store.create_api_key("k")
+    config = make_config(tmp_path, **{**FAST, "telegram.stream_retries": 2})
+    async with started_with_key(config, "k") as (d, _, key):
         world(d).faults.script("GetHistory", "rpc_call_fail", times=None, after=2)
         async with await logged_in(d, key) as ws:
             await send(ws, "chats", {"group": [GROUP_1]})
@@ -137,11 +139,7 @@ async def test_5xx_past_the_retry_budget_ends_the_stream_clearly(
             assert notices == []  # "progress" was not asked for
             world(d).faults.calm()
             # Not a 1011, not a close: the next request streams.
-            await send(ws, "chats", {"group": [GROUP_2]})
-            got, _, done = await read_stream(ws, "chats")
-            assert done["data"]["message"] == "done" and len(got) == 120
-    finally:
-        await d.stop()
+            await next_stream_is_whole(ws)
 
 
 @pytest.mark.parametrize("mode", ["refuse", "stall", "garble"])
@@ -150,11 +148,8 @@ async def test_an_endpoint_that_stays_broken_mid_stream_ends_it_clearly(
     """Past the retry budget, each way an endpoint can break while a page is awaited (down:
     ConnectionError; silent: the call's deadline, TimeoutError; not MTProto: the call never
     completes) ends the stream with "telegram unavailable" on an open socket, not 1011."""
-    d = Daemon(make_config(tmp_path, **{**FAST, "telegram.stream_retries": 2}))
-    await d.start()
-    try:
-        assert d.app is not None
-        key = await d.app.store.create_api_key("k")
+    config = make_config(tmp_path, **{**FAST, "telegram.stream_retries": 2})
+    async with started_with_key(config, "k") as (d, _, key):
         faults = world(d).faults
         faults.set(latency=0.02)  # ten pages: the endpoint breaks after the first arrived
         async with await logged_in(d, key) as ws:
@@ -173,8 +168,6 @@ async def test_an_endpoint_that_stays_broken_mid_stream_ends_it_clearly(
             await send(ws, "chats", {"group": [GROUP_2]})
             again, _, done = await read_stream(ws, "chats")
             assert done["data"]["message"] == "done" and again == list(range(1, 121))
-    finally:
-        await d.stop()
 
 
 async def test_a_stall_mid_stream_reconnects_and_resumes_after_the_last_item(
@@ -387,13 +380,9 @@ async def test_a_logout_while_another_connections_login_is_answering(
 
 async def test_a_client_that_stops_reading_is_dropped_even_without_pings(
         tmp_path: Path) -> None:
-    d = Daemon(make_config(tmp_path, **{
-        "server.ping_interval": 0, "streaming.ack_timeout": 1.0}))
-    await d.start()
-    try:
-        app = d.app
-        assert app is not None
-        key = await app.store.create_api_key("k")
+    config = make_config(tmp_path, **{
+        "server.ping_interval": 0, "streaming.ack_timeout": 1.0})
+    async with started_with_key(config, "k") as (d, app, key):
         group = world(d).megagroup("bighistory", title="Big history")
         group.populate(5)
         group.history(20_000)
@@ -409,8 +398,6 @@ async def test_a_client_that_stops_reading_is_dropped_even_without_pings(
         await eventually(lambda: not app.connections, "the stalled client to be dropped",
                          wait=15)
         ws.transport.abort()
-    finally:
-        await d.stop()
 
 
 async def test_sandbox_stall_at_connect_fails_login_clearly(
@@ -447,12 +434,8 @@ def test_pending_calls_past_their_deadline_count_as_stuck() -> None:
 
 async def test_a_stalled_connect_holds_the_keys_other_requests_no_longer_than_its_deadline(
         tmp_path: Path) -> None:
-    d = Daemon(make_config(tmp_path, **{**FAST, "telegram.idle_disconnect": 0.0}))
-    await d.start()
-    try:
-        app = d.app
-        assert app is not None
-        key = await app.store.create_api_key("k")
+    config = make_config(tmp_path, **{**FAST, "telegram.idle_disconnect": 0.0})
+    async with started_with_key(config, "k") as (d, app, key):
         async with await logged_in(d, key):
             pass
         await eventually(lambda: app.gateway.connected_accounts == 0,
@@ -468,8 +451,4 @@ async def test_a_stalled_connect_holds_the_keys_other_requests_no_longer_than_it
                 expect(reply, event, "failed", p.TELEGRAM_UNAVAILABLE)
             assert elapsed < 2 * FAST["telegram.connect_timeout"] + 3
             world(d).faults.resume()
-            await send(b, "chats", {"group": [GROUP_2]})
-            got, _, done = await read_stream(b, "chats")
-            assert done["data"]["message"] == "done" and len(got) == 120
-    finally:
-        await d.stop()
+            await next_stream_is_whole(b)
