@@ -34,6 +34,7 @@ from tests.support import (
     logged_in,
     make_config,
     recv_json,
+    started_with_key,
     timeout,
     wait_closed,
     ws_url,
@@ -46,14 +47,8 @@ from tgws.wsguard import GuardedConnection
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[Daemon, str]]:
-    d = Daemon(make_config(tmp_path, **overrides))
-    await d.start()
-    try:
-        assert d.app is not None
-        key = await d.app.store.create_api_key("legit")
+    async with started_with_key(make_config(tmp_path, **overrides), "legit") as (d, _, key):
         yield d, key
-    finally:
-        await d.stop()
 
 
 async def open_from(d: Daemon, source: str = "127.0.0.1", **kwargs: Any) -> ClientConnection:
