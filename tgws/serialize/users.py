@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC
 from typing import Any, Final
 
+import orjson
 from telethon.tl import types
 
 from tgws.serialize.common import (
+    DATE_OPTS,
     DateFormat,
     Lenient,
     envelope,
-    envelopes,
     iso,
     snake,
     utc_or_iso,
@@ -158,5 +160,176 @@ def user_envelope(group: str, u: Any) -> bytes:
 
 
 def user_frames(group: str, users: Iterable[Any]) -> list[bytes]:
-    """user_envelope(group, u) for each member, byte for byte: the hot path of `users`."""
-    return envelopes("users", group, "user", map(_member, users))
+    """user_envelope(group, u) for each member, byte for byte: the hot path of `users`.
+
+    Members as Telethon parses them are written from a template (_template_frames); any
+    member it does not vouch for takes user_envelope's own path.
+    """
+    users = list(users)
+    if not users:
+        return []
+    head = envelope("users", group, "user", None)[: -len(_NULL_END)].decode()
+    texts: list[Any] = []
+    frames, general = _template_frames(head, users, texts)
+    try:
+        text: str | None = "".join(filter(None, texts))  # None and "" dropped
+    except TypeError:  # a field that is no str (an object built in code, not parsed)
+        text = None
+    # isprintable (no control character, no surrogate) and two finds cost half the regex,
+    # which is exact: it runs only when they refuse (Cf characters such as U+200D do).
+    if text is None or not ((text.isprintable() and '"' not in text and "\\" not in text)
+                            or _UNSAFE(text) is None):
+        # Some field is not written as it is: find whose, member by member.
+        general |= {i for i, u in enumerate(users)
+                    if i not in general and not _plain_texts(u)}
+    for i in general:
+        frames[i] = user_envelope(group, users[i])
+    return frames
+
+
+# --- the template path -------------------------------------------------------------------
+# Per member, user_envelope builds three dicts and orjson walks them: ~30,000 instructions
+# (callgrind, bench/README.md). Nearly all of a member's JSON is fixed text: the keys, and
+# for a plain member, the status and role. The template writes the variable parts into
+# that text with one f-string: ~20,000. It takes only what it can write exactly as
+# user_envelope would: a types.User with no collectible usernames, a known status and
+# participant class, 64-bit ids, dates in UTC (or naive), and str fields that JSON writes
+# as they are (no quote, backslash, control character or lone surrogate: checked once per
+# page on all of them together). Anything else is left to user_envelope (`general`).
+_NULL_END: Final = b"null}}}"
+_User: Final = types.User
+_Online: Final = types.UserStatusOnline
+_Offline: Final = types.UserStatusOffline
+_I64_MIN: Final = -(2**63)
+_U64_MAX: Final = 2**64 - 1
+_UTC_TZ: Final = UTC
+_dumps: Final = orjson.dumps
+# What orjson escapes in a str (quote, backslash, U+0000-U+001F) and what UTF-8 cannot
+# encode (lone surrogates).
+_UNSAFE: Final = re.compile(r'["\\\x00-\x1f\ud800-\udfff]').search
+
+# A status without a date is one fixed text; the two with one are spelled out below.
+_STATUS_TEXT: Final[dict[type, str]] = {
+    cls: f'{{"type":"{kind}","was_online":null,"expires":null}}'
+    for cls, kind in [*_STATUS_TYPES.items(), (type(None), "hidden")]
+    if cls is not _Online and cls is not _Offline
+}
+
+
+def _has_fields(cls: type) -> tuple[bool, bool, bool, bool]:
+    """Which of date, inviter_id, rank, via_request the participant class has (its TL
+    constructor's arguments), so the template reads them without getattr's default."""
+    code = cls.__init__.__code__  # type: ignore[misc]
+    names = code.co_varnames[: code.co_argcount]
+    return "date" in names, "inviter_id" in names, "rank" in names, "via_request" in names
+
+
+# Participant class -> (the membership's text up to "joined":, has date, inviter_id, rank,
+# via_request). Banned needs its rights read (_membership), Left is never listed.
+_ROLE_TEXT: Final[dict[type, tuple[str, bool, bool, bool, bool]]] = {
+    cls: (f'{{"role":"{role}","joined":', *_has_fields(cls))
+    for cls, role in _ROLES.items()
+    if cls is not types.ChannelParticipantBanned and cls is not types.ChannelParticipantLeft
+}
+
+_FLAG_NAMES: Final = ("bot", "deleted", "verified", "premium", "scam", "fake", "restricted",
+                      "support", "is_self", "contact", "mutual_contact")
+_FLAG_TEXT: dict[tuple[Any, ...], str] = {}  # at most 3**11 keys: True, False or None each
+
+
+def _flags_text(flags: tuple[Any, ...]) -> str:
+    text = "".join(f',"{name}":{"true" if value is True else "false"}'
+                   for name, value in zip(_FLAG_NAMES, flags, strict=True))
+    if all(value is True or value is False or value is None for value in flags):
+        _FLAG_TEXT[flags] = text
+    return text
+
+
+class _General(Exception):
+    """This member is left to user_envelope."""
+
+
+def _date_text(d: Any) -> str:
+    tz = d.tzinfo
+    if tz is not _UTC_TZ and tz is not None:
+        raise _General  # iso() converts other zones; orjson alone would keep the offset
+    text: str = _dumps(d, option=DATE_OPTS).decode()
+    return text
+
+
+def _template_frames(head: str, users: list[Any],
+                     texts: list[Any]) -> tuple[list[bytes], set[int]]:
+    """Each member's frame from the template, b"" where it is left to user_envelope (the
+    indexes returned). Every str field written (and the Nones) goes into `texts`: the
+    caller checks them all at once, since a str is written here as '"' + it + '"'."""
+    frames: list[bytes] = []
+    general: set[int] = set()
+    add = frames.append
+    for u in users:
+        try:
+            if type(u) is not _User:
+                raise _General
+            uid = u.id
+            if u.usernames or type(uid) is not int or not _I64_MIN <= uid <= _U64_MAX:
+                raise _General
+            flags = (u.bot, u.deleted, u.verified, u.premium, u.scam, u.fake, u.restricted,
+                     u.support, u.is_self, u.contact, u.mutual_contact)
+            try:
+                flag_text = _FLAG_TEXT[flags]
+            except KeyError:
+                flag_text = _flags_text(flags)
+            s = u.status
+            cls = type(s)
+            if cls is _Online:
+                status = f'{{"type":"online","was_online":null,"expires":{_date_text(s.expires)}}}'
+            elif cls is _Offline:
+                status = (f'{{"type":"offline","was_online":{_date_text(s.was_online)},'
+                          '"expires":null}')
+            else:
+                status = _STATUS_TEXT[cls]
+            p = u.participant
+            rank = None
+            if p is None:
+                membership = "null"
+            else:
+                role, has_date, has_inviter, has_rank, has_via = _ROLE_TEXT[type(p)]
+                d = p.date if has_date else None
+                inviter = p.inviter_id if has_inviter else None
+                if inviter is not None and (type(inviter) is not int
+                                            or not _I64_MIN <= inviter <= _U64_MAX):
+                    raise _General
+                if has_rank:
+                    rank = p.rank
+                rank_text = "null" if rank is None else f'"{rank}"'
+                membership = (
+                    f'{role}{"null" if d is None else _date_text(d)},'
+                    f'"inviter_id":{"null" if inviter is None else inviter},'
+                    f'"admin_rank":{rank_text},'
+                    f'"via_request":{"true" if has_via and p.via_request is True else "false"}}}')
+            name, first, last, phone, lang = (u.username, u.first_name, u.last_name, u.phone,
+                                              u.lang_code)
+            texts += (name, first, last, phone, lang, rank)
+            name = "null" if name is None else f'"{name}"'
+            first = "null" if first is None else f'"{first}"'
+            last = "null" if last is None else f'"{last}"'
+            phone = "null" if phone is None else f'"{phone}"'
+            lang = "null" if lang is None else f'"{lang}"'
+            add(f'{head}{{"id":{uid},"username":{name},"usernames":[],"first_name":{first},'
+                f'"last_name":{last},"phone":{phone},"lang_code":{lang}{flag_text},'
+                f'"status":{status},"membership":{membership}}}}}}}}}'.encode())
+        except (_General, AttributeError, KeyError, TypeError, ValueError):
+            # ValueError: UnicodeEncodeError (a lone surrogate); TypeError: what orjson or
+            # a dict key refuses. user_envelope handles (or reports) all of it as before.
+            general.add(len(frames))
+            add(b"")
+    return frames, general
+
+
+def _plain_texts(u: Any) -> bool:
+    """Whether the member's str fields are all written as they are (see _UNSAFE)."""
+    p = getattr(u, "participant", None)
+    for value in (u.username, u.first_name, u.last_name, u.phone, u.lang_code,
+                  getattr(p, "rank", None)):
+        if value is not None and (type(value) is not str or _UNSAFE(value) is not None):
+            return False
+    return True
