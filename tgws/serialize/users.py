@@ -208,7 +208,10 @@ _dumps: Final = orjson.dumps
 # encode (lone surrogates).
 _UNSAFE: Final = re.compile(r'["\\\x00-\x1f\ud800-\udfff]').search
 
-# A status without a date is one fixed text; the two with one are spelled out below.
+# A status without a date is one fixed text; the two with one are text, date, text.
+_ONLINE: Final = '{"type":"online","was_online":null,"expires":'
+_OFFLINE: Final = '{"type":"offline","was_online":'
+_OFFLINE_END: Final = ',"expires":null}'
 _STATUS_TEXT: Final[dict[type, str]] = {
     cls: f'{{"type":"{kind}","was_online":null,"expires":null}}'
     for cls, kind in [*_STATUS_TYPES.items(), (type(None), "hidden")]
@@ -257,6 +260,10 @@ def _date_text(d: Any) -> str:
     return text
 
 
+def _quoted(text: str) -> str:
+    return f'"{text}"'  # JSON for a str that needs no escapes (the caller checks `texts`)
+
+
 def _template_frames(head: str, users: list[Any],
                      texts: list[Any]) -> tuple[list[bytes], set[int]]:
     """Each member's frame from the template, b"" where it is left to user_envelope (the
@@ -278,34 +285,24 @@ def _template_frames(head: str, users: list[Any],
                 flag_text = _FLAG_TEXT[flags]
             except KeyError:
                 flag_text = _flags_text(flags)
+            # The status and the membership go into the one f-string below as pieces (a
+            # date between two fixed texts): no string of their own to build and copy.
             s = u.status
             cls = type(s)
             if cls is _Online:
-                status = f'{{"type":"online","was_online":null,"expires":{_date_text(s.expires)}}}'
+                status, status_date, status_end = _ONLINE, _date_text(s.expires), "}"
             elif cls is _Offline:
-                status = (f'{{"type":"offline","was_online":{_date_text(s.was_online)},'
-                          '"expires":null}')
+                status, status_date, status_end = _OFFLINE, _date_text(s.was_online), _OFFLINE_END
             else:
-                status = _STATUS_TEXT[cls]
-            p = u.participant
-            rank = None
-            if p is None:
-                membership = "null"
-            else:
-                role, has_date, has_inviter, has_rank, has_via = _ROLE_TEXT[type(p)]
-                d = p.date if has_date else None
-                inviter = p.inviter_id if has_inviter else None
-                if inviter is not None and (type(inviter) is not int
-                                            or not _I64_MIN <= inviter <= _U64_MAX):
-                    raise _General
-                if has_rank:
-                    rank = p.rank
-                rank_text = "null" if rank is None else f'"{rank}"'
-                membership = (
-                    f'{role}{"null" if d is None else _date_text(d)},'
-                    f'"inviter_id":{"null" if inviter is None else inviter},'
-                    f'"admin_rank":{rank_text},'
-                    f'"via_request":{"true" if has_via and p.via_request is True else "false"}}}')
+                status, status_date, status_end = _STATUS_TEXT[cls], "", ""
+            p = u.participant  # None (never from a listing): user_envelope's null
+            role, has_date, has_inviter, has_rank, has_via = _ROLE_TEXT[type(p)]
+            d = p.date if has_date else None
+            inviter = p.inviter_id if has_inviter else None
+            if inviter is not None and (type(inviter) is not int
+                                        or not _I64_MIN <= inviter <= _U64_MAX):
+                raise _General
+            rank = p.rank if has_rank else None
             name, first, last, phone, lang = (u.username, u.first_name, u.last_name, u.phone,
                                               u.lang_code)
             texts += (name, first, last, phone, lang, rank)
@@ -316,7 +313,11 @@ def _template_frames(head: str, users: list[Any],
             lang = "null" if lang is None else f'"{lang}"'
             add(f'{head}{{"id":{uid},"username":{name},"usernames":[],"first_name":{first},'
                 f'"last_name":{last},"phone":{phone},"lang_code":{lang}{flag_text},'
-                f'"status":{status},"membership":{membership}}}}}}}}}'.encode())
+                f'"status":{status}{status_date}{status_end},"membership":{role}'
+                f'{"null" if d is None else _date_text(d)},'
+                f'"inviter_id":{"null" if inviter is None else inviter},'
+                f'"admin_rank":{"null" if rank is None else _quoted(rank)},"via_request":'
+                f'{"true" if has_via and p.via_request is True else "false"}}}}}}}}}}}'.encode())
         except (_General, AttributeError, KeyError, TypeError, ValueError):
             # ValueError: UnicodeEncodeError (a lone surrogate); TypeError: what orjson or
             # a dict key refuses. user_envelope handles (or reports) all of it as before.
