@@ -64,6 +64,33 @@ def test_apikey_action_help_shows_config(tmp_path: Path, action: str) -> None:
     assert "--config FILE" in result.stdout and "--db FILE" in result.stdout
 
 
+def _store_line_of_serve(folder: Path) -> str:
+    """Start `tgws serve --sandbox` in `folder`, return its "store:" log line, stop it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TGWS_")}
+    clean.pop("STATE_DIRECTORY", None)
+    with subprocess.Popen([sys.executable, "-P", "-m", "tgws", "serve", "--sandbox",
+                           "--port", "0"], cwd=folder, env=clean, text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # ends if the daemon exits
+                if "store: " in line:
+                    return line.split("store: ", 1)[1].strip()
+            raise AssertionError(f"no store line; exit {proc.wait()}")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=timeout(30))
+
+
+def test_serve_says_which_database_it_opens_and_when_it_creates_one(tmp_path: Path) -> None:
+    """`tgws serve --sandbox` in an empty folder used to create tgws.db there silently."""
+    first = _store_line_of_serve(tmp_path)
+    db = tmp_path / "tgws.db"
+    assert first == f"sqlite {db} (new: created now)"
+    assert db.exists()
+    assert _store_line_of_serve(tmp_path) == f"sqlite {db}"  # the same file, now not new
+
+
 # --- relative paths --------------------------------------------------------------------------
 def test_relative_store_path_is_beside_the_config_file_not_the_working_directory(
         tmp_path: Path) -> None:

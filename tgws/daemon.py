@@ -25,12 +25,14 @@ import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tgws import config as config_mod
 from tgws import descriptors, fastpath, tls
 from tgws.auth import LoginLimiter
 from tgws.backends import build_backend
 from tgws.config import Config
+from tgws.config_sections import StoreConfig
 from tgws.context import App
 from tgws.errors import CloseCode, ConfigError, StoreError
 from tgws.gateway import Gateway
@@ -80,6 +82,21 @@ def tune_gc(threshold: int) -> None:
 ACCOUNT_MOVED = "this account moved to another daemon; reconnect"
 
 
+def store_description(store: StoreConfig) -> str:
+    """Which database the daemon opens, for its start-up log line: the sqlite file's absolute
+    path (and whether this start creates it), or the PostgreSQL URL without its password."""
+    if store.url:
+        url = urlsplit(store.url)
+        if url.password is not None:
+            netloc = f"{url.username or ''}:***@{url.hostname or ''}"
+            if url.port is not None:
+                netloc += f":{url.port}"
+            url = url._replace(netloc=netloc)
+        return f"PostgreSQL {urlunsplit(url)}"
+    path = os.path.abspath(store.path)
+    return f"sqlite {path}" + ("" if os.path.exists(path) else " (new: created now)")
+
+
 def ownership_guard_for(config: Config, store: Store) -> OwnershipGuard | None:
     """The leases of a daemon on PostgreSQL (several daemons may share it); None on sqlite."""
     if not isinstance(store, PostgresStore):
@@ -123,9 +140,13 @@ class Daemon:
     async def start(self) -> None:
         self.config.telegram.require_credentials()
         fastpath.check_required()  # internals with no public twin, before anything opens
+        where = store_description(self.config.store)
         store = await Store.open(self.config.store.target,
                                  keyring=load_keyring(self.config.store.secret_key_file),
                                  deadline=self.config.store.timeout)
+        # Said once at start-up, so an operator who started in the wrong folder (a relative
+        # [store] path, `tgws serve --sandbox` with no config) sees which database this is.
+        log.info("store: %s", where)
         try:
             self.backend = build_backend(self.config)
             metrics = Metrics()
