@@ -94,7 +94,10 @@ def tree_env(tree: Path, hooks: Path) -> dict[str, str]:
     if tree != HERE.parent:
         (hooks / "sitecustomize.py").write_text(_DROP_EDITABLE, encoding="utf-8")
         path.append(str(hooks))
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(path)}
+    # A fixed hash seed: with random ones, set and dict layouts (and so the counts) move by
+    # a few percent from run to run.
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0",
+            "PYTHONPATH": os.pathsep.join(path)}
 
 
 def run_once(tree: Path, env: dict[str, str], mode: str, messages: int, settings: list[str],
