@@ -127,15 +127,15 @@ def _same_as_envelopes(group: str, members: list[Any]) -> None:
     assert serialize.user_frames(group, members) == expected
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-@given(GROUPS, st.lists(_wire_members(), max_size=8))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(GROUPS, st.lists(_wire_members(), max_size=6))
 def test_template_frames_equal_the_envelopes_for_parsed_members(group: str,
                                                                 members: list[Any]) -> None:
     _same_as_envelopes(group, members)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-@given(GROUPS, st.lists(_wire_members() | _code_members(), max_size=8))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(GROUPS, st.lists(_wire_members() | _code_members(), max_size=6))
 def test_template_frames_equal_the_envelopes_for_members_built_in_code(
         group: str, members: list[Any]) -> None:
     _same_as_envelopes(group, members)
