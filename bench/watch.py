@@ -59,6 +59,19 @@ FULL: dict[str, Any] = {"groups": 1000, "rate": 1000, "seconds": 5.0, "rss_group
 QUICK: dict[str, Any] = {"groups": 100, "rate": 200, "seconds": 1.0, "rss_groups": 300}
 
 
+PIN = True  # --no-pin: leave every placement to the kernel
+
+
+def pin(cpu: int) -> None:
+    """Run the calling thread on `cpu` only (when the machine has two or more): the daemon's
+    loop on CPU 0 and the client process on CPU 1, so the client never shares the loop's
+    core (sharing one, each frame written wakes the client, which preempts the daemon inside
+    its send; a real client is elsewhere). Threads started before (aiosqlite's) stay free to
+    run on either CPU. A, B and C are pinned alike."""
+    if PIN and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})  # Linux: pid 0 is the calling thread
+
+
 def rss() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -95,6 +108,7 @@ async def start(tmp: str, wire: bool, groups: int) -> tuple[Any, str, Any, Any, 
     # daemon does not hold: frozen, it stays out of every collection. Both paths (A, B, C)
     # run with it; what is allocated from here on is collected normally.
     tune_gc(config.server.gc_threshold)
+    pin(0)  # the loop's thread only: aiosqlite's, started with the store, stays free
     return daemon, key, world, me, chats
 
 
@@ -222,7 +236,8 @@ class Reader:
     @classmethod
     async def start(cls, address: str, key: str, groups: int, total: int) -> Reader:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--phase", "client", "--url", address, "--key", key,
+            sys.executable, __file__, "--phase", "client", *([] if PIN else ["--no-pin"]),
+            "--url", address, "--key", key,
             "--groups", str(groups), "--expect", str(total), stdout=asyncio.subprocess.PIPE,
             limit=2**26)  # the last line holds every arrival
         reader = cls(process)
@@ -364,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-groups", type=int)
     parser.add_argument("--objects", action="store_true", help="sandbox objects mode (no TL)")
     parser.add_argument("--quick", action="store_true", help="small numbers (a smoke run)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the daemon's loop to CPU 0 and the client to CPU 1")
     parser.add_argument("--phase", choices=("latency", "rss", "client"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -371,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", choices=("bare", "daemon", "both"), default="both",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global PIN
+    PIN = not args.no_pin
     base = QUICK if args.quick else FULL
     groups = args.groups or base["groups"]
     rate = args.rate or base["rate"]
@@ -382,13 +401,15 @@ def main(argv: list[str] | None = None) -> int:
                                                         args.path))))
         return 0
     if args.phase == "client":
+        pin(1)
         asyncio.run(client_phase(args.url, args.key, groups, args.expect))
         return 0
     if args.phase == "rss":
         print(json.dumps(asyncio.run(rss_phase(rss_groups, wire))))
         return 0
     common = ["--groups", str(groups), "--rate", str(rate), "--seconds", str(seconds),
-              "--rss-groups", str(rss_groups)] + (["--objects"] if args.objects else [])
+              "--rss-groups", str(rss_groups)] + (["--objects"] if args.objects else []) \
+        + (["--no-pin"] if args.no_pin else [])
     runs = {path: child("--phase", "latency", "--path", path, *common)
             for path in ("bare", "daemon", "both")}
     mem = child("--phase", "rss", *common)
