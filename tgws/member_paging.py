@@ -39,7 +39,7 @@ page.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from telethon.tl import functions, types
 
@@ -106,13 +106,15 @@ class OverlapPager:
         count = int(getattr(result, "count", 0) or 0)
         self.total = count
         members = _members(result)
-        overlaps = offset == 0 or any(user.id in self._covered for user in members)
+        ids = [user.id for user in members]  # read once: this is per member listed
+        covered, seen, buffer = self._covered, self._seen, self._buffer
+        overlaps = offset == 0 or not covered.isdisjoint(ids)
         if overlaps:
-            self._covered.update(user.id for user in members)
-        for user in members:
-            if user.id not in self._seen:
-                self._seen.add(user.id)
-                self._buffer.append(user)
+            covered.update(ids)
+        for user_id, user in zip(ids, members, strict=True):
+            if user_id not in seen:
+                seen.add(user_id)
+                buffer.append(user)
         if not members:
             # Empty at 0: no members. Empty where Telegram counts more: its cap. Otherwise
             # the list shrank below our offset: read earlier.
@@ -140,6 +142,9 @@ class OverlapPager:
         return True
 
 
+_PLAIN: Final = types.ChannelParticipant
+
+
 def _members(result: Any) -> list[Any]:
     """The users of a channels.ChannelParticipants page, in order, `.participant` set (as
     Telethon's iter_participants sets it); entries for left users and banned non-users
@@ -147,9 +152,11 @@ def _members(result: Any) -> list[Any]:
     users = {user.id: user for user in result.users}
     out: list[Any] = []
     for participant in result.participants:
-        if isinstance(participant, types.ChannelParticipantLeft):
+        if type(participant) is _PLAIN:
+            user_id = participant.user_id  # nearly every member: no isinstance tests
+        elif isinstance(participant, types.ChannelParticipantLeft):
             continue
-        if isinstance(participant, types.ChannelParticipantBanned):
+        elif isinstance(participant, types.ChannelParticipantBanned):
             if not isinstance(participant.peer, types.PeerUser):
                 continue
             user_id = participant.peer.user_id
