@@ -106,6 +106,8 @@ def main() -> None:
         os.unlink(old)
     lib = build_helper(tmp)
     out = tmp / "cg.out"
+    # One hash seed for every run: set and dict layouts (and so their probes) repeat.
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     host = Proc("host", [
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         sys.executable, str(Path(__file__).resolve()), "--host", "--helper", str(lib),
