@@ -221,8 +221,12 @@ _STATUS_TEXT: Final[dict[type, str]] = {
 
 def _has_fields(cls: type) -> tuple[bool, bool, bool, bool]:
     """Which of date, inviter_id, rank, via_request the participant class has (its TL
-    constructor's arguments), so the template reads them without getattr's default."""
-    code = cls.__init__.__code__  # type: ignore[misc]
+    constructor's arguments, which Telethon sets and nothing else), so the template reads
+    them without getattr's default. Unknown: all, and a missing one sends the member to
+    user_envelope (AttributeError)."""
+    code = getattr(cls.__init__, "__code__", None)  # type: ignore[misc]
+    if code is None:
+        return True, True, True, True
     names = code.co_varnames[: code.co_argcount]
     return "date" in names, "inviter_id" in names, "rank" in names, "via_request" in names
 
@@ -295,7 +299,7 @@ def _template_frames(head: str, users: list[Any],
                 status, status_date, status_end = _OFFLINE, _date_text(s.was_online), _OFFLINE_END
             else:
                 status, status_date, status_end = _STATUS_TEXT[cls], "", ""
-            p = u.participant  # None (never from a listing): user_envelope's null
+            p = u.participant  # None (never from a listing): KeyError, user_envelope
             role, has_date, has_inviter, has_rank, has_via = _ROLE_TEXT[type(p)]
             d = p.date if has_date else None
             inviter = p.inviter_id if has_inviter else None
