@@ -1,20 +1,21 @@
 """Instructions per member: `users` through the daemon against bare iter_participants.
 
-    python bench/callgrind_members.py [--members M] [--kind users|chats] [--messages N]
+    python bench/callgrind_members.py [--members M] [--keep DIR]
 
 Instruction counts (valgrind --tool=callgrind) repeat to within a fraction of a percent on a
 busy machine, where wall and CPU times move by tens of percent (bench/README.md). This runs
 bench/stream_host.py's Host (the real Daemon in-process on the sandbox in wire mode, the bench
 world, the bare Telethon client on the same loop) under callgrind with instrumentation off,
 and switches it on only around one measured stream, through callgrind's client requests
-(a 10-line C helper built with gcc). The websocket reader is bench/stream_client.py in its
+(a small C helper built with gcc). The websocket reader is bench/stream_client.py in its
 own process, outside valgrind, so its instructions are not counted: the figure is the host's
 alone, every thread (aiosqlite's too), as bench/stream.py's CPU figure is.
 
-Each kind is streamed once uncounted (warm-up: imports, caches, the first resolve), then
-counted: A (bare Telethon) and B (the daemon). Prints instructions per item for each, and
-B - A: the daemon's added instructions per item. Needs valgrind and gcc (and
-valgrind/callgrind.h). About 3 minutes for 10,000 members.
+A (bare `iter_participants`) and B (a `users` request) are each streamed once uncounted
+(warm-up: imports, caches, the first resolve), then counted. Prints instructions per member
+for each, and B - A: the daemon's added instructions per member. Messages have their own
+harness (bench/callgrind_chats.py). Needs valgrind and gcc (and valgrind/callgrind.h); about
+2 minutes for 10,000 members.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import ctypes
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,10 +58,10 @@ def host_main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--helper", required=True)
-    parser.add_argument("--messages", type=int, default=0)
     parser.add_argument("--members", type=int, default=0)
     args = parser.parse_args(argv)
-    args.big, args.max_connections, args.set, args.loop = 0, 10, [], "asyncio"
+    # What stream_host's Host reads besides: no message history, no big group.
+    args.messages, args.big, args.max_connections, args.set = 0, 0, 10, []
     helper = ctypes.CDLL(args.helper)
 
     async def serve() -> None:
@@ -70,8 +72,7 @@ def host_main(argv: list[str]) -> None:
             (helper.cg_on if cmd["on"] else helper.cg_off)()
             return {}
 
-        commands: dict[str, Command] = {"cg": cg, "bare_members": host.bare_members,
-                                        "bare_messages": host.bare_messages}
+        commands: dict[str, Command] = {"cg": cg, "bare_members": host.bare_members}
         try:
             await serve_commands(ready, commands)
         finally:
@@ -96,8 +97,6 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--members", type=int, default=10_000)
-    parser.add_argument("--messages", type=int, default=0)
-    parser.add_argument("--kind", choices=("users", "chats"), default="users")
     parser.add_argument("--keep", help="directory to keep the callgrind dumps in")
     args = parser.parse_args()
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tgws-cg-"))
@@ -111,7 +110,7 @@ def main() -> None:
     host = Proc("host", [
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         sys.executable, str(Path(__file__).resolve()), "--host", "--helper", str(lib),
-        "--members", str(args.members), "--messages", str(args.messages)])
+        "--members", str(args.members)])
     ready = host.read()
     client = Proc("client", [sys.executable, str(CLIENT), "--url",
                              f"ws://127.0.0.1:{ready['port']}{ready['path']}",
@@ -119,16 +118,15 @@ def main() -> None:
     try:
         client.read()
         client.call("login")
-        bare = "bare_members" if args.kind == "users" else "bare_messages"
         results: dict[str, int] = {}
         for counted in (False, True):
             for side in ("A", "B"):
                 if counted:
                     host.call("cg", on=True)
                 if side == "A":
-                    count = host.call(bare, group=BENCH_GROUP)["count"]
+                    count = host.call("bare_members", group=BENCH_GROUP)["count"]
                 else:
-                    count = client.call("stream", event=args.kind, group=BENCH_GROUP)["count"]
+                    count = client.call("stream", event="users", group=BENCH_GROUP)["count"]
                 if counted:
                     host.call("cg", on=False)
                     results[side] = count
@@ -140,11 +138,13 @@ def main() -> None:
         raise SystemExit(f"expected two dumps in {tmp}, found {dumps}")
     a, b = dump_total(dumps[-2]), dump_total(dumps[-1])
     na, nb = results["A"], results["B"]
-    print(json.dumps({"kind": args.kind, "items_A": na, "items_B": nb,
-                      "instr_per_item_A": round(a / na), "instr_per_item_B": round(b / nb),
-                      "added_per_item": round(b / nb - a / na),
+    print(json.dumps({"members_A": na, "members_B": nb,
+                      "instr_per_member_A": round(a / na), "instr_per_member_B": round(b / nb),
+                      "added_per_member": round(b / nb - a / na),
                       "ratio_instr": round(a / na / (b / nb), 3),
-                      "dumps": dumps[-2:]}, indent=1))
+                      "dumps": dumps[-2:] if args.keep else None}, indent=1))
+    if not args.keep:
+        shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
