@@ -301,7 +301,12 @@ def _template_frames(head: str, users: list[Any],
                 status, status_date, status_end = _STATUS_TEXT[cls], "", ""
             p = u.participant  # None (never from a listing): KeyError, user_envelope
             role, has_date, has_inviter, has_rank, has_via = _ROLE_TEXT[type(p)]
-            d = p.date if has_date else None
+            joined = "null"
+            if has_date and (d := p.date) is not None:
+                tz = d.tzinfo  # _date_text(d), inline: nearly every member has this date
+                if tz is not _UTC_TZ and tz is not None:
+                    raise _General
+                joined = _dumps(d, option=DATE_OPTS).decode()
             inviter = p.inviter_id if has_inviter else None
             if inviter is not None and (type(inviter) is not int
                                         or not _I64_MIN <= inviter <= _U64_MAX):
@@ -318,7 +323,7 @@ def _template_frames(head: str, users: list[Any],
             add(f'{head}{{"id":{uid},"username":{name},"usernames":[],"first_name":{first},'
                 f'"last_name":{last},"phone":{phone},"lang_code":{lang}{flag_text},'
                 f'"status":{status}{status_date}{status_end},"membership":{role}'
-                f'{"null" if d is None else _date_text(d)},'
+                f'{joined},'
                 f'"inviter_id":{"null" if inviter is None else inviter},'
                 f'"admin_rank":{"null" if rank is None else _quoted(rank)},"via_request":'
                 f'{"true" if has_via and p.via_request is True else "false"}}}}}}}}}}}'.encode())
