@@ -24,50 +24,17 @@ messages) alone, as on a fast machine. `--tree` runs another checkout's bench an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+
+from stream import Proc
 
 HERE = Path(__file__).resolve().parent
 BENCH_GROUP = "benchgroup00001"
 SLOW_ACKS = "streaming.ack_interval=1000000"  # acks by count alone (see the docstring)
-
-
-class Proc:
-    """A child speaking one JSON object per line on stdin/stdout; stderr passes through."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
-
-    def _pipes(self) -> tuple[IO[str], IO[str]]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        return self.proc.stdin, self.proc.stdout
-
-    def read(self) -> dict[str, Any]:
-        line = self._pipes()[1].readline()
-        if not line:
-            raise RuntimeError(f"{self.name} exited with code {self.proc.wait()}")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
-        stdin = self._pipes()[0]
-        stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-        stdin.flush()
-        return self.read()
-
-    def quit(self) -> int:
-        stdin = self._pipes()[0]
-        stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-        stdin.close()
-        return self.proc.wait()
 
 
 def total_ir(path: Path) -> int:
@@ -88,20 +55,19 @@ sys.meta_path[:] = [f for f in sys.meta_path
 """
 
 
-def tree_env(tree: Path, hooks: Path) -> dict[str, str]:
-    """The environment that makes the hosts import `tree`'s tgws and bench modules."""
+def use_tree(tree: Path, hooks: Path) -> None:
+    """Make the children (hosts and clients) import `tree`'s tgws and bench modules."""
     path = [str(tree)]
     if tree != HERE.parent:
         (hooks / "sitecustomize.py").write_text(_DROP_EDITABLE, encoding="utf-8")
         path.append(str(hooks))
+    os.environ["PYTHONPATH"] = os.pathsep.join(path)
     # A fixed hash seed: with random ones, set and dict layouts (and so the counts) move by
     # a few percent from run to run.
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0",
-            "PYTHONPATH": os.pathsep.join(path)}
+    os.environ["PYTHONHASHSEED"] = "0"
 
 
-def run_once(tree: Path, env: dict[str, str], mode: str, messages: int, settings: list[str],
-             out: Path) -> int:
+def run_once(tree: Path, mode: str, messages: int, settings: list[str], out: Path) -> int:
     """One host under callgrind streaming `messages` messages once; its instruction count."""
     host_argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                  "--separate-threads=no", "--quiet",
@@ -109,7 +75,7 @@ def run_once(tree: Path, env: dict[str, str], mode: str, messages: int, settings
                  "--messages", str(messages), "--members", "0", "--max-connections", "10"]
     for item in (SLOW_ACKS, *settings):
         host_argv += ["--set", item]
-    host = Proc("host under valgrind", host_argv, env)
+    host = Proc("host under valgrind", host_argv)
     try:
         ready = host.read()
         if mode == "bare":
@@ -118,19 +84,19 @@ def run_once(tree: Path, env: dict[str, str], mode: str, messages: int, settings
             url = f"ws://127.0.0.1:{ready['port']}{ready['path']}"
             client_argv = [sys.executable, str(tree / "bench" / "stream_client.py"),
                            "--url", url, "--key", ready["key"], "--phone", ready["phone"]]
-            client = Proc("client", client_argv, env)
+            client = Proc("client", client_argv)
             try:
                 client.read()
                 client.call("login")
                 result = client.call("stream", event="chats", group=BENCH_GROUP)
             finally:
-                client.quit()
+                client.close()
         if result["count"] != messages:
             raise RuntimeError(f"{mode}: {result['count']} of {messages} messages")
     finally:
-        code = host.quit()
-    if code != 0:
-        raise RuntimeError(f"host under valgrind exited with {code}")
+        host.close()
+    if host.proc.returncode != 0:
+        raise RuntimeError(f"host under valgrind exited with {host.proc.returncode}")
     return total_ir(out)
 
 
@@ -152,13 +118,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tgws-callgrind-") as tmp:
         outdir = args.keep or Path(tmp)
         outdir.mkdir(parents=True, exist_ok=True)
-        env = tree_env(tree, Path(tmp))
+        use_tree(tree, Path(tmp))
         per_message: dict[str, float] = {}
         for mode in args.modes.split(","):
             counts = {}
             for size in (args.small, args.large):
                 out = outdir / f"callgrind.{mode}.{size}.out"
-                counts[size] = run_once(tree, env, mode, size, args.set, out)
+                counts[size] = run_once(tree, mode, size, args.set, out)
                 print(f"  {mode:6} {size:>7,} messages: {counts[size]:>15,} instructions",
                       flush=True)
             per_message[mode] = (counts[args.large] - counts[args.small]) / (

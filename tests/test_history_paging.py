@@ -10,7 +10,8 @@ nothing tgws sends), and exactly what the world's ground truth says exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -55,15 +56,22 @@ def input_peer(chat: Any) -> Any:
     return types.InputPeerChannel(chat.id, chat.access_hash)
 
 
+@contextlib.asynccontextmanager
+async def owner_client(world: World) -> AsyncIterator[Any]:
+    """A connected client of the demo owner, who belongs to every chat read here."""
+    owner = world.by_phone(OWNER_PHONE)
+    assert owner is not None
+    async with sandbox_client(world, StringSession(world.session_string(owner)),
+                              flood_sleep_threshold=0, receive_updates=False) as client:
+        yield client
+
+
 async def read(world: World, name: str, after_id: int, how: str,
                wrap: Callable[[Any], Any] | None = None) -> tuple[list[Any], int]:
     """(messages, getHistory pages the world served) for one reading of `name`."""
     chat = chat_of(world, name)
-    owner = world.by_phone(OWNER_PHONE)
-    assert owner is not None
     served = chat.history_pages_served
-    async with sandbox_client(world, StringSession(world.session_string(owner)),
-                              flood_sleep_threshold=0, receive_updates=False) as client:
+    async with owner_client(world) as client:
         peer = input_peer(chat)
         if how == "telethon":
             messages = [m async for m in client.iter_messages(
@@ -121,13 +129,10 @@ async def test_a_failed_page_is_asked_again_without_gap_or_repeat(wire: bool) ->
     world = hostile(wire)
     chat = chat_of(world, HOLEY_CHANNEL)
     world.fail("GetHistoryRequest", "FLOOD_WAIT_1", times=2, after=3)
-    owner = world.by_phone(OWNER_PHONE)
-    assert owner is not None
     mark = world.mark()
     failures = 0
     ids: list[int] = []
-    async with sandbox_client(world, StringSession(world.session_string(owner)),
-                              flood_sleep_threshold=0, receive_updates=False) as client:
+    async with owner_client(world) as client:
         pager = HistoryPager(client, input_peer(chat))
         while True:
             try:
@@ -146,12 +151,9 @@ async def test_a_failed_page_is_asked_again_without_gap_or_repeat(wire: bool) ->
 async def test_take_loaded_hands_out_pages_in_order(wire: bool) -> None:
     world = hostile(wire)
     chat = chat_of(world, HOLEY_GROUP)
-    owner = world.by_phone(OWNER_PHONE)
-    assert owner is not None
     mark = world.mark()
     batches: list[list[int]] = []
-    async with sandbox_client(world, StringSession(world.session_string(owner)),
-                              flood_sleep_threshold=0, receive_updates=False) as client:
+    async with owner_client(world) as client:
         pager = HistoryPager(client, input_peer(chat))
         while True:
             try:
