@@ -9,6 +9,7 @@ depends on. What was confirmed before the kill is not sent again; nothing after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sqlite3
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.daemon_process import DaemonProcess, create_key
 from tests.daemon_process import start_daemon as start
@@ -67,6 +69,17 @@ async def read_ids(ws: ClientConnection, until: Any) -> list[dict[str, Any]]:
     return items
 
 
+async def buffered(ws: ClientConnection) -> list[dict[str, Any]]:
+    """The watch items left in the client's buffer of a connection whose daemon died."""
+    items: list[dict[str, Any]] = []
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            data = json.loads(await asyncio.wait_for(ws.recv(), timeout(20)))["data"]
+            assert data["kind"] == "message", data
+            items.append(data)
+    return items
+
+
 def committed(db: Path) -> int | None:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         row = conn.execute("SELECT max(value) FROM offsets WHERE kind = 'chats'").fetchone()
@@ -96,6 +109,11 @@ async def test_a_watch_killed_with_its_daemon_resumes_with_no_gap(
     await wait_committed_past(tmp_path / "t.db", 120)  # a live item was confirmed
     first.signal(signal.SIGKILL)
     assert first.wait_exit() == -signal.SIGKILL
+    # What the daemon sent while the test waited for the commit: the client's websocket
+    # library read it (and answered the pings that confirmed it) without the test reading
+    # it yet. It is in the library's buffer, then the connection ends (the daemon is gone).
+    received += [i["message"]["chat"]["id"] for i in await buffered(ws)]
+    assert received == list(range(1, len(received) + 1))
     confirmed = committed(tmp_path / "t.db")
     assert confirmed is not None and 120 < confirmed <= received[-1]
     await ws.close()
