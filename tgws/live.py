@@ -41,14 +41,13 @@ Design notes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tgws import account_updates, fastpath, live_items, serialize
+from tgws import account_updates, live_items, serialize
 from tgws import protocol as p
 from tgws.acks import AckBarrier
 from tgws.context import Connection
@@ -66,6 +65,7 @@ from tgws.joins import JoinMark
 from tgws.live_feed import feed_of
 from tgws.peers import Peer
 from tgws.store import Offset
+from tgws.stream_guards import api_key_id, client_keeps_up, telegram_errors
 
 log = logging.getLogger("tgws.live")
 T = TypeVar("T")
@@ -156,7 +156,7 @@ class Watcher:
             return
         # One deadline for the write and the ping after it (each costs a timer; a live
         # watch sends about once per message).
-        async with _client_keeps_up(conn):
+        async with client_keeps_up(conn, p.WATCH):
             if frames:
                 await send_frames(conn.ws, frames)
                 conn.app.metrics.items_sent(p.WATCH, len(frames))
@@ -182,7 +182,7 @@ class Watcher:
         if not newest:
             return
         store = self.conn.app.store
-        key_id = _key_id(self.conn)
+        key_id = api_key_id(self.conn)
         # One transaction for every group the confirmation covers (a pong can cover hundreds
         # of groups; their commits one by one were the watch's latency tail, bench/watch.py).
         await self.conn.app.metrics.commit(store.commit_offsets(
@@ -206,7 +206,7 @@ class Watcher:
     async def catch_up_history(self, group: Group, peer: Peer, offset_id: int, *,
                                latest_mark: bool) -> None:
         store = self.conn.app.store
-        since = await store.get_offset(_key_id(self.conn), CHATS_KIND, offset_id)
+        since = await store.get_offset(api_key_id(self.conn), CHATS_KIND, offset_id)
         after = since.value if since is not None else 0
         batch = self.config.streaming.batch_size
         async for page in self.account.message_pages(peer, after_id=after, batch=batch):
@@ -222,7 +222,7 @@ class Watcher:
 
     async def catch_up_members(self, group: Group) -> None:
         store = self.conn.app.store
-        since = await store.get_offset(_key_id(self.conn), USERS_KIND, group.peer.id)
+        since = await store.get_offset(api_key_id(self.conn), USERS_KIND, group.peer.id)
         mark = JoinMark(since)
         listed = 0
         last_count: int | None = None
@@ -398,7 +398,7 @@ class Watcher:
     # -- the stream ---------------------------------------------------------------------------
     async def run(self) -> None:
         conn, event = self.conn, p.WATCH
-        async with _telegram_errors(conn, self.account, event):
+        async with telegram_errors(conn, self.account, event):
             await self.resolve()
             await conn.success(event, p.WATCHING)
             feed = feed_of(self.account)
@@ -437,34 +437,4 @@ async def _quietly(work: Awaitable[T], default: T) -> T:
     except GatewayError as err:
         log.info("bulk newest ids failed (%s); reading each group's history", err)
         return default
-
-
-@contextlib.asynccontextmanager
-async def _client_keeps_up(conn: Connection) -> AsyncIterator[None]:
-    """The client reads within [streaming] ack_timeout, or it is dropped (as in streams)."""
-    limit = conn.app.config.streaming.ack_timeout
-    try:
-        async with asyncio.timeout(limit):
-            yield
-    except TimeoutError:
-        log.warning("%s: the client read nothing for %g s; dropping it", conn.label(), limit)
-        fastpath.abort(conn.ws)
-        raise Refusal(p.WATCH, p.CLIENT_STALLED) from None
-
-
-@contextlib.asynccontextmanager
-async def _telegram_errors(conn: Connection, account: Account, event: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except NotAuthorized:
-        await account.forget_session()
-        conn.app.session_ended(account.api_key_id)
-        raise Refusal(event, p.SESSION_EXPIRED) from None
-    except GatewayError as err:
-        raise p.gateway_refusal(event, err) from None
-
-
-def _key_id(conn: Connection) -> int:
-    assert conn.api_key is not None
-    return conn.api_key.id
 
