@@ -47,6 +47,7 @@ PAGE_LIMIT = 100  # Telegram's largest messages.getHistory page
 _by_id = operator.attrgetter("id")
 # Telethon replaces types.MessageEmpty by its own subclass; both share the constructor id.
 _EMPTY = types.MessageEmpty.CONSTRUCTOR_ID
+_SERVICE = types.MessageService.CONSTRUCTOR_ID
 
 
 class HistoryPager:
@@ -103,6 +104,8 @@ class HistoryPager:
         # already, which sorting detects in one pass.
         fresh = [m for m in sorted(received, key=_by_id)
                  if m.id > last_id and m.CONSTRUCTOR_ID != _EMPTY]
+        if any(m.CONSTRUCTOR_ID == _SERVICE for m in fresh):
+            _name_action_users(fresh, getattr(result, "users", None) or [])
         self._buffer = fresh
         self._index = 0
         if not fresh or isinstance(result, types.messages.Messages):
@@ -112,3 +115,17 @@ class HistoryPager:
         self._last_id = newest.id
         self._offset_id = newest.id + 1
         self._offset_date = newest.date
+
+
+def _name_action_users(messages: list[Any], users: list[Any]) -> None:
+    """Give each service message the users its action and sender name (`action_entities`,
+    which `_finish_init` would set from the page's users): a watch's reconciliation turns a
+    join it finds in history into a member item from them (tgws/live_items.members). Only
+    pages holding a service message pay for this."""
+    by_id = {u.id: u for u in users}
+    for message in messages:
+        if message.CONSTRUCTOR_ID != _SERVICE:
+            continue
+        sender = getattr(message.from_id, "user_id", None)
+        ids = [*(getattr(message.action, "users", None) or ()), sender]
+        message._action_entities = [by_id[i] for i in ids if i in by_id]
