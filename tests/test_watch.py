@@ -207,6 +207,41 @@ async def test_pushes_never_sent_are_recovered_by_the_periodic_reconciliation(
         await ws.close()
 
 
+async def test_joins_and_departures_never_pushed_are_recovered_by_reconciliation(
+        tmp_path: Path) -> None:
+    """Telegram posts a service message for each join and departure; when neither it nor
+    the participant update is pushed, the reconciliation's history read finds the service
+    message and sends the member items from it, marked "reconcile"."""
+    async with daemon_with(tmp_path, **{"watch.reconcile_interval": 0.3}) as (daemon, key):
+        ws = await logged_in(daemon, key, PHONE)
+        room = Room(daemon, "watchroom09", messages=1)
+        await start_watch(ws, "watchroom09", members=True)
+        await items_until(ws, lambda items: len(items) == 3)  # a message, two members
+        updates = room.world.updates
+        updates.mute(room.chat)  # nothing of this chat is pushed from now on
+        muted = updates.stats["muted"]
+        bob = room.world.user("watch_bob09", first_name="Bob")
+        room.chat.join(bob)
+        items = await items_until(ws, lambda items: any(i["kind"] == "member" for i in items))
+        joined = [i for i in items if i["kind"] == "member"]
+        assert [(i["path"], i["message"]["user"]["id"]) for i in joined] == [
+            ("reconcile", bob.id)]
+        assert joined[0]["message"]["user"]["first_name"] == "Bob"
+        service = [i for i in items if i["kind"] == "message"]
+        assert [(i["path"], i["message"]["chat"]["action"]["type"]) for i in service] == [
+            ("reconcile", "chat_add_user")]
+        room.chat.leave(bob)
+        items = await items_until(
+            ws, lambda items: any(i["kind"] == "member_left" for i in items))
+        left = [i for i in items if i["kind"] == "member_left"]
+        assert [(i["path"], i["message"]["left"]["user_id"]) for i in left] == [
+            ("reconcile", bob.id)]
+        assert all(i["path"] == "reconcile" for i in items)
+        assert updates.stats["muted"] > muted  # the pushes really were held back
+        assert await cancel(ws) == []  # nothing sent twice afterwards either
+        await ws.close()
+
+
 async def test_dropped_pushes_and_channel_difference_too_long_are_recovered(
         daemon: Daemon, api_key: str) -> None:
     ws = await logged_in(daemon, api_key, PHONE)
