@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from tests.support import (
     logged_in,
     make_config,
     recv_json,
+    started_with_key,
     timeout,
 )
 from tgws.config import Config
+from tgws.context import App
 from tgws.daemon import Daemon
 
 PHONE = "+919876543210"
@@ -101,110 +104,140 @@ async def latest_chats(ws: ClientConnection, name: str, **extra: Any
     return await collect_stream(ws, "chats")
 
 
+@dataclass
+class Watching:
+    """A logged-in client watching a new Room, its catch-up read (`caught`)."""
+
+    ws: ClientConnection
+    room: Room
+    caught: list[dict[str, Any]]
+    open: bool = True  # the watch still runs: cancelled on leaving the context
+
+    async def cancel(self) -> list[dict[str, Any]]:
+        self.open = False
+        return await cancel(self.ws)
+
+    async def leave(self) -> None:
+        """The client goes away without cancelling: the daemon ends the watch."""
+        self.open = False
+        await self.ws.close()
+
+
+@contextlib.asynccontextmanager
+async def watching(daemon: Daemon, key: str, name: str, messages: int = 2,
+                   **kinds: Any) -> AsyncIterator[Watching]:
+    """Log in, make Room `name` with `messages` old messages, watch it with `kinds`, and
+    read the catch-up (its messages, and its two members when members are watched). The
+    watch is cancelled (unless the test ended it) and the socket closed afterwards."""
+    ws = await logged_in(daemon, key, PHONE)
+    try:
+        room = Room(daemon, name, messages=messages)
+        await start_watch(ws, name, **kinds)
+        expected = messages + (2 if kinds.get("members") else 0)
+        caught = await items_until(ws, lambda items: len(items) == expected)
+        watch = Watching(ws, room, caught)
+        yield watch
+        if watch.open:
+            await cancel(ws)
+    finally:
+        await ws.close()
+
+
+async def watched_again(daemon: Daemon, key: str, name: str, count: int, **kinds: Any
+                        ) -> list[dict[str, Any]]:
+    """A new connection's watch of an existing group: its first `count` items (the
+    catch-up of what the last watch left); then cancelled."""
+    ws = await logged_in(daemon, key, PHONE)
+    try:
+        await start_watch(ws, name, **kinds)
+        items = await items_until(ws, lambda items: len(items) == count)
+        await cancel(ws)
+        return items
+    finally:
+        await ws.close()
+
+
 async def test_watch_catches_up_then_pushes_a_new_message_live(
         daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "watchroom01")
-    await start_watch(ws, "watchroom01")
-    caught = await items_until(ws, lambda items: len(items) == 5)
-    assert message_ids(caught, "catch-up") == [1, 2, 3, 4, 5]
-    assert caught[0]["message"]["group"] == "watchroom01"
-    assert caught[0]["message"]["chat"]["text"] == "old 0"
-    new_id = room.post("hello live")
-    live = await items_until(ws, lambda items: len(items) == 1)
-    assert live[0]["kind"] == "message" and live[0]["path"] == "live"
-    assert live[0]["message"]["chat"] == {**live[0]["message"]["chat"], "id": new_id,
-                                          "text": "hello live"}
-    await cancel(ws)
-    await ws.close()
+    async with watching(daemon, api_key, "watchroom01", messages=5) as w:
+        assert message_ids(w.caught, "catch-up") == [1, 2, 3, 4, 5]
+        assert w.caught[0]["message"]["group"] == "watchroom01"
+        assert w.caught[0]["message"]["chat"]["text"] == "old 0"
+        new_id = w.room.post("hello live")
+        live = await items_until(w.ws, lambda items: len(items) == 1)
+        assert live[0]["kind"] == "message" and live[0]["path"] == "live"
+        assert live[0]["message"]["chat"] == {**live[0]["message"]["chat"], "id": new_id,
+                                              "text": "hello live"}
 
 
 async def test_edits_deletions_joins_and_leaves_arrive_as_their_kinds(
         daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "watchroom02", messages=3)
-    await start_watch(ws, "watchroom02", edits=True, deletions=True, members=True)
-    caught = await items_until(ws, lambda items: len(items) == 5)
-    assert message_ids(caught) == [1, 2, 3]
-    # Members are caught up as `users` latest would send them: the creator and this account.
-    members = [i["message"]["user"]["id"] for i in caught if i["kind"] == "member"]
-    assert sorted(members) == sorted([room.alice.id, room.me.id])
-    assert all(i["path"] == "catch-up" for i in caught)
+    async with watching(daemon, api_key, "watchroom02", messages=3, edits=True,
+                        deletions=True, members=True) as w:
+        assert message_ids(w.caught) == [1, 2, 3]
+        # Members are caught up as `users` latest would send them: the creator and this account.
+        members = [i["message"]["user"]["id"] for i in w.caught if i["kind"] == "member"]
+        assert sorted(members) == sorted([w.room.alice.id, w.room.me.id])
+        assert all(i["path"] == "catch-up" for i in w.caught)
 
-    room.chat.edit(2, "old 1, edited")
-    edit = (await items_until(ws, lambda items: len(items) == 1))[0]
-    assert (edit["kind"], edit["path"]) == ("edit", "live")
-    assert edit["message"]["chat"]["id"] == 2
-    assert edit["message"]["chat"]["text"] == "old 1, edited"
+        w.room.chat.edit(2, "old 1, edited")
+        edit = (await items_until(w.ws, lambda items: len(items) == 1))[0]
+        assert (edit["kind"], edit["path"]) == ("edit", "live")
+        assert edit["message"]["chat"]["id"] == 2
+        assert edit["message"]["chat"]["text"] == "old 1, edited"
 
-    room.chat.delete(1, 3)
-    deletion = (await items_until(ws, lambda items: len(items) == 1))[0]
-    assert deletion["kind"] == "deletion"
-    assert deletion["message"]["group"] == "watchroom02"
-    assert sorted(deletion["message"]["deleted"]["ids"]) == [1, 3]
+        w.room.chat.delete(1, 3)
+        deletion = (await items_until(w.ws, lambda items: len(items) == 1))[0]
+        assert deletion["kind"] == "deletion"
+        assert deletion["message"]["group"] == "watchroom02"
+        assert sorted(deletion["message"]["deleted"]["ids"]) == [1, 3]
 
-    bob = room.world.user("watch_bob", first_name="Bob")
-    room.chat.join(bob)  # posts MessageActionChatAddUser (announce_members)
-    joined = await items_until(ws, lambda items: any(i["kind"] == "member" for i in items))
-    member = next(i for i in joined if i["kind"] == "member")
-    assert member["path"] == "live"
-    assert member["message"]["user"]["id"] == bob.id
-    assert member["message"]["user"]["first_name"] == "Bob"
-    assert member["message"]["user"]["membership"]["role"] == "member"
-    # The service message itself is a message item, as `chats` would send it.
-    service = [i for i in joined if i["kind"] == "message"]
-    assert service and service[0]["message"]["chat"]["action"]["type"] == "chat_add_user"
+        bob = w.room.world.user("watch_bob", first_name="Bob")
+        w.room.chat.join(bob)  # posts MessageActionChatAddUser (announce_members)
+        joined = await items_until(w.ws,
+                                   lambda items: any(i["kind"] == "member" for i in items))
+        member = next(i for i in joined if i["kind"] == "member")
+        assert member["path"] == "live"
+        assert member["message"]["user"]["id"] == bob.id
+        assert member["message"]["user"]["first_name"] == "Bob"
+        assert member["message"]["user"]["membership"]["role"] == "member"
+        # The service message itself is a message item, as `chats` would send it.
+        service = [i for i in joined if i["kind"] == "message"]
+        assert service and service[0]["message"]["chat"]["action"]["type"] == "chat_add_user"
 
-    room.chat.leave(bob)
-    gone = await items_until(ws, lambda items: any(i["kind"] == "member_left" for i in items))
-    left = next(i for i in gone if i["kind"] == "member_left")
-    assert left["message"]["left"]["user_id"] == bob.id
-    assert left["message"]["left"]["by"] is None  # left by themselves
-    await cancel(ws)
-    await ws.close()
+        w.room.chat.leave(bob)
+        gone = await items_until(w.ws,
+                                 lambda items: any(i["kind"] == "member_left" for i in items))
+        left = next(i for i in gone if i["kind"] == "member_left")
+        assert left["message"]["left"]["user_id"] == bob.id
+        assert left["message"]["left"]["by"] is None  # left by themselves
 
 
 async def test_a_watch_of_only_messages_sends_no_edits_deletions_or_members(
         daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "watchroom03", messages=2)
-    await start_watch(ws, "watchroom03")
-    await items_until(ws, lambda items: len(items) == 2)
-    room.chat.edit(1, "changed")
-    room.chat.delete(2)
-    last = room.post("after")
-    items = await items_until(ws, lambda items: last in message_ids(items))
-    assert [i["kind"] for i in items] == ["message"]
-    await cancel(ws)
-    await ws.close()
+    async with watching(daemon, api_key, "watchroom03") as w:
+        w.room.chat.edit(1, "changed")
+        w.room.chat.delete(2)
+        last = w.room.post("after")
+        items = await items_until(w.ws, lambda items: last in message_ids(items))
+        assert [i["kind"] for i in items] == ["message"]
 
 
-@contextlib.asynccontextmanager
-async def daemon_with(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[Daemon, str]]:
-    """A daemon with these config overrides, and an API key for it."""
-    d = Daemon(make_config(tmp_path, **overrides))
-    await d.start()
-    try:
-        assert d.app is not None
-        yield d, await d.app.store.create_api_key("watcher")
-    finally:
-        await d.stop()
+def daemon_with(tmp_path: Path, **overrides: Any
+                ) -> contextlib.AbstractAsyncContextManager[tuple[Daemon, App, str]]:
+    """A daemon with these config overrides, its app and an API key for it."""
+    return started_with_key(make_config(tmp_path, **overrides), "watcher")
 
 
 async def test_pushes_never_sent_are_recovered_by_the_periodic_reconciliation(
         tmp_path: Path) -> None:
-    async with daemon_with(tmp_path, **{"watch.reconcile_interval": 0.3}) as (daemon, key):
-        ws = await logged_in(daemon, key, PHONE)
-        room = Room(daemon, "watchroom04", messages=2)
-        await start_watch(ws, "watchroom04")
-        await items_until(ws, lambda items: len(items) == 2)
-        room.world.updates.mute(room.chat)  # Telegram pushes nothing of this chat
-        posted = [room.post(f"unpushed {i}") for i in range(3)]
-        items = await items_until(ws, lambda items: len(items) == 3)
+    async with daemon_with(tmp_path, **{"watch.reconcile_interval": 0.3}) as (daemon, _, key), \
+            watching(daemon, key, "watchroom04") as w:
+        w.room.world.updates.mute(w.room.chat)  # Telegram pushes nothing of this chat
+        posted = [w.room.post(f"unpushed {i}") for i in range(3)]
+        items = await items_until(w.ws, lambda items: len(items) == 3)
         assert message_ids(items, "reconcile") == posted
-        assert room.world.updates.stats["muted"] >= 3
-        await cancel(ws)
-        await ws.close()
+        assert w.room.world.updates.stats["muted"] >= 3
 
 
 async def test_joins_and_departures_never_pushed_are_recovered_by_reconciliation(
@@ -212,12 +245,9 @@ async def test_joins_and_departures_never_pushed_are_recovered_by_reconciliation
     """Telegram posts a service message for each join and departure; when neither it nor
     the participant update is pushed, the reconciliation's history read finds the service
     message and sends the member items from it, marked "reconcile"."""
-    async with daemon_with(tmp_path, **{"watch.reconcile_interval": 0.3}) as (daemon, key):
-        ws = await logged_in(daemon, key, PHONE)
-        room = Room(daemon, "watchroom09", messages=1)
-        await start_watch(ws, "watchroom09", members=True)
-        await items_until(ws, lambda items: len(items) == 3)  # a message, two members
-        updates = room.world.updates
+    async with daemon_with(tmp_path, **{"watch.reconcile_interval": 0.3}) as (daemon, _, key), \
+            watching(daemon, key, "watchroom09", messages=1, members=True) as w:
+        ws, room, updates = w.ws, w.room, w.room.world.updates
         updates.mute(room.chat)  # nothing of this chat is pushed from now on
         muted = updates.stats["muted"]
         bob = room.world.user("watch_bob09", first_name="Bob")
@@ -238,52 +268,41 @@ async def test_joins_and_departures_never_pushed_are_recovered_by_reconciliation
             ("reconcile", bob.id)]
         assert all(i["path"] == "reconcile" for i in items)
         assert updates.stats["muted"] > muted  # the pushes really were held back
-        assert await cancel(ws) == []  # nothing sent twice afterwards either
-        await ws.close()
+        assert await w.cancel() == []  # nothing sent twice afterwards either
 
 
 async def test_dropped_pushes_and_channel_difference_too_long_are_recovered(
         daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "watchroom05", messages=2)
-    await start_watch(ws, "watchroom05")
-    await items_until(ws, lambda items: len(items) == 2)
-    # Telethon follows a channel from the first push it sees.
-    followed = room.post("followed")
-    await items_until(ws, lambda items: message_ids(items) == [followed])
-    updates = room.world.updates
-    updates.mute(room.chat)
-    missed = [room.post(f"missed {i}") for i in range(4)]
-    updates.unmute(room.chat)
-    # Telethon sees the pts gap with the next push, asks getChannelDifference and is told
-    # channelDifferenceTooLong: it jumps ahead and hands nothing of the gap to handlers.
-    updates.force_too_long(room.chat, times=1)
-    trigger = room.post("after the gap")
-    following = room.post("and one more")
-    everything = [*missed, trigger, following]
-    items = await items_until(ws, lambda items: sorted(message_ids(items)) == everything)
-    assert len(message_ids(items)) == len(everything)  # nothing twice
-    assert set(message_ids(items, "reconcile")) >= set(missed)
-    assert updates.stats["channel_too_long"] >= 1
-    await cancel(ws)
-    await ws.close()
+    async with watching(daemon, api_key, "watchroom05") as w:
+        # Telethon follows a channel from the first push it sees.
+        followed = w.room.post("followed")
+        await items_until(w.ws, lambda items: message_ids(items) == [followed])
+        updates = w.room.world.updates
+        updates.mute(w.room.chat)
+        missed = [w.room.post(f"missed {i}") for i in range(4)]
+        updates.unmute(w.room.chat)
+        # Telethon sees the pts gap with the next push, asks getChannelDifference and is told
+        # channelDifferenceTooLong: it jumps ahead and hands nothing of the gap to handlers.
+        updates.force_too_long(w.room.chat, times=1)
+        trigger = w.room.post("after the gap")
+        following = w.room.post("and one more")
+        everything = [*missed, trigger, following]
+        items = await items_until(w.ws, lambda items: sorted(message_ids(items)) == everything)
+        assert len(message_ids(items)) == len(everything)  # nothing twice
+        assert set(message_ids(items, "reconcile")) >= set(missed)
+        assert updates.stats["channel_too_long"] >= 1
 
 
 async def test_a_telegram_disconnect_loses_no_message(daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "watchroom06", messages=2)
-    await start_watch(ws, "watchroom06")
-    await items_until(ws, lambda items: len(items) == 2)
-    world = room.world
-    world.updates.mute(room.chat)  # what was posted while the connection was down
-    world.faults.drop_connections()
-    lost = [room.post(f"while down {i}") for i in range(3)]
-    world.updates.unmute(room.chat)
-    after = room.post("back")
-    items = await items_until(ws, lambda items: sorted(message_ids(items)) == [*lost, after])
-    assert len(items) == 4
-    await cancel(ws)
-    await ws.close()
+    async with watching(daemon, api_key, "watchroom06") as w:
+        world = w.room.world
+        world.updates.mute(w.room.chat)  # what was posted while the connection was down
+        world.faults.drop_connections()
+        lost = [w.room.post(f"while down {i}") for i in range(3)]
+        world.updates.unmute(w.room.chat)
+        after = w.room.post("back")
+        items = await items_until(w.ws, lambda items: sorted(message_ids(items)) == [*lost, after])
+        assert len(items) == 4
 
 
 async def committed(daemon: Daemon, room: Room, value: int) -> None:
@@ -303,21 +322,15 @@ async def committed(daemon: Daemon, room: Room, value: int) -> None:
 
 async def test_a_watch_cut_by_the_client_resumes_where_it_was_confirmed(
         daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "watchroom07", messages=3)
-    await start_watch(ws, "watchroom07")
-    await items_until(ws, lambda items: len(items) == 3)
-    live = room.post("live one")
-    await items_until(ws, lambda items: len(items) == 1)
-    await committed(daemon, room, live)
-    await ws.close()  # the client leaves: the watch ends
+    async with watching(daemon, api_key, "watchroom07", messages=3) as w:
+        room = w.room
+        live = room.post("live one")
+        await items_until(w.ws, lambda items: len(items) == 1)
+        await committed(daemon, room, live)
+        await w.leave()  # the client leaves: the watch ends
     meanwhile = [room.post(f"meanwhile {i}") for i in range(2)]
-    ws = await logged_in(daemon, api_key, PHONE)
-    await start_watch(ws, "watchroom07")
-    items = await items_until(ws, lambda items: len(items) == 2)
+    items = await watched_again(daemon, api_key, "watchroom07", 2)
     assert message_ids(items, "catch-up") == meanwhile  # no gap, nothing confirmed again
-    await cancel(ws)
-    await ws.close()
 
 
 async def test_watch_then_latest_and_latest_then_watch_share_the_offsets(
@@ -391,23 +404,17 @@ async def test_an_ack_of_an_item_never_sent_is_refused(daemon: Daemon, api_key: 
 
 async def test_a_watch_with_client_acks_resends_what_was_not_acked(
         daemon: Daemon, api_key: str) -> None:
-    ws = await logged_in(daemon, api_key, PHONE)
-    room = Room(daemon, "ackroom02", messages=3)
-    await start_watch(ws, "ackroom02", ack="client")
-    caught = await items_until(ws, lambda items: len(items) == 3)
-    assert [i["seq"] for i in caught] == [1, 2, 3]
-    live = room.post("live")
-    item = (await items_until(ws, lambda items: len(items) == 1))[0]
-    assert (item["seq"], item["message"]["chat"]["id"]) == (4, live)
-    await ws.send(json.dumps({"event": "ack", "data": {"seq": 2}}))
-    await committed(daemon, room, 2)
-    await ws.close()
-    ws = await logged_in(daemon, api_key, PHONE)
-    await start_watch(ws, "ackroom02", ack="client")
-    again = await items_until(ws, lambda items: len(items) == 2)
+    async with watching(daemon, api_key, "ackroom02", messages=3, ack="client") as w:
+        room = w.room
+        assert [i["seq"] for i in w.caught] == [1, 2, 3]
+        live = room.post("live")
+        item = (await items_until(w.ws, lambda items: len(items) == 1))[0]
+        assert (item["seq"], item["message"]["chat"]["id"]) == (4, live)
+        await w.ws.send(json.dumps({"event": "ack", "data": {"seq": 2}}))
+        await committed(daemon, room, 2)
+        await w.leave()
+    again = await watched_again(daemon, api_key, "ackroom02", 2, ack="client")
     assert message_ids(again, "catch-up") == [3, live]
-    await cancel(ws)
-    await ws.close()
 
 
 async def test_users_with_client_acks_commit_the_listing_once_its_last_item_is_acked(
@@ -498,12 +505,9 @@ async def test_a_hostile_world_dropping_and_reordering_pushes_loses_and_repeats_
         tmp_path: Path) -> None:
     overrides = {"sandbox.hostile": True, "watch.reconcile_interval": 1.0,
                  "watch.gap_delay": 0.2}
-    async with daemon_with(tmp_path, **overrides) as (daemon, key):
-        ws = await logged_in(daemon, key, PHONE)
-        room = Room(daemon, "hostilewatch", messages=3)
-        await start_watch(ws, "hostilewatch")
-        await items_until(ws, lambda items: len(items) == 3)
-        world = room.world
+    async with daemon_with(tmp_path, **overrides) as (daemon, _, key), \
+            watching(daemon, key, "hostilewatch", messages=3) as w:
+        ws, room, world = w.ws, w.room, w.room.world
         world.updates.set(drop_rate=0.3, reorder_rate=0.3, reorder_window=0.05)
         posted = []
         for i in range(30):
@@ -515,8 +519,6 @@ async def test_a_hostile_world_dropping_and_reordering_pushes_loses_and_repeats_
         assert sorted(message_ids(items)) == posted  # each once
         assert world.updates.stats["dropped"] > 0
         assert {i["path"] for i in items} <= {"live", "reconcile"}
-        await cancel(ws)
-        await ws.close()
 
 
 async def test_latest_stays_exact_when_the_bulk_call_fails(daemon: Daemon, api_key: str) -> None:
