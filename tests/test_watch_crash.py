@@ -14,7 +14,6 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +37,6 @@ def config_file(tmp_path: Path) -> Path:
                     '[sandbox]\ntick = 0.2\n'
                     '[watch]\nreconcile_interval = 0.3\n')
     return path
-
-
-@pytest.fixture
-def processes() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        proc.close()
 
 
 async def watching(port: int, key: str) -> ClientConnection:
