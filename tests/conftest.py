@@ -12,6 +12,7 @@ from tests.pgserver import PgServer, shared_server
 from tests.support import ThreadedDaemon, make_config, started
 from tgws.config import Config
 from tgws.daemon import Daemon
+from tgws.store import Store
 
 
 @pytest.fixture(params=[False, True], ids=["objects", "wire"])
@@ -81,3 +82,26 @@ def pg_server() -> Iterator[PgServer]:
     every test that needs it errors with the reason: the PostgreSQL store is part of what the
     suite proves, never skipped."""
     yield shared_server()  # stopped when the test process exits
+
+
+# --- one PostgreSQL store and key (tests/test_ownership*.py); a file may define its own ---------
+@pytest.fixture
+def database(pg_server: PgServer) -> str:
+    """A fresh schema on the shared PostgreSQL server: its connection URL."""
+    return pg_server.new_schema()
+
+
+@pytest.fixture
+async def store(database: str) -> AsyncIterator[Store]:
+    """A PostgreSQL Store on `database` (test_store.py's own `store` covers both dialects)."""
+    async with await Store.open(database) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def key_id(store: Store) -> int:
+    """The id of a new API key in `store`."""
+    key = await store.create_api_key("owner")
+    record = await store.verify_api_key(key)
+    assert record is not None
+    return record.id

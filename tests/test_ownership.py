@@ -11,38 +11,18 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.pgserver import PgServer
 from tests.support import timeout
 from tgws.errors import StoreError
 from tgws.store import Offset, Store
 from tgws.store.ownership import Lease, LeaseLost, Ownership
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def database(pg_server: PgServer) -> str:
-    return pg_server.new_schema()
-
-
-@pytest.fixture
-async def store(database: str) -> AsyncIterator[Store]:
-    async with await Store.open(database) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def key_id(store: Store) -> int:
-    key = await store.create_api_key("bot")
-    record = await store.verify_api_key(key)
-    assert record is not None
-    return record.id
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str, wait: float = 10.0) -> None:

@@ -11,13 +11,10 @@ client is routed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from telethon import functions
 from telethon.sessions import StringSession
 
-from tests.pgserver import PgServer
 from tests.support import eventually
 from tests.test_ownership import take_over
 from tgws.ownership_guard import AccountMoved, OwnershipGuard, fenced
@@ -25,28 +22,6 @@ from tgws.sandbox import World, sandbox_client
 from tgws.store import Offset, Store
 from tgws.store.ownership import Ownership
 from tgws.store.postgres import PostgresStore
-
-
-@pytest.fixture
-def database(pg_server: PgServer) -> str:
-    return pg_server.new_schema()
-
-
-@pytest.fixture
-async def store(database: str) -> AsyncIterator[Store]:
-    opened = await Store.open(database)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def key_id(store: Store) -> int:
-    key = await store.create_api_key("guarded")
-    record = await store.verify_api_key(key)
-    assert record is not None
-    return record.id
 
 
 def guard_for(store: Store, name: str, ttl: float) -> tuple[OwnershipGuard, list[int]]:
