@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,23 @@ async def key_id(store: Store) -> int:
     record = await store.verify_api_key(key)
     assert record is not None
     return record.id
+
+
+Start = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(tmp_path: Path) -> AsyncIterator[Start]:
+    """`await start_daemon(**overrides)`: a daemon on make_config(tmp_path, **overrides),
+    started; every one started is stopped at the end of the test."""
+    daemons: list[Daemon] = []
+
+    async def start(**overrides: Any) -> Daemon:
+        daemon = Daemon(make_config(tmp_path, **overrides))
+        await daemon.start()
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        await daemon.stop()

@@ -11,7 +11,7 @@ Telethon against the sandbox, whose fault plan scripts the floods (world.fail).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tgws.errors import ConfigError
 from tgws.login_guard import phone_key
 from tgws.sandbox.demo import PASSWORD, PASSWORD_PHONE
 
+Start = Callable[..., Awaitable[Daemon]]  # conftest's start_daemon
 TL = "telegram login"
 PHONE = "+15551234567"
 OTHER_PHONE = "+15557654321"
@@ -33,21 +34,14 @@ SHORT = 0.3  # a cool-down a test waits out
 
 
 @pytest.fixture
-async def started(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
+def started(start_daemon: Start) -> Start:
     """Start a daemon with these cool-downs (and more config overrides); stopped at the end."""
-    daemons: list[Daemon] = []
 
     async def start(phone: float = LONG, password: float = LONG, **overrides: Any) -> Daemon:
-        daemon = Daemon(make_config(tmp_path, **{"limits.phone_flood_cooldown": phone,
-                                                 "limits.password_flood_cooldown": password,
-                                                 **overrides}))
-        await daemon.start()
-        daemons.append(daemon)
-        return daemon
+        return await start_daemon(**{"limits.phone_flood_cooldown": phone,
+                                     "limits.password_flood_cooldown": password, **overrides})
 
-    yield start
-    for daemon in daemons:
-        await daemon.stop()
+    return start
 
 
 def world(daemon: Daemon) -> Any:
