@@ -120,13 +120,20 @@ class SmallStdout:
         return [json.loads(line) for line in self.taken.splitlines()]
 
 
+async def room_and_client(daemon: Daemon, key: str, name: str, messages: int, *args: str,
+                          stdout: int = asyncio.subprocess.PIPE) -> tuple[Room, WatchProcess]:
+    """Room `name` with `messages` old ones, and `tgws client watch name *args` started on it
+    (the account is logged in first: the client has no login of its own)."""
+    ws = await logged_in(daemon, key, PHONE)
+    await ws.close()
+    room = Room(daemon, name, messages=messages)
+    return room, await WatchProcess.start(daemon, key, name, *args, stdout=stdout)
+
+
 async def test_client_watch_prints_each_item_as_it_arrives_and_acks_it(
         daemon: Daemon, api_key: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="tgws.websockets")
-    ws = await logged_in(daemon, api_key, PHONE)
-    await ws.close()
-    room = Room(daemon, "clientwatch01", messages=2)
-    client = await WatchProcess.start(daemon, api_key, "clientwatch01", "--ack", "--edits")
+    room, client = await room_and_client(daemon, api_key, "clientwatch01", 2, "--ack", "--edits")
     caught = await client.read(2)
     assert [(c["group"], c["kind"], c["path"], c["id"]) for c in caught] == [
         ("clientwatch01", "message", "catch-up", 1), ("clientwatch01", "message", "catch-up", 2)]
@@ -150,10 +157,7 @@ async def test_client_watch_prints_each_item_as_it_arrives_and_acks_it(
 async def test_client_watch_on_sigint_acks_what_it_wrote_and_nothing_else(
         daemon: Daemon, api_key: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="tgws.websockets")
-    ws = await logged_in(daemon, api_key, PHONE)
-    await ws.close()
-    room = Room(daemon, "clientwatch02", messages=3)
-    client = await WatchProcess.start(daemon, api_key, "clientwatch02", "--ack")
+    room, client = await room_and_client(daemon, api_key, "clientwatch02", 3, "--ack")
     await client.read(3)
     code, rest, err = await client.stop(signal.SIGINT)
     assert rest == []  # every line was read before the signal
@@ -177,18 +181,15 @@ async def test_client_watch_with_ack_acks_only_lines_its_stdout_took(
     is not acked, however many items the daemon has sent; once the reader reads again and
     SIGTERM arrives, the client writes, acks what it wrote and closes 1000."""
     caplog.set_level(logging.DEBUG, logger="tgws.websockets")
-    ws = await logged_in(daemon, api_key, PHONE)
-    await ws.close()
-    room = Room(daemon, "clientwatch03", messages=2)
     with SmallStdout() as stdout:
-        await held_back_then_released(daemon, api_key, room, stdout, caplog)
+        room, client = await room_and_client(daemon, api_key, "clientwatch03", 2, "--ack",
+                                             stdout=stdout.theirs.fileno())
+        stdout.theirs.close()  # the client's copy is its stdout
+        await held_back_then_released(daemon, room, client, stdout, caplog)
 
 
-async def held_back_then_released(daemon: Daemon, api_key: str, room: Room, stdout: SmallStdout,
-                                  caplog: pytest.LogCaptureFixture) -> None:
-    client = await WatchProcess.start(daemon, api_key, "clientwatch03", "--ack",
-                                      stdout=stdout.theirs.fileno())
-    stdout.theirs.close()  # the client's copy is its stdout
+async def held_back_then_released(daemon: Daemon, room: Room, client: WatchProcess,
+                                  stdout: SmallStdout, caplog: pytest.LogCaptureFixture) -> None:
     assert [line["id"] for line in await stdout.take(2)] == [1, 2]
     await committed(daemon, room, 2)
     # The test stops reading. Each line is over 1 KiB: a few fill the socket.
