@@ -202,7 +202,9 @@ class TelegramConfig:
         _require(self.api_id >= 0, "telegram.api_id", "a positive integer")
         _require(self.flood_wait_ceiling >= 0, "telegram.flood_wait_ceiling", "seconds >= 0")
         _require(self.idle_disconnect >= 0, "telegram.idle_disconnect", "seconds >= 0")
-        _require(self.request_retries >= 0, "telegram.request_retries", "an integer >= 0")
+        # Telethon follows a PHONE_/USER_MIGRATE (an account on another data centre) by sending
+        # the request again: with no retry left, such a login fails with ERROR_SEE_OTHER.
+        _require(self.request_retries >= 1, "telegram.request_retries", "an integer >= 1")
         _require(self.connection_retries >= 0, "telegram.connection_retries",
                  "an integer >= 0")
         _require(0 < self.connect_timeout <= 300, "telegram.connect_timeout",
