@@ -197,12 +197,14 @@ async def held_back_then_released(daemon: Daemon, room: Room, client: WatchProce
     async with asyncio.timeout(timeout(20)):
         while True:
             if client.blocked_writing_stdout():
-                break
+                last = stdout.written()[-1]["id"]
+                await committed(daemon, room, last)  # everything it wrote is acked...
+                # ...and it is still in the same write (not caught in a write that was
+                # about to succeed): it is held back.
+                if client.blocked_writing_stdout() and stdout.written()[-1]["id"] == last:
+                    break
             await asyncio.sleep(0.01)  # poll interval
-    written = stdout.written()
-    assert written[-1]["id"] < posted[-1]  # the client is held back with items to write
-    last = written[-1]["id"]
-    await committed(daemon, room, last)  # everything it wrote is acked...
+    assert last < posted[-1]  # the client is held back with items to write
     # ...and nothing past it while it stays held back: an ack sent before its line was
     # written (the line it is blocked on) would show up here as `last + 1` at once.
     for _ in range(30):
