@@ -122,5 +122,6 @@ class LoginFloods:
 
 
 def _whole_seconds(seconds: float) -> int:
-    # Rounded up: a client that waits the seconds it was told finds the hold gone.
-    return max(1, math.ceil(seconds))
+    # Rounded up: a client that waits the seconds it was told finds the hold gone. First to
+    # the microsecond, so float noise ((now + 600) - now = 600.0000000001) is not a second.
+    return max(1, math.ceil(round(seconds, 6)))

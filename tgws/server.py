@@ -163,8 +163,13 @@ class TgwsServer:
             await self._read_loop(conn)
         finally:
             await self._cleanup(conn)
-            log.info("%s: closed (code %s%s)", conn.label(), ws.close_code,
-                     f", {ws.close_reason!r}" if ws.close_reason else "")
+            # The close frame received (else the one sent): `ws.close_code` stays None until
+            # the TCP connection is gone, which is often after this line.
+            frame = ws.protocol.close_rcvd or ws.protocol.close_sent
+            code = frame.code if frame is not None else ws.close_code
+            reason = frame.reason if frame is not None else ws.close_reason
+            log.info("%s: closed (code %s%s)", conn.label(), code,
+                     f", {reason!r}" if reason else "")
 
     async def _read_loop(self, conn: Connection) -> None:
         idle = self.app.config.server.idle_timeout
