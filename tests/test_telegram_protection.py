@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ TL = "telegram login"
 PHONE_A = "+919876543210"
 PHONE_B = "+15551234567"
 
+Start = Callable[..., Awaitable[Daemon]]  # conftest's start_daemon: daemons with config overrides
+
 
 def world_of(daemon: Daemon) -> Any:
     assert daemon.backend is not None
@@ -57,22 +59,6 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, wait: float = 2
     while not await check():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)  # poll interval
-
-
-@pytest.fixture
-async def started(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
-    """Start daemons with config overrides; all are stopped at the end."""
-    daemons: list[Daemon] = []
-
-    async def start(**overrides: Any) -> Daemon:
-        daemon = Daemon(make_config(tmp_path, **overrides))
-        await daemon.start()
-        daemons.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in daemons:
-        await daemon.stop()
 
 
 async def key_id_of(daemon: Daemon, key: str) -> int:
@@ -100,8 +86,8 @@ async def revoke_from_another_process(path: str, name: str) -> None:
 
 
 async def test_revoking_an_idle_disconnected_account_logs_it_out_at_telegram(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started(**{"telegram.idle_disconnect": 0.0})
+        start_daemon: Start) -> None:
+    daemon = await start_daemon(**{"telegram.idle_disconnect": 0.0})
     assert daemon.app is not None
     app = daemon.app
     key = await app.store.create_api_key("idle")
@@ -160,8 +146,8 @@ async def test_a_key_revoked_while_the_daemon_is_down_is_logged_out_when_it_star
 
 
 async def test_a_log_out_telegram_refuses_keeps_the_session_for_a_later_try(
-        started: Callable[..., Awaitable[Daemon]], caplog: pytest.LogCaptureFixture) -> None:
-    daemon = await started()
+        start_daemon: Start, caplog: pytest.LogCaptureFixture) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     store = daemon.app.store
     key = await store.create_api_key("stubborn")
@@ -234,8 +220,8 @@ class RawClient:
 
 
 async def test_revocation_closes_all_the_keys_connections_at_once(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started()
+        start_daemon: Start) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     app = daemon.app
     key = await app.store.create_api_key("many")
@@ -268,8 +254,8 @@ async def send_phone(daemon: Daemon, key: str, phone: str) -> dict[str, Any]:
 
 
 async def test_send_code_is_limited_per_key_and_the_wait_is_in_the_reply(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started(**{"limits.send_code_per_key": 2,
+        start_daemon: Start) -> None:
+    daemon = await start_daemon(**{"limits.send_code_per_key": 2,
                               "limits.send_code_per_phone": 100,
                               "limits.send_code_window": 600.0})
     assert daemon.app is not None
@@ -290,8 +276,8 @@ async def test_send_code_is_limited_per_key_and_the_wait_is_in_the_reply(
 
 
 async def test_send_code_is_limited_per_phone_whichever_key_asks(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started(**{"limits.send_code_per_phone": 1})
+        start_daemon: Start) -> None:
+    daemon = await start_daemon(**{"limits.send_code_per_phone": 1})
     assert daemon.app is not None
     first = await daemon.app.store.create_api_key("first")
     second = await daemon.app.store.create_api_key("second")
@@ -306,8 +292,8 @@ async def test_send_code_is_limited_per_phone_whichever_key_asks(
 
 
 async def test_a_pending_code_belongs_to_the_connection_that_sent_the_phone(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started()
+        start_daemon: Start) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     key = await daemon.app.store.create_api_key("two")
     async with await open_ws(daemon) as a, await open_ws(daemon) as b:
@@ -326,8 +312,8 @@ async def test_a_pending_code_belongs_to_the_connection_that_sent_the_phone(
 
 
 async def test_a_failed_code_request_leaves_nothing_pending(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started(**{"telegram.flood_wait_ceiling": 0})
+        start_daemon: Start) -> None:
+    daemon = await start_daemon(**{"telegram.flood_wait_ceiling": 0})
     assert daemon.app is not None
     key = await daemon.app.store.create_api_key("flooded")
     world_of(daemon).fail("SendCode", "FLOOD_WAIT_100")
@@ -342,8 +328,8 @@ async def test_a_failed_code_request_leaves_nothing_pending(
 
 
 async def test_a_closed_connections_pending_code_does_not_block_the_next(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started()
+        start_daemon: Start) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     app = daemon.app
     key = await app.store.create_api_key("retry")
@@ -365,8 +351,8 @@ async def test_a_closed_connections_pending_code_does_not_block_the_next(
 
 
 async def test_a_group_named_a_hundred_times_is_fetched_and_sent_once(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started()
+        start_daemon: Start) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     key = await daemon.app.store.create_api_key("dups")
     spellings = ["testgroup00002", "@testgroup00002", "t.me/TestGroup00002",
@@ -398,8 +384,8 @@ NOT_USERNAMES = ["me", "self", "12345678", "-1001234567890", "+919876543210",
 
 @pytest.mark.parametrize("name", NOT_USERNAMES)
 async def test_names_that_are_not_usernames_never_reach_telegram(
-        started: Callable[..., Awaitable[Daemon]], name: str) -> None:
-    daemon = await started()
+        start_daemon: Start, name: str) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     store = daemon.app.store
     key = await store.create_api_key("names")
@@ -419,8 +405,8 @@ async def test_names_that_are_not_usernames_never_reach_telegram(
 
 
 async def test_a_newline_in_a_group_name_cannot_forge_a_log_line(
-        started: Callable[..., Awaitable[Daemon]], caplog: pytest.LogCaptureFixture) -> None:
-    daemon = await started()
+        start_daemon: Start, caplog: pytest.LogCaptureFixture) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     key = await daemon.app.store.create_api_key("forger")
     forged = "x\n2026-01-01 00:00:00,000 INFO tgws.server: conn#1: api key 'admin' verified"
@@ -441,8 +427,8 @@ async def test_a_newline_in_a_group_name_cannot_forge_a_log_line(
 
 
 async def test_logout_ends_the_keys_other_streams_with_a_final_reply(
-        started: Callable[..., Awaitable[Daemon]]) -> None:
-    daemon = await started()
+        start_daemon: Start) -> None:
+    daemon = await start_daemon()
     assert daemon.app is not None
     app = daemon.app
     group = world_of(daemon).megagroup("endlesshistory", title="Endless history")
