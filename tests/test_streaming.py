@@ -59,11 +59,18 @@ def world_of(daemon: Daemon) -> Any:
     return daemon.backend.world
 
 
-async def chats(ws: ClientConnection, *names: str, latest: bool = False,
-                **extra: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def send_chats(ws: ClientConnection, *names: str, latest: bool = False,
+                     **extra: Any) -> None:
+    """Ask for the chats of `names`, each with status "latest" or ""; `extra` adds to (or,
+    for the top-level "status", replaces) the request's data. The replies are the caller's."""
     status = "latest" if latest else ""
     await ws.send(json.dumps({"event": "chats", "data": {
         "group": [{"name": n, "status": status} for n in names], "status": "", **extra}}))
+
+
+async def chats(ws: ClientConnection, *names: str, latest: bool = False,
+                **extra: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    await send_chats(ws, *names, latest=latest, **extra)
     return await collect_stream(ws, "chats")
 
 
@@ -262,8 +269,7 @@ async def test_top_level_latest_is_the_default_for_groups_without_status(
         daemon: Daemon, api_key: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
         await chats(ws, "testgroup00002")
-        await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": "testgroup00002", "status": ""}], "status": "latest"}}))
+        await send_chats(ws, "testgroup00002", status="latest")
         items, _ = await collect_stream(ws, "chats")
         assert items == []
 
@@ -306,8 +312,7 @@ async def test_disconnect_mid_stream_then_latest_resumes_without_a_gap(
         daemon: Daemon, api_key: str, big: str) -> None:
     seen: list[int] = []
     ws = await logged_in(daemon, api_key)
-    await ws.send(json.dumps({"event": "chats", "data": {
-        "group": [{"name": big, "status": "latest"}], "status": ""}}))
+    await send_chats(ws, big, latest=True)
     expect(await recv_json(ws), "chats", "success", "sending chats")
     while len(seen) < 3_000:
         seen.append((await recv_json(ws))["data"]["message"]["chat"]["id"])
@@ -346,8 +351,7 @@ async def drain_ids(ws: ClientConnection) -> list[int]:
 async def test_cancel_stops_the_stream_and_keeps_the_connection(
         daemon: Daemon, api_key: str, big: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
-        await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": big, "status": "latest"}], "status": ""}}))
+        await send_chats(ws, big, latest=True)
         expect(await recv_json(ws), "chats", "success", "sending chats")
         for _ in range(500):
             await recv_json(ws)
@@ -371,8 +375,7 @@ async def test_cancel_stops_the_stream_and_keeps_the_connection(
 async def test_a_second_stream_while_one_runs_is_refused(
         daemon: Daemon, api_key: str, medium: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
-        await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": medium, "status": ""}], "status": ""}}))
+        await send_chats(ws, medium)
         await ws.send(json.dumps({"event": "users", "data": {"group": ["testgroup00002"]}}))
         refused = False
         while True:
@@ -392,8 +395,7 @@ async def test_flood_wait_while_paging_is_waited_and_the_stream_completes(
     async with await logged_in(daemon, api_key) as ws:
         # Flood notices are progress replies: only a request that asks for progress gets
         # them (tests/test_resilience.py checks that "progress": false gets none).
-        await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": medium, "status": ""}], "status": "", "progress": True}}))
+        await send_chats(ws, medium, progress=True)
         notices = []
         got: list[int] = []
         while True:
@@ -418,8 +420,7 @@ async def test_flood_wait_while_paging_is_waited_and_the_stream_completes(
 @OBJECTS_ONLY
 async def test_progress_replies_when_asked(daemon: Daemon, api_key: str, medium: str) -> None:
     async with await logged_in(daemon, api_key) as ws:
-        await ws.send(json.dumps({"event": "chats", "data": {
-            "group": [{"name": medium, "status": ""}], "status": "", "progress": True}}))
+        await send_chats(ws, medium, progress=True)
         progress = []
         notices = []  # flood waits and retries: the hostile world's faults
         while True:
