@@ -85,7 +85,7 @@ def pg_server() -> Iterator[PgServer]:
     yield shared_server()  # stopped when the test process exits
 
 
-# --- one PostgreSQL store and key (tests/test_ownership*.py); a file may define its own ---------
+# --- one PostgreSQL database, store and key; a file may define its own ---------------------
 @pytest.fixture
 def database(pg_server: PgServer) -> str:
     """A fresh schema on the shared PostgreSQL server: its connection URL."""

@@ -26,7 +26,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.daemon_process import DaemonProcess
-from tests.pgserver import PgServer
 from tests.sandbox_process import SandboxProcess
 from tests.support import ask, expect, timeout
 from tests.test_crash_recovery import (
@@ -48,11 +47,6 @@ def sandbox() -> Iterator[SandboxProcess]:
     server = SandboxProcess(idle_timeout=2.0)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def database(pg_server: PgServer) -> str:
-    return pg_server.new_schema()
 
 
 @pytest.fixture

@@ -19,14 +19,9 @@ import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.daemon_process import start_daemon as start
-from tests.pgserver import PASSWORD, PgServer
+from tests.pgserver import PASSWORD
 from tests.support import timeout
 from tests.test_crash_recovery import assert_no_gap, drain, resume, start_stream
-
-
-@pytest.fixture
-def database(pg_server: PgServer) -> str:
-    return pg_server.new_schema()
 
 
 @pytest.fixture
