@@ -32,6 +32,7 @@ from tests.support import (
     wait_closed,
 )
 from tgws import protocol as p
+from tgws.context import App
 from tgws.daemon import Daemon
 from tgws.store import Store
 
@@ -40,6 +41,13 @@ PHONE_A = "+919876543210"
 PHONE_B = "+15551234567"
 
 Start = Callable[..., Awaitable[Daemon]]  # conftest's start_daemon: daemons with config overrides
+
+
+async def with_key(start_daemon: Start, name: str, **overrides: Any) -> tuple[Daemon, App, str]:
+    """A daemon started with `overrides`, its app and a new API key called `name`."""
+    daemon = await start_daemon(**overrides)
+    assert daemon.app is not None
+    return daemon, daemon.app, await daemon.app.store.create_api_key(name)
 
 
 def world_of(daemon: Daemon) -> Any:
@@ -87,10 +95,7 @@ async def revoke_from_another_process(path: str, name: str) -> None:
 
 async def test_revoking_an_idle_disconnected_account_logs_it_out_at_telegram(
         start_daemon: Start) -> None:
-    daemon = await start_daemon(**{"telegram.idle_disconnect": 0.0})
-    assert daemon.app is not None
-    app = daemon.app
-    key = await app.store.create_api_key("idle")
+    daemon, app, key = await with_key(start_daemon, "idle", **{"telegram.idle_disconnect": 0.0})
     async with await logged_in(daemon, key):
         pass
     key_id = await key_id_of(daemon, key)
@@ -147,10 +152,8 @@ async def test_a_key_revoked_while_the_daemon_is_down_is_logged_out_when_it_star
 
 async def test_a_log_out_telegram_refuses_keeps_the_session_for_a_later_try(
         start_daemon: Start, caplog: pytest.LogCaptureFixture) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    store = daemon.app.store
-    key = await store.create_api_key("stubborn")
+    daemon, app, key = await with_key(start_daemon, "stubborn")
+    store = app.store
     async with await logged_in(daemon, key):
         pass
     key_id = await key_id_of(daemon, key)
@@ -221,10 +224,7 @@ class RawClient:
 
 async def test_revocation_closes_all_the_keys_connections_at_once(
         start_daemon: Start) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    app = daemon.app
-    key = await app.store.create_api_key("many")
+    daemon, app, key = await with_key(start_daemon, "many")
     clients = [await RawClient.connect(daemon) for _ in range(3)]
     try:
         for client in clients:
@@ -255,11 +255,9 @@ async def send_phone(daemon: Daemon, key: str, phone: str) -> dict[str, Any]:
 
 async def test_send_code_is_limited_per_key_and_the_wait_is_in_the_reply(
         start_daemon: Start) -> None:
-    daemon = await start_daemon(**{"limits.send_code_per_key": 2,
-                              "limits.send_code_per_phone": 100,
-                              "limits.send_code_window": 600.0})
-    assert daemon.app is not None
-    key = await daemon.app.store.create_api_key("spammer")
+    daemon, app, key = await with_key(start_daemon, "spammer", **{
+        "limits.send_code_per_key": 2, "limits.send_code_per_phone": 100,
+        "limits.send_code_window": 600.0})
     for phone in ("+15550000001", "+15550000002"):
         expect(await send_phone(daemon, key, phone), TL, "success", p.SEND_CODE)
     before = calls_to_telegram(daemon)
@@ -271,7 +269,7 @@ async def test_send_code_is_limited_per_key_and_the_wait_is_in_the_reply(
         "retry_after": wait}}
     assert calls_to_telegram(daemon) == before  # refused before it reached Telegram
     # Another key is not held back by this one's limit.
-    other = await daemon.app.store.create_api_key("neighbour")
+    other = await app.store.create_api_key("neighbour")
     expect(await send_phone(daemon, other, "+15550000004"), TL, "success", p.SEND_CODE)
 
 
@@ -293,9 +291,7 @@ async def test_send_code_is_limited_per_phone_whichever_key_asks(
 
 async def test_a_pending_code_belongs_to_the_connection_that_sent_the_phone(
         start_daemon: Start) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    key = await daemon.app.store.create_api_key("two")
+    daemon, _, key = await with_key(start_daemon, "two")
     async with await open_ws(daemon) as a, await open_ws(daemon) as b:
         await ask(a, "login", {"apiKey": key})
         await ask(b, "login", {"apiKey": key})
@@ -313,9 +309,7 @@ async def test_a_pending_code_belongs_to_the_connection_that_sent_the_phone(
 
 async def test_a_failed_code_request_leaves_nothing_pending(
         start_daemon: Start) -> None:
-    daemon = await start_daemon(**{"telegram.flood_wait_ceiling": 0})
-    assert daemon.app is not None
-    key = await daemon.app.store.create_api_key("flooded")
+    daemon, _, key = await with_key(start_daemon, "flooded", **{"telegram.flood_wait_ceiling": 0})
     world_of(daemon).fail("SendCode", "FLOOD_WAIT_100")
     async with await open_ws(daemon) as a, await open_ws(daemon) as b:
         await ask(a, "login", {"apiKey": key})
@@ -329,10 +323,7 @@ async def test_a_failed_code_request_leaves_nothing_pending(
 
 async def test_a_closed_connections_pending_code_does_not_block_the_next(
         start_daemon: Start) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    app = daemon.app
-    key = await app.store.create_api_key("retry")
+    daemon, app, key = await with_key(start_daemon, "retry")
     expect(await send_phone(daemon, key, PHONE_A), TL, "success", p.SEND_CODE)
 
     async def gone() -> bool:
@@ -352,9 +343,7 @@ async def test_a_closed_connections_pending_code_does_not_block_the_next(
 
 async def test_a_group_named_a_hundred_times_is_fetched_and_sent_once(
         start_daemon: Start) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    key = await daemon.app.store.create_api_key("dups")
+    daemon, _, key = await with_key(start_daemon, "dups")
     spellings = ["testgroup00002", "@testgroup00002", "t.me/TestGroup00002",
                  "https://t.me/testgroup00002/"]
     async with await logged_in(daemon, key) as ws:
@@ -385,10 +374,8 @@ NOT_USERNAMES = ["me", "self", "12345678", "-1001234567890", "+919876543210",
 @pytest.mark.parametrize("name", NOT_USERNAMES)
 async def test_names_that_are_not_usernames_never_reach_telegram(
         start_daemon: Start, name: str) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    store = daemon.app.store
-    key = await store.create_api_key("names")
+    daemon, app, key = await with_key(start_daemon, "names")
+    store = app.store
     async with await logged_in(daemon, key) as ws:
         before = calls_to_telegram(daemon)
         reply = await ask(ws, "users", {"group": ["testgroup00002", name]})
@@ -406,9 +393,7 @@ async def test_names_that_are_not_usernames_never_reach_telegram(
 
 async def test_a_newline_in_a_group_name_cannot_forge_a_log_line(
         start_daemon: Start, caplog: pytest.LogCaptureFixture) -> None:
-    daemon = await start_daemon()
-    assert daemon.app is not None
-    key = await daemon.app.store.create_api_key("forger")
+    daemon, _, key = await with_key(start_daemon, "forger")
     forged = "x\n2026-01-01 00:00:00,000 INFO tgws.server: conn#1: api key 'admin' verified"
     with caplog.at_level(logging.DEBUG, logger="tgws"):
         async with await logged_in(daemon, key) as ws:
