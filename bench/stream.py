@@ -2,7 +2,7 @@
 
     python bench/stream.py [--messages N] [--members M] [--rounds R] [--big N] [--idle C]
                            [--quick] [--profile] [--set KEY=VALUE ...]
-                           [--loop asyncio|uvloop] [--compare-loops]
+                           [--loop asyncio|uvloop] [--compare-loops] [--prime]
 
 Three processes, so that each CPU figure belongs to exactly one of them:
 - this orchestrator, which only starts the others, sends them one-line JSON commands and prints;
@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -204,13 +204,44 @@ class Throughput:
     daemon_rate: list[float]
     bare_cpu: list[float]
     daemon_cpu: list[float]
+    a_first: list[bool] = field(default_factory=list)  # each round's order
+
+    def by_order(self) -> str:
+        """Median ratio of the A-then-B rounds / of the B-then-A rounds: an order effect
+        shows as a gap between the two (bench/README.md, \"The members round-order effect\")."""
+        first = [r for r, a in zip(self.ratio, self.a_first, strict=True) if a]
+        second = [r for r, a in zip(self.ratio, self.a_first, strict=True) if not a]
+        if not first or not second:
+            return "-"
+        return f"{med(first):.3f} / {med(second):.3f}"
 
 
-def run_pair(pair: Pair, kind: str, n: int, a_first: bool) -> tuple[Run, Run]:
+def prime(pair: Pair, which: str, members: int) -> None:
+    """An uncounted members run of the side about to be measured, just before it (--prime).
+
+    Without it, what runs just before a measured run depends on the order: a B-first round's
+    B follows 2.4 s of bare iter_messages (the reader process idle), an A-first round's A
+    follows a daemon stream. One quiet run showed members B slower in B-first rounds (0.779 /
+    0.820 against 0.858..0.932); callgrind counts the same instructions for B whatever ran
+    before it, and paired checks on a loaded machine found no order effect beyond noise
+    (bench/README.md, "The members round-order effect"). Primed, every measured run, A and B
+    alike, follows the same work on its own path; a members run is short (~0.15 s), so
+    messages runs are primed with one too. Off by default: the recorded runs did not prime.
+    """
+    if which == "A":
+        bare(pair, "members", members)
+    else:
+        through_daemon(pair, "members", BENCH_GROUP, members)
+
+
+def run_pair(pair: Pair, kind: str, n: int, a_first: bool,
+             primer: int | None = None) -> tuple[Run, Run]:
     unit = "msgs" if kind == "messages" else "mbrs"
     order = ("A", "B") if a_first else ("B", "A")
     runs: dict[str, Run] = {}
     for which in order:
+        if primer:
+            prime(pair, which, primer)
         if which == "A":
             runs["A"] = bare(pair, kind, n)
             print(fmt_run("A bare", runs["A"], unit), flush=True)
@@ -239,7 +270,7 @@ def throughput_phase(args: argparse.Namespace) -> tuple[dict[str, Throughput], l
             print(f"  round {i + 1}/{args.rounds} ({'A then B' if a_first else 'B then A'}), "
                   f"yardstick before {before:.2f} ms", flush=True)
             for kind, n in (("messages", args.messages), ("members", args.members)):
-                a, b = run_pair(pair, kind, n, a_first)
+                a, b = run_pair(pair, kind, n, a_first, primer=args.primer)
                 t = results[kind]
                 t.ratio.append(b.rate / a.rate)
                 t.added_us.append(b.cpu_us - a.cpu_us)
@@ -247,6 +278,7 @@ def throughput_phase(args: argparse.Namespace) -> tuple[dict[str, Throughput], l
                 t.daemon_rate.append(b.rate)
                 t.bare_cpu.append(a.cpu_us)
                 t.daemon_cpu.append(b.cpu_us)
+                t.a_first.append(a_first)
                 print(f"    -> {kind}: ratio B/A {b.rate / a.rate:.3f}, "
                       f"added CPU {b.cpu_us - a.cpu_us:+.1f} µs/item", flush=True)
             print(f"    yardstick after {yardstick(pair):.2f} ms", flush=True)
@@ -416,6 +448,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile one daemon run and one bare run (top by tottime)")
     parser.add_argument("--profile-top", type=int, default=15)
+    parser.add_argument("--prime", action="store_true",
+                        help="an uncounted members run of the same side (A or B) before each "
+                        "measured run, so that no measured run follows the other side's work "
+                        "(see bench/README.md, \"The members round-order effect\")")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a tgws config override for the daemon, e.g. "
                         "streaming.batch_size=500 (repeatable)")
@@ -433,6 +469,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--members must be 1..10,000 (the sandbox, like Telegram, lists 10,000)")
     if args.messages < 1 or args.rounds < 1 or args.big < 1 or args.idle < 1:
         parser.error("sizes and rounds must be at least 1")
+    args.primer = args.members if args.prime else None
     return args
 
 
@@ -456,7 +493,8 @@ def compare_loops(args: argparse.Namespace) -> None:
             for kind, n in (("messages", args.messages), ("members", args.members)):
                 b_rates = {}
                 for loop in order:
-                    a, b = run_pair(pairs[loop], kind, n, a_first=i % 2 == 0)
+                    a, b = run_pair(pairs[loop], kind, n, a_first=i % 2 == 0,
+                                    primer=args.primer)
                     b_rates[loop] = b.rate
                     if i:
                         t = figures[(loop, kind)]
@@ -502,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ntotal time {time.monotonic() - started:.1f} s")
         return 0
     print(f"host event loop: {args.loop}")
+    if args.primer:
+        print("--prime: each measured run follows an uncounted members run of its own side")
     results, profile_text = throughput_phase(args)
     big = big_stream_phase(args)
     idle = idle_phase(args)
@@ -516,12 +556,14 @@ def main(argv: list[str] | None = None) -> int:
          med(m.added_us) <= ADDED_US),
         ("   (host CPU bare / daemon, µs/msg)",
          f"{med(m.bare_cpu):.1f} / {med(m.daemon_cpu):.1f}", "-", None),
+        ("   (ratio in A-first / B-first rounds)", m.by_order(), "-", None),
         ("5. bare Telethon iter_participants, mbrs/s", spread(u.bare_rate, ",.0f"), "-", None),
         ("   through the daemon, mbrs/s", spread(u.daemon_rate, ",.0f"), "-", None),
         ("   ratio daemon/bare, members", spread(u.ratio, ".3f"), f">= {RATIO}",
          med(u.ratio) >= RATIO),
         ("   daemon's added CPU, µs/member", spread(u.added_us, ".1f"), f"<= {ADDED_US}",
          med(u.added_us) <= ADDED_US),
+        ("   (ratio in A-first / B-first rounds)", u.by_order(), "-", None),
         (f"6. peak RSS streaming {big.count:,} msgs, MiB", f"{big.peak / MIB:.1f}", "-", None),
         ("   RSS growth during that stream, MiB", f"{(big.peak - big.rss_before) / MIB:.1f}",
          "<= 20", big.peak - big.rss_before <= 20 * MIB),
