@@ -76,9 +76,7 @@ def host_main(argv: list[str]) -> None:
         try:
             await serve_commands(ready, commands)
         finally:
-            await host.client.disconnect()
-            await host.daemon.stop()
-            host.tmp.cleanup()
+            await host.close()
 
     asyncio.run(serve())
 

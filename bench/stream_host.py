@@ -165,6 +165,12 @@ class Host:
         call = Call(world, world.issue_key(reader), reader, True)
         return encode(answer(call, request))
 
+    async def close(self) -> None:
+        """The bare client, the daemon, the temporary folder (every host's `finally`)."""
+        await self.client.disconnect()
+        await self.daemon.stop()
+        self.tmp.cleanup()
+
     async def start(self) -> dict[str, Any]:
         raise_nofile()
         await self.daemon.start()
@@ -346,9 +352,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await serve_commands(ready, commands)
     finally:
-        await host.client.disconnect()
-        await host.daemon.stop()
-        host.tmp.cleanup()
+        await host.close()
 
 
 def main() -> None:
