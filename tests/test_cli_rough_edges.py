@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import timeout
+from tgws.config_sections import StoreConfig
+from tgws.daemon import store_description
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tgws.toml.example"
@@ -89,6 +91,18 @@ def test_serve_says_which_database_it_opens_and_when_it_creates_one(tmp_path: Pa
     assert first == f"sqlite {db} (new: created now)"
     assert db.exists()
     assert _store_line_of_serve(tmp_path) == f"sqlite {db}"  # the same file, now not new
+
+
+@pytest.mark.parametrize(("url", "logged"), [
+    ("postgresql://tg:s3cret@db.example:5432/tgws", "postgresql://tg:***@db.example:5432/tgws"),
+    ("postgresql://tg@db/tgws?password=s3cret&sslmode=require", "postgresql://tg@db/tgws"),
+    ("postgresql://u:s3cret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+    ("postgresql:///tgws?host=/run/postgresql", "postgresql:///tgws"),
+])
+def test_the_store_line_never_shows_a_postgresql_password(url: str, logged: str) -> None:
+    described = store_description(StoreConfig(url=url))
+    assert described == f"PostgreSQL {logged}"
+    assert "s3cret" not in described
 
 
 # --- relative paths --------------------------------------------------------------------------

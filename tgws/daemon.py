@@ -25,7 +25,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from tgws import config as config_mod
 from tgws import descriptors, fastpath, tls
@@ -86,13 +86,14 @@ def store_description(store: StoreConfig) -> str:
     """Which database the daemon opens, for its start-up log line: the sqlite file's absolute
     path (and whether this start creates it), or the PostgreSQL URL without its password."""
     if store.url:
-        url = urlsplit(store.url)
+        # The query is left out: asyncpg also takes `?password=…` there. The host and port
+        # stay as written (IPv6 brackets included).
+        base = store.url.split("?", 1)[0].split("#", 1)[0]
+        url = urlsplit(base)
         if url.password is not None:
-            netloc = f"{url.username or ''}:***@{url.hostname or ''}"
-            if url.port is not None:
-                netloc += f":{url.port}"
-            url = url._replace(netloc=netloc)
-        return f"PostgreSQL {urlunsplit(url)}"
+            host = url.netloc.rpartition("@")[2]
+            base = base.replace(url.netloc, f"{url.username or ''}:***@{host}", 1)
+        return f"PostgreSQL {base}"
     path = os.path.abspath(store.path)
     return f"sqlite {path}" + ("" if os.path.exists(path) else " (new: created now)")
 

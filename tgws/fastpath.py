@@ -9,7 +9,9 @@ public path costs about a microsecond per item (bench/README.md): writing a batc
 `data_to_send()`) and `conn.transport`, to write a batch of hand-built frames with one
 syscall. Public twin: `await ws.send(frame, text=True)` per frame, in tgws/frames.py. Also
 `conn.transport.abort()` (`abort`), to drop a client that stopped reading; public twin:
-ws.close(), which aborts in time. (Streams no longer read Telethon's RequestIter internals:
+ws.close(), which aborts in time. And the close frame's code as soon as it is received or
+sent (`close_code_and_reason`, for the log; public twin: `close_code`, set only once TCP is
+gone). (Streams no longer read Telethon's RequestIter internals:
 tgws's own pagers, history_paging.py and member_paging.py, hand out whole pages.)
 
 Telethon's update machinery is hooked here too, each hook with a fallback: the
@@ -21,7 +23,8 @@ the next message or the periodic pass), never wrongly.
 A few internals have no public twin and are checked once at start-up (`check_required`,
 called by the daemon; a missing one stops tgws with a ConfigError naming it):
 TelegramClient `_switch_dc` and `_on_login` (QR login on another DC), `_phone_code_hash`
-(a new code rather than a resend), `_call` (per-method request metrics),
+(a new code rather than a resend), `_call` (per-method request metrics), Message
+`_action_entities` (a service message's users for a watch: `give_action_entities`),
 telethon.crypto.rsa `_compute_fingerprint` (a custom MTProto server's key), and the
 asyncio.Protocol callbacks of websockets' ServerConnection that tgws/wsguard.py extends.
 
@@ -126,6 +129,18 @@ def abort(ws: ServerConnection) -> None:
 
 
 _closing: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak refs only
+
+
+def close_code_and_reason(ws: ServerConnection) -> tuple[int | None, str]:
+    """The close frame received (else the one sent), for the connection's last log line:
+    the public `close_code` stays None until the TCP connection is gone, which is often
+    after that line. Falls back to the public `close_code` / `close_reason`."""
+    protocol = getattr(ws, "protocol", None)
+    frame = getattr(protocol, "close_rcvd", None) or getattr(protocol, "close_sent", None)
+    code, reason = getattr(frame, "code", None), getattr(frame, "reason", None)
+    if isinstance(code, int) and isinstance(reason, str):
+        return code, reason
+    return ws.close_code, ws.close_reason or ""
 
 
 def _websockets_missing(ws: ServerConnection) -> str | None:
@@ -282,6 +297,27 @@ def forget_code_hash(client: Any, phone: str) -> None:
     client._phone_code_hash.pop(phone, None)
 
 
+def give_action_entities(message: Any, users: list[Any]) -> None:
+    """Set what Telethon's `Message.action_entities` returns (its `_action_entities`, which
+    `Message._finish_init` fills from a page's users): tgws's history pager skips
+    `_finish_init`, and a watch reads a service message's users through that property
+    (tgws/live_items.members turns a join found by reconciliation into a member item)."""
+    message._action_entities = users
+
+
+def _action_entities_missing() -> bool:
+    from telethon.tl import types
+
+    probe = types.MessageService(id=1, peer_id=types.PeerChannel(1), date=None,
+                                 action=types.MessageActionChatAddUser(users=[1]))
+    users: list[Any] = [object()]
+    try:
+        give_action_entities(probe, users)
+    except AttributeError:  # a Message with __slots__ that no longer has the field
+        return True
+    return getattr(probe, "action_entities", None) is not users
+
+
 def wrap_calls(client: Any, wrap: Callable[[Any], Any]) -> None:
     """Replace the client's `_call` (every request passes it) by `wrap(original)`."""
     client._call = wrap(client._call)
@@ -321,6 +357,8 @@ def required_missing(client: Any | None = None) -> list[str]:
                if not callable(getattr(client, name, None))]
     if not isinstance(getattr(client, "_phone_code_hash", None), dict):
         missing.append("TelegramClient._phone_code_hash")
+    if _action_entities_missing():
+        missing.append("Message._action_entities (what Message.action_entities returns)")
     if not callable(getattr(telethon_rsa, "_compute_fingerprint", None)):
         missing.append("telethon.crypto.rsa._compute_fingerprint()")
     # tgws/wsguard.py's GuardedConnection extends these asyncio.Protocol callbacks.

@@ -3,10 +3,11 @@
 Telethon's `iter_messages(reverse=True)` finishes every message for its own object API
 (`Message._finish_init`: the sender, chat, forward and action entities looked up in the
 page's users and chats, ~3.3 µs per message, bench/README.md) and hands the page out one
-`__anext__` at a time. tgws reads none of that: its serializer reads the TL fields, which
-Telethon's parser already set (tgws/serialize/messages.py; `sender_id` is set when a message
-is parsed). So `HistoryPager` sends the requests itself and hands out the messages as
-Telethon parsed them, a page at a time (`take_loaded`, as member_paging.OverlapPager).
+`__anext__` at a time. tgws reads none of that but a service message's action entities
+(set here, for the pages that hold one: `_name_action_users`): its serializer reads the TL
+fields, which Telethon's parser already set (tgws/serialize/messages.py; `sender_id` is set
+when a message is parsed). So `HistoryPager` sends the requests itself and hands out the
+messages as Telethon parsed them, a page at a time, as member_paging.OverlapPager does.
 
 The requests are the ones Telethon 1.x sends for `iter_messages(peer, reverse=True,
 min_id=after_id)`, so Telegram (and the sandbox) sees the same calls:
@@ -30,7 +31,7 @@ Resumable as Telethon's RequestIter (the shape gateway._batches drives): a faile
 (5xx, dropped connection, deadline) raises out of `__anext__` with every offset untouched,
 so calling `__anext__` again re-sends the same page.
 
-For groups and channels only (gateway.Account.message_pages): the one thing `_finish_init`
+For groups and channels only (gateway.Account.message_pages): the other thing `_finish_init`
 changes in a field tgws reads, `out` on a chat with oneself, cannot arise there.
 """
 
@@ -41,6 +42,8 @@ from datetime import datetime
 from typing import Any
 
 from telethon.tl import functions, types
+
+from tgws import fastpath
 
 PAGE_LIMIT = 100  # Telegram's largest messages.getHistory page
 
@@ -128,4 +131,4 @@ def _name_action_users(messages: list[Any], users: list[Any]) -> None:
             continue
         sender = getattr(message.from_id, "user_id", None)
         ids = [*(getattr(message.action, "users", None) or ()), sender]
-        message._action_entities = [by_id[i] for i in ids if i in by_id]
+        fastpath.give_action_entities(message, [by_id[i] for i in ids if i in by_id])

@@ -163,11 +163,7 @@ class TgwsServer:
             await self._read_loop(conn)
         finally:
             await self._cleanup(conn)
-            # The close frame received (else the one sent): `ws.close_code` stays None until
-            # the TCP connection is gone, which is often after this line.
-            frame = ws.protocol.close_rcvd or ws.protocol.close_sent
-            code = frame.code if frame is not None else ws.close_code
-            reason = frame.reason if frame is not None else ws.close_reason
+            code, reason = fastpath.close_code_and_reason(ws)
             log.info("%s: closed (code %s%s)", conn.label(), code,
                      f", {reason!r}" if reason else "")
 
