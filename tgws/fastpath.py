@@ -11,7 +11,10 @@ syscall. Public twin: `await ws.send(frame, text=True)` per frame, in tgws/frame
 `conn.transport.abort()` (`abort`), to drop a client that stopped reading; public twin:
 ws.close(), which aborts in time. And the close frame's code as soon as it is received or
 sent (`close_code_and_reason`, for the log; public twin: `close_code`, set only once TCP is
-gone). (Streams no longer read Telethon's RequestIter internals:
+gone). A member page (channels.getParticipants) is read by tgws's own TL reader,
+tgws/participants_reader.py, attached as the request's `read_result`
+(`read_participants_fast`; public twin: Telethon's generated readers, which give the same
+objects at about three times the cost). (Streams no longer read Telethon's RequestIter internals:
 tgws's own pagers, history_paging.py and member_paging.py, hand out whole pages.)
 
 Telethon's update machinery is hooked here too, each hook with a fallback: the
@@ -57,9 +60,10 @@ _websockets_ok: dict[type[Any], bool] = {}
 
 def force_public(enabled: bool) -> None:
     """Report every internal as missing (True), or check them again on next use (False)."""
-    global _forced_public
+    global _forced_public, _participants_ok
     _forced_public = enabled
     _websockets_ok.clear()
+    _participants_ok = None
 
 
 # --- websockets: hand-built frames, one write per batch ---------------------------------------
@@ -276,6 +280,51 @@ def _reporting_box() -> tuple[Any, Any]:
 
 
 _MessageBox, _ReportingBox = _reporting_box()
+
+
+# --- Telethon: a member page read by tgws's own TL reader ---------------------------------------
+def read_participants_fast(request: Any) -> Any:
+    """`request` (a channels.GetParticipantsRequest), answered through
+    tgws/participants_reader.py rather than Telethon's generated readers.
+
+    Relies on Telethon's MTProtoSender reading an RPC result with
+    `state.request.read_result(reader)` (read_result is a static method of every TLRequest,
+    so an instance attribute takes its place) and on BinaryReader's public `get_bytes`,
+    `tell_position` and `set_position`. The reader gives the objects Telethon would build;
+    when its layout check fails (another TL layer) it hands the page to Telethon's own
+    reader. Fallback when Telethon stops calling read_result: its own parsing, slower and
+    the same. `force_public(True)` leaves the request as it is."""
+    if _participants_reader_ok():  # False when forced public (and logged once)
+        from tgws.participants_reader import read_result
+
+        request.read_result = read_result
+    return request
+
+
+def _participants_reader_ok() -> bool:
+    global _participants_ok
+    if _participants_ok is None:
+        _participants_ok = _check("Telethon", _participants_reader_missing)
+    return _participants_ok
+
+
+def _participants_reader_missing() -> str | None:
+    from telethon.extensions import BinaryReader
+    from telethon.tl import functions
+
+    from tgws.participants_reader import LAYOUT_OK
+
+    if not LAYOUT_OK:
+        return "the TL layer participants_reader.py reads (its constructor ids differ)"
+    if not callable(getattr(functions.channels.GetParticipantsRequest, "read_result", None)):
+        return "TLRequest.read_result"
+    for name in ("get_bytes", "tell_position", "set_position"):
+        if not callable(getattr(BinaryReader, name, None)):
+            return f"BinaryReader.{name}()"
+    return None
+
+
+_participants_ok: bool | None = None
 
 
 # --- Internals with no public twin: checked once at start-up, fatal when missing -----------
