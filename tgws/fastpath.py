@@ -290,10 +290,15 @@ def read_participants_fast(request: Any) -> Any:
     Relies on Telethon's MTProtoSender reading an RPC result with
     `state.request.read_result(reader)` (read_result is a static method of every TLRequest,
     so an instance attribute takes its place) and on BinaryReader's public `get_bytes`,
-    `tell_position` and `set_position`. The reader gives the objects Telethon would build;
-    when its layout check fails (another TL layer) it hands the page to Telethon's own
-    reader. Fallback when Telethon stops calling read_result: its own parsing, slower and
-    the same. `force_public(True)` leaves the request as it is."""
+    `tell_position` and `set_position`. A client that does not receive updates (every
+    client of tgws but a watch's) sends each request inside an InvokeWithoutUpdatesRequest
+    that Telethon builds in `_call`, and the sender asks *that* for read_result: so the
+    wrapper class's read_result (TLRequest's `reader.tgread_object()`) is replaced, once,
+    by one that asks the wrapped query's own read_result when the query carries one (only
+    requests passed through here do) and reads as before otherwise. The reader gives the
+    objects Telethon would build; when its layout check fails (another TL layer) it hands
+    the page to Telethon's own reader. Fallback when Telethon stops calling read_result:
+    its own parsing, slower and the same. `force_public(True)` leaves the request as it is."""
     if _participants_reader_ok():  # False when forced public (and logged once)
         from tgws.participants_reader import read_result
 
@@ -305,12 +310,15 @@ def _participants_reader_ok() -> bool:
     global _participants_ok
     if _participants_ok is None:
         _participants_ok = _check("Telethon", _participants_reader_missing)
+        if _participants_ok:
+            _delegate_wrapper_results()
     return _participants_ok
 
 
 def _participants_reader_missing() -> str | None:
     from telethon.extensions import BinaryReader
     from telethon.tl import functions
+    from telethon.tl.tlobject import TLRequest
 
     from tgws.participants_reader import LAYOUT_OK
 
@@ -318,10 +326,28 @@ def _participants_reader_missing() -> str | None:
         return "the TL layer participants_reader.py reads (its constructor ids differ)"
     if not callable(getattr(functions.channels.GetParticipantsRequest, "read_result", None)):
         return "TLRequest.read_result"
+    wrapper = functions.InvokeWithoutUpdatesRequest
+    inherited = "read_result" not in wrapper.__dict__ and \
+        wrapper.read_result is TLRequest.read_result
+    if not inherited and wrapper.__dict__.get("read_result") is not _delegating_read_result:
+        return "InvokeWithoutUpdatesRequest.read_result as TLRequest's"
     for name in ("get_bytes", "tell_position", "set_position"):
         if not callable(getattr(BinaryReader, name, None)):
             return f"BinaryReader.{name}()"
     return None
+
+
+def _delegating_read_result(self: Any, reader: Any) -> Any:
+    """InvokeWithoutUpdatesRequest.read_result: the query's own reader when tgws gave it one
+    (read_participants_fast), else TLRequest's."""
+    own = getattr(self.query, "__dict__", {}).get("read_result")
+    return reader.tgread_object() if own is None else own(reader)
+
+
+def _delegate_wrapper_results() -> None:
+    from telethon.tl import functions
+
+    functions.InvokeWithoutUpdatesRequest.read_result = _delegating_read_result
 
 
 _participants_ok: bool | None = None
