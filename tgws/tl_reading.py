@@ -126,13 +126,13 @@ def read_date(seconds: int) -> datetime:
 def read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     """A TL `bytes`/`string` at pos: its bytes and the position after its padding."""
     n = data[pos]
-    if n < 254:
+    if n != 254:  # as Telethon's tgread_bytes: only 254 announces a 3-byte length
         start, total = pos + 1, (n + 4) & ~3  # 1 + n, rounded up to 4
     else:
         n = data[pos + 1] | data[pos + 2] << 8 | data[pos + 3] << 16
         start, total = pos + 4, (n + 7) & ~3  # 4 + n, rounded up to 4
     end = start + n
-    if end > len(data):
+    if pos + total > len(data):  # Telethon raises BufferError (its padding read too)
         raise Unexpected("a string runs past the end")
     return data[start:end], pos + total
 
