@@ -141,6 +141,33 @@ async def test_the_public_fallback_streams_exactly_what_the_fast_path_streams(
     assert public == fast
 
 
+async def test_member_pages_are_read_by_tgws_reader_unless_forced_public(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is reached through Telethon's own sender: daemon clients send every request
+    inside InvokeWithoutUpdatesRequest, which must hand the page to the query's reader (it
+    once did not, and every page silently went through Telethon's). A spy counts the pages
+    participants_reader reads; it changes nothing it observes."""
+    from tgws import participants_reader
+
+    pages = 0
+    read_page = participants_reader._page
+
+    def counting(data: bytes, pos: int) -> Any:
+        nonlocal pages
+        pages += 1
+        return read_page(data, pos)
+
+    monkeypatch.setattr(participants_reader, "_page", counting)
+    fast, _ = await stream_everything(tmp_path, "spied")
+    check_complete(fast)
+    # testgroup00001 (250 members) and fencetest (30): two pages and the pager's last reads.
+    assert pages >= 2
+    fastpath.force_public(True)
+    pages = 0
+    public, _ = await stream_everything(tmp_path, "spied-public")
+    assert pages == 0 and public == fast
+
+
 async def test_with_permessage_deflate_every_item_arrives_compressed_and_intact(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="tgws.fastpath")
