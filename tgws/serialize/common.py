@@ -19,8 +19,8 @@ SCHEMA_VERSION: Final = 1
 
 _UTC: Final = UTC  # the very object Telethon attaches (timezone.utc)
 CHANNEL_MARK: Final = 1_000_000_000_000  # Telethon/Bot API: channel -> -(10**12 + id)
-_I64_MIN: Final = -(2**63)
-_U64_MAX: Final = 2**64 - 1  # orjson encodes ints in [-2**63, 2**64) and refuses the rest
+I64_MIN: Final = -(2**63)
+U64_MAX: Final = 2**64 - 1  # orjson encodes ints in [-2**63, 2**64) and refuses the rest
 
 # orjson formats a datetime ~3x faster than isoformat() (measured on the dev box: ~300 ns
 # per date against ~950 ns for d.isoformat().replace("+00:00", "Z"); f-strings: ~1.1 us).
@@ -116,7 +116,7 @@ def _value(v: Any) -> Any:
         return v
     if cls is int:
         # TL has int128/int256 fields; orjson refuses anything outside 64 bits.
-        return v if _I64_MIN <= v <= _U64_MAX else str(v)
+        return v if I64_MIN <= v <= U64_MAX else str(v)
     if isinstance(v, datetime):
         return iso(v)
     if cls is list or cls is tuple:
@@ -171,7 +171,7 @@ def _clean(v: Any) -> Any:
         return {_clean(k): _clean(x) for k, x in v.items()}
     if cls is list:
         return [_clean(x) for x in v]
-    if cls is int and not _I64_MIN <= v <= _U64_MAX:
+    if cls is int and not I64_MIN <= v <= U64_MAX:
         return str(v)
     return v
 

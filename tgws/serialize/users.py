@@ -12,6 +12,8 @@ from telethon.tl import types
 
 from tgws.serialize.common import (
     DATE_OPTS,
+    I64_MIN,
+    U64_MAX,
     DateFormat,
     Lenient,
     envelope,
@@ -200,8 +202,6 @@ _NULL_END: Final = b"null}}}"
 _User: Final = types.User
 _Online: Final = types.UserStatusOnline
 _Offline: Final = types.UserStatusOffline
-_I64_MIN: Final = -(2**63)
-_U64_MAX: Final = 2**64 - 1
 _UTC_TZ: Final = UTC
 _dumps: Final = orjson.dumps
 # What orjson escapes in a str (quote, backslash, U+0000-U+001F) and what UTF-8 cannot
@@ -281,7 +281,7 @@ def _template_frames(head: str, users: list[Any],
             if type(u) is not _User:
                 raise _General
             uid = u.id
-            if u.usernames or type(uid) is not int or not _I64_MIN <= uid <= _U64_MAX:
+            if u.usernames or type(uid) is not int or not I64_MIN <= uid <= U64_MAX:
                 raise _General
             flags = (u.bot, u.deleted, u.verified, u.premium, u.scam, u.fake, u.restricted,
                      u.support, u.is_self, u.contact, u.mutual_contact)
@@ -309,7 +309,7 @@ def _template_frames(head: str, users: list[Any],
                 joined = _dumps(d, option=DATE_OPTS).decode()
             inviter = p.inviter_id if has_inviter else None
             if inviter is not None and (type(inviter) is not int
-                                        or not _I64_MIN <= inviter <= _U64_MAX):
+                                        or not I64_MIN <= inviter <= U64_MAX):
                 raise _General
             rank = p.rank if has_rank else None
             name, first, last, phone, lang = (u.username, u.first_name, u.last_name, u.phone,
