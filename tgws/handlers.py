@@ -108,7 +108,7 @@ async def telegram_login(conn: Connection, request: p.TelegramLogin) -> None:
                    else pending_phone(account))
     try:
         if request.phone is not None:
-            _may_send_code(conn, account, request.phone)
+            _may_send_code(conn, account, flood_phone)
             delivery = await account.send_code(request.phone, notify, owner=conn)
             conn.state.advance(Outcome.CODE_SENT)
             if request.delivery:  # opted in: the seed's reply plus how the code was sent
@@ -187,16 +187,16 @@ async def _resend_code(conn: Connection, account: Account, notify: OnFlood) -> N
     await conn.success(event, p.SEND_CODE, delivery=delivery.way, next=delivery.next)
 
 
-def _may_send_code(conn: Connection, account: Account, phone: str) -> None:
+def _may_send_code(conn: Connection, account: Account, compact: str | None) -> None:
     """Refuse a code request that another connection's pending login or a limit forbids.
 
+    `compact` is the requested phone as compact_phone gives it (None: malformed).
     No await before account.send_code claims the login for `conn`: the check and the claim
     are one step, so two connections asking at once cannot both pass.
     """
     owner = account.login_owner
     if owner is not None and owner is not conn and owner in conn.app.connections:
         raise Refusal(p.TELEGRAM_LOGIN, p.CODE_ELSEWHERE)
-    compact = compact_phone(phone)
     if compact is None:
         return  # malformed: the gateway refuses it without asking Telegram
     # A held flood is refused before the allowance: waiting it out costs no code.
