@@ -398,11 +398,11 @@ def test_invalid_utf8_decodes_as_telethon_decodes_it(field: str, bad: bytes, res
 # --- 3. cut pages --------------------------------------------------------------------------
 @SETTINGS
 @given(pages(6), st.data())
-def test_a_cut_page_raises_exactly_when_telethon_raises(page: Any, draw: Any) -> None:
+def test_a_cut_page_raises_exactly_when_telethon_raises(page: Any, extra: st.DataObject) -> None:
     """Cut at every point of the page's head and tail (the page's own fields, the last
     user's), and anywhere between."""
     data = bytes(page)
-    anywhere = draw.draw(st.lists(st.integers(0, len(data) - 1), max_size=24))
+    anywhere = extra.draw(st.lists(st.integers(0, len(data) - 1), max_size=24))
     cuts = {*range(min(len(data), 48)), *range(max(len(data) - 48, 0), len(data)), *anywhere}
     for cut in sorted(cuts):
         result, _ = same_reading(data[:cut])
@@ -463,40 +463,59 @@ _FULL_USER = t.User(id=1, **dict.fromkeys(USER_BOOLS, True), access_hash=1, firs
                     profile_color=t.PeerColor(), bot_active_users=1, bot_verification_icon=1,
                     send_paid_messages_stars=1, linked_community_id=1)
 USED_FLAGS, USED_FLAGS2 = struct.unpack_from("<II", bytes(_FULL_USER), 4)
-# ChannelParticipant: subscription_until_date (bit 0) and rank (bit 2).
-USED_PARTICIPANT_FLAGS = 0b101
+(USED_PARTICIPANT_FLAGS,) = struct.unpack_from("<I", bytes(t.ChannelParticipant(
+    user_id=1, date=1, subscription_until_date=1, rank="r")), 4)
 
 
 @SETTINGS
 @given(pages(8), st.data())
 def test_flag_bits_this_layer_does_not_know_are_ignored_as_telethon_ignores_them(
-        page: Any, draw: Any) -> None:
+        page: Any, extra: st.DataObject) -> None:
     data = bytearray(bytes(page))
     _, _, at_participants, at_user = _offsets(page)
     noise = st.integers(0, 2**32 - 1)
     for at, user in zip(at_user, page.users, strict=True):
         if type(user) is t.User:
             flags, flags2 = struct.unpack_from("<II", data, at + 4)
-            struct.pack_into("<II", data, at + 4, flags | draw.draw(noise) & ~USED_FLAGS,
-                             flags2 | draw.draw(noise) & ~USED_FLAGS2)
+            struct.pack_into("<II", data, at + 4, flags | extra.draw(noise) & ~USED_FLAGS,
+                             flags2 | extra.draw(noise) & ~USED_FLAGS2)
     for at, participant in zip(at_participants, page.participants, strict=True):
         if type(participant) is t.ChannelParticipant:
             (flags,) = struct.unpack_from("<I", data, at + 4)
             struct.pack_into("<I", data, at + 4,
-                             flags | draw.draw(noise) & ~USED_PARTICIPANT_FLAGS)
+                             flags | extra.draw(noise) & ~USED_PARTICIPANT_FLAGS)
     result, _ = same_reading(bytes(data), fast=True)
     assert result == _telethon(bytes(page))  # as if the page had come untouched
 
 
+@pytest.mark.parametrize("status_class", _BY_ME)
+@pytest.mark.parametrize("thumb", [None, b"\x01\x02"])
+def test_unknown_flag_bits_of_a_status_and_a_photo_are_ignored(status_class: Any,
+                                                               thumb: bytes | None) -> None:
+    status = status_class(by_me=False)
+    photo = t.UserProfilePhoto(photo_id=-5, dc_id=2, has_video=True, stripped_thumb=thumb)
+    page = t.channels.ChannelParticipants(
+        count=1, participants=[t.ChannelParticipant(user_id=7, date=0)], chats=[],
+        users=[t.User(id=7, photo=photo, status=status)])
+    data = bytes(page)
+    flags = 2 if thumb else 0
+    for obj, unknown in ((status, 0xFFFF_FFFE), (photo, 0xFFFF_FFF8 | flags | 1)):
+        written = bytes(obj)
+        assert data.count(written) == 1
+        data = data.replace(written, written[:4] + struct.pack("<I", unknown) + written[8:])
+    result, _ = same_reading(data, fast=True)
+    assert result == _telethon(bytes(page))  # as if no unknown bit had been set
+
+
 @SETTINGS
 @given(pages(6), st.data())
-def test_corrupted_bytes_read_as_telethon_reads_them(page: Any, draw: Any) -> None:
+def test_corrupted_bytes_read_as_telethon_reads_them(page: Any, extra: st.DataObject) -> None:
     """Any byte changed anywhere (a length, a count, a constructor id, a flag word): the
     reader returns what Telethon returns, or raises what Telethon raises."""
     data = bytearray(bytes(page))
-    for _ in range(draw.draw(st.integers(1, 3))):
-        at = draw.draw(st.integers(0, len(data) - 1))
-        data[at] = draw.draw(st.integers(0, 255))
+    for _ in range(extra.draw(st.integers(1, 3))):
+        at = extra.draw(st.integers(0, len(data) - 1))
+        data[at] = extra.draw(st.integers(0, 255))
     same_reading(bytes(data))
 
 
