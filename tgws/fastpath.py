@@ -11,10 +11,11 @@ syscall. Public twin: `await ws.send(frame, text=True)` per frame, in tgws/frame
 `conn.transport.abort()` (`abort`), to drop a client that stopped reading; public twin:
 ws.close(), which aborts in time. And the close frame's code as soon as it is received or
 sent (`close_code_and_reason`, for the log; public twin: `close_code`, set only once TCP is
-gone). A member page (channels.getParticipants) is read by tgws's own TL reader,
-tgws/participants_reader.py, attached as the request's `read_result`
-(`read_participants_fast`; public twin: Telethon's generated readers, which give the same
-objects at about three times the cost). (Streams no longer read Telethon's RequestIter internals:
+gone). A member page (channels.getParticipants) and a history page (messages.getHistory)
+are read by tgws's own TL readers, tgws/participants_reader.py and tgws/history_reader.py,
+attached as the request's `read_result` (`read_participants_fast`, `read_history_fast`;
+public twin: Telethon's generated readers, which give the same objects at two to three
+times the cost). (Streams no longer read Telethon's RequestIter internals:
 tgws's own pagers, history_paging.py and member_paging.py, hand out whole pages.)
 
 Telethon's update machinery is hooked here too, each hook with a fallback: the
@@ -60,10 +61,10 @@ _websockets_ok: dict[type[Any], bool] = {}
 
 def force_public(enabled: bool) -> None:
     """Report every internal as missing (True), or check them again on next use (False)."""
-    global _forced_public, _participants_ok
+    global _forced_public, _readers_ok
     _forced_public = enabled
     _websockets_ok.clear()
-    _participants_ok = None
+    _readers_ok = None
 
 
 # --- websockets: hand-built frames, one write per batch ---------------------------------------
@@ -282,7 +283,7 @@ def _reporting_box() -> tuple[Any, Any]:
 _MessageBox, _ReportingBox = _reporting_box()
 
 
-# --- Telethon: a member page read by tgws's own TL reader ---------------------------------------
+# --- Telethon: member and history pages read by tgws's own TL readers --------------------------
 def read_participants_fast(request: Any) -> Any:
     """`request` (a channels.GetParticipantsRequest), answered through
     tgws/participants_reader.py rather than Telethon's generated readers.
@@ -299,33 +300,48 @@ def read_participants_fast(request: Any) -> Any:
     objects Telethon would build; when its layout check fails (another TL layer) it hands
     the page to Telethon's own reader. Fallback when Telethon stops calling read_result:
     its own parsing, slower and the same. `force_public(True)` leaves the request as it is."""
-    if _participants_reader_ok():  # False when forced public (and logged once)
+    if _telethon_readers_ok():  # False when forced public (and logged once)
         from tgws.participants_reader import read_result
 
         request.read_result = read_result
     return request
 
 
-def _participants_reader_ok() -> bool:
-    global _participants_ok
-    if _participants_ok is None:
-        _participants_ok = _check("Telethon", _participants_reader_missing)
-        if _participants_ok:
+def read_history_fast(request: Any) -> Any:
+    """`request` (a messages.GetHistoryRequest), answered through tgws/history_reader.py
+    rather than Telethon's generated readers: as read_participants_fast, relying on the
+    same internals, checked by the same check (one log line for both readers)."""
+    if _telethon_readers_ok():
+        from tgws.history_reader import read_result
+
+        request.read_result = read_result
+    return request
+
+
+def _telethon_readers_ok() -> bool:
+    global _readers_ok
+    if _readers_ok is None:
+        _readers_ok = _check("Telethon", _telethon_readers_missing)
+        if _readers_ok:
             _delegate_wrapper_results()
-    return _participants_ok
+    return _readers_ok
 
 
-def _participants_reader_missing() -> str | None:
+def _telethon_readers_missing() -> str | None:
     from telethon.extensions import BinaryReader
     from telethon.tl import functions
     from telethon.tl.tlobject import TLRequest
 
-    from tgws.participants_reader import LAYOUT_OK
+    from tgws import history_reader, participants_reader
 
-    if not LAYOUT_OK:
-        return "the TL layer participants_reader.py reads (its constructor ids differ)"
-    if not callable(getattr(functions.channels.GetParticipantsRequest, "read_result", None)):
-        return "TLRequest.read_result"
+    for module in (participants_reader, history_reader):
+        if not module.LAYOUT_OK:
+            return (f"the layout {module.__name__.rsplit('.', 1)[-1]}.py reads (the TL "
+                    "layer's constructor ids, or the attributes Telethon's classes set)")
+    for request in (functions.channels.GetParticipantsRequest,
+                    functions.messages.GetHistoryRequest):
+        if not callable(getattr(request, "read_result", None)):
+            return "TLRequest.read_result"
     wrapper = functions.InvokeWithoutUpdatesRequest
     inherited = "read_result" not in wrapper.__dict__ and \
         wrapper.read_result is TLRequest.read_result
@@ -339,7 +355,7 @@ def _participants_reader_missing() -> str | None:
 
 def _delegating_read_result(self: Any, reader: Any) -> Any:
     """InvokeWithoutUpdatesRequest.read_result: the query's own reader when tgws gave it one
-    (read_participants_fast), else TLRequest's."""
+    (read_participants_fast, read_history_fast), else TLRequest's."""
     own = getattr(self.query, "__dict__", {}).get("read_result")
     return reader.tgread_object() if own is None else own(reader)
 
@@ -350,7 +366,7 @@ def _delegate_wrapper_results() -> None:
     functions.InvokeWithoutUpdatesRequest.read_result = _delegating_read_result
 
 
-_participants_ok: bool | None = None
+_readers_ok: bool | None = None
 
 
 # --- Internals with no public twin: checked once at start-up, fatal when missing -----------

@@ -95,9 +95,11 @@ class HistoryPager:
             self._index = end
 
     async def _next_page(self) -> None:
-        result = await self._client(functions.messages.GetHistoryRequest(
+        request = functions.messages.GetHistoryRequest(
             peer=self._peer, offset_id=self._offset_id, offset_date=self._offset_date,
-            add_offset=-self._limit, limit=self._limit, max_id=0, min_id=0, hash=0))
+            add_offset=-self._limit, limit=self._limit, max_id=0, min_id=0, hash=0)
+        # The page is read by tgws/history_reader.py: Telethon's objects, at a third the cost.
+        result = await self._client(fastpath.read_history_fast(request))
         # Nothing below raises: the page is taken whole, or (above) not at all.
         self.requests += 1
         received: list[Any] = getattr(result, "messages", None) or []
