@@ -7,7 +7,8 @@ two must give equal objects (`==` compares `to_dict()`) of identical types all t
 (a `1` where Telethon has `True` would pass `==`), with the same attributes, and leave the
 reader at the same position; where Telethon raises, the reader raises the same exception
 type. Then the bytes are bent: invalid UTF-8, cuts, other objects, trailing bytes, unknown
-flag bits, patched vector ids, corrupted bytes.
+flag bits, patched vector ids, corrupted bytes. (The User, status and photo readers it
+uses live in tgws/tl_reading.py; these tests reach them through the page.)
 """
 
 from __future__ import annotations
