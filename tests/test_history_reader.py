@@ -35,7 +35,7 @@ from tgws import fastpath, history_reader, serialize
 from tgws.daemon import Daemon
 from tgws.sandbox.media import MEDIA_KINDS, build_action, build_media
 
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -92,10 +92,19 @@ MEDIA = st.one_of(
 FORWARDS = st.builds(t.MessageFwdHeader, date=DATES, from_id=_optional(PEERS),
                      from_name=_optional(STRINGS), channel_post=_optional(INT32),
                      post_author=_optional(STRINGS), imported=st.booleans())
-REPLY_TO = st.builds(t.MessageReplyHeader, reply_to_msg_id=_optional(INT32),
-                     reply_to_peer_id=_optional(PEERS), reply_to_top_id=_optional(INT32),
-                     quote_text=_optional(STRINGS), forum_topic=st.booleans()) | st.builds(
-    t.MessageReplyStoryHeader, peer=PEERS, story_id=INT32)
+# A plain reply header (read by history_reader), one with fields it leaves to Telethon, a
+# story's.
+REPLY_TO = st.one_of(
+    st.builds(t.MessageReplyHeader, reply_to_msg_id=_optional(INT32),
+              reply_to_peer_id=_optional(PEERS), reply_to_top_id=_optional(INT32),
+              forum_topic=st.booleans(), reply_to_scheduled=st.booleans(),
+              quote=st.booleans(), reply_to_ephemeral=st.booleans()),
+    st.builds(t.MessageReplyHeader, reply_to_msg_id=_optional(INT32),
+              reply_from=_optional(FORWARDS), reply_media=_optional(MEDIA),
+              quote_text=_optional(STRINGS), quote_entities=_optional(ENTITIES),
+              quote_offset=_optional(INT32), todo_item_id=_optional(INT32),
+              poll_option=_optional(st.binary(max_size=8))),
+    st.builds(t.MessageReplyStoryHeader, peer=PEERS, story_id=INT32))
 REACTIONS = st.builds(t.MessageReactions, min=st.booleans(), results=st.lists(st.builds(
     t.ReactionCount, reaction=st.builds(t.ReactionEmoji, emoticon=STRINGS), count=INT32,
     chosen_order=_optional(INT32)), max_size=3))

@@ -53,12 +53,14 @@ _PEER_USER: Final = 0x59511722
 _PEER_CHAT: Final = 0x36C6019A
 _PEER_CHANNEL: Final = 0xA2A5371E
 _MEDIA_EMPTY: Final = 0x3DED6320
+_REPLY_HEADER: Final = 0x1B97DD66
 
 # The class Telethon's reader builds for a message: its custom Message mixed into the TL type.
 _Message: Any = tlobjects.get(MESSAGE)
 _PeerUser = types.PeerUser
 _PeerChat = types.PeerChat
 _PeerChannel = types.PeerChannel
+_ReplyHeader = types.MessageReplyHeader
 _ChannelMessages = types.messages.ChannelMessages
 _Slice = types.messages.MessagesSlice
 _Messages = types.messages.Messages
@@ -99,6 +101,37 @@ def _peer(data: bytes, pos: int) -> tuple[Any, int]:
     return peer, pos + 12
 
 
+# MessageReplyHeader's flag bits read here (the booleans, reply_to_msg_id, reply_to_peer_id,
+# reply_to_top_id: a plain reply, ~15 % of a group's messages); a header with any other
+# field set (a quote, a reply to another chat's message or media, a todo item...) is
+# Telethon's. _REPLY_ALL is every bit of this layer's header.
+_REPLY_HERE: Final = 4 | 8 | 512 | 8192 | 16 | 1 | 2
+_REPLY_ALL: Final = _REPLY_HERE | 32 | 256 | 64 | 128 | 1024 | 2048 | 4096
+
+
+def _reply_to(data: bytes, pos: int) -> tuple[Any, int]:
+    cid, flags = unpack("<Ii", data, pos)
+    if cid != _REPLY_HEADER or flags & (_REPLY_ALL & ~_REPLY_HERE):
+        return telethon_object(data, pos)  # MessageReplyStoryHeader, quotes, other chats
+    pos += 8
+    msg_id = peer = top_id = None
+    if flags & 16:
+        msg_id, pos = _int(data, pos)
+    if flags & 1:
+        peer, pos = _peer(data, pos)
+    if flags & 2:
+        top_id, pos = _int(data, pos)
+    header = new(_ReplyHeader)
+    header.__dict__ = {
+        "reply_to_scheduled": bool(flags & 4), "forum_topic": bool(flags & 8),
+        "quote": bool(flags & 512), "reply_to_ephemeral": bool(flags & 8192),
+        "reply_to_msg_id": msg_id, "reply_to_peer_id": peer, "reply_from": None,
+        "reply_media": None, "reply_to_top_id": top_id, "quote_text": None,
+        "quote_entities": None, "quote_offset": None, "todo_item_id": None,
+        "poll_option": None}
+    return header, pos
+
+
 def _media(data: bytes, pos: int) -> tuple[Any, int]:
     media, end = telethon_object(data, pos)
     # Message.__init__ keeps no MessageMediaEmpty (`None if isinstance(media, ...)`).
@@ -106,10 +139,11 @@ def _media(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 # types.Message's fields after its flag words and id, in the schema's (and from_reader's)
-# order: (flag word, bit, attribute, reader). Word 0 is `flags`, 1 is `flags2`. peer_id,
-# date and message, always present, are read in _message itself (bit and reader None).
+# order: (flag word, bit, attribute, reader). Word 0 is `flags`, 1 is `flags2`. from_id,
+# peer_id, date and message (nearly every message's) are read in _message itself (reader
+# None).
 _FIELDS: Final[tuple[tuple[int, int | None, str, Reader | None], ...]] = (
-    (0, 256, "from_id", _peer),
+    (0, 256, "from_id", None),
     (0, 536870912, "from_boosts_applied", _int),
     (1, 4096, "from_rank", read_string),
     (0, None, "peer_id", None),
@@ -118,7 +152,7 @@ _FIELDS: Final[tuple[tuple[int, int | None, str, Reader | None], ...]] = (
     (0, 2048, "via_bot_id", _long),
     (1, 1, "via_business_bot_id", _long),
     (1, 524288, "guestchat_via_from", telethon_object),
-    (0, 8, "reply_to", telethon_object),
+    (0, 8, "reply_to", _reply_to),
     (0, None, "date", None),
     (0, None, "message", None),
     (0, 512, "media", _media),
@@ -213,7 +247,7 @@ LAYOUT_OK: Final = (
     and layout_ok({_ChannelMessages: _CHANNEL_MESSAGES, _Slice: _SLICE,
                    _Messages: _MESSAGES, types.Message: MESSAGE, _PeerUser: _PEER_USER,
                    _PeerChat: _PEER_CHAT, _PeerChannel: _PEER_CHANNEL,
-                   types.MessageMediaEmpty: _MEDIA_EMPTY})
+                   types.MessageMediaEmpty: _MEDIA_EMPTY, _ReplyHeader: _REPLY_HEADER})
     and isinstance(_Message, type) and issubclass(_Message, CustomMessage)
     and _keys_ok()
 )
@@ -241,22 +275,46 @@ def _message(data: bytes, pos: int) -> tuple[Any, int]:
     base, before_peer, before_date, after_text = plan
     d = base.copy()
     d["id"] = message_id
+    # The sender as Message.__init__ works it out: from_id, else the chat for a channel
+    # post or an incoming private message. The usual peers (a user's from_id, a channel's
+    # peer_id) and a short text are read inline: most of a message is these.
+    sender = None
+    if flags & 256:
+        cid, value = unpack("<Iq", data, pos)
+        if cid == _PEER_USER:
+            from_id: Any = new(_PeerUser)
+            from_id.__dict__ = {"user_id": value}
+            sender, pos = value, pos + 12
+        else:
+            from_id, pos = _peer(data, pos)
+            sender = _sender_id(from_id)
+        d["from_id"] = from_id
     for name, reader in before_peer:
         d[name], pos = reader(data, pos)
-    peer, pos = _peer(data, pos)
+    cid, value = unpack("<Iq", data, pos)
+    if cid == _PEER_CHANNEL:
+        peer: Any = new(_PeerChannel)
+        peer.__dict__ = {"channel_id": value}
+        pos += 12
+    else:
+        peer, pos = _peer(data, pos)
     d["peer_id"] = d["_chat_peer"] = peer
     for name, reader in before_date:
         d[name], pos = reader(data, pos)
-    (seconds,) = unpack("<i", data, pos)
+    seconds, n = unpack("<iB", data, pos)
     d["date"] = read_date(seconds)
-    d["message"], pos = read_string(data, pos + 4)
+    if n < 254:  # as tl_reading.read_string
+        end = pos + 4 + ((n + 4) & ~3)
+        if end > len(data):
+            raise Unexpected("the text runs past the end")
+        d["message"] = str(data[pos + 5:pos + 5 + n], "utf-8", "replace")
+        pos = end
+    else:
+        d["message"], pos = read_string(data, pos + 4)
     for name, reader in after_text:
         d[name], pos = reader(data, pos)
-    # The sender as Message.__init__ works it out: from_id, else the chat for a channel
-    # post or an incoming private message.
-    from_id = d["from_id"]
-    if from_id is not None:
-        d["_sender_id"] = _sender_id(from_id)
+    if sender is not None:
+        d["_sender_id"] = sender
     elif flags & _POST or (not flags & _OUT and type(peer) is _PeerUser):
         d["_sender_id"] = _sender_id(peer)
     message = new(_Message)
