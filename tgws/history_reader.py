@@ -34,16 +34,16 @@ from telethon.tl.custom.message import Message as CustomMessage
 
 from tgws import tl_reading
 from tgws.tl_reading import (
-    USER,
     Unexpected,
     boxed_vector,
     layout_ok,
     new,
     read_date,
+    read_page,
     read_string,
-    read_user,
     telethon_object,
     unpack,
+    users_vector,
 )
 
 _CHANNEL_MESSAGES: Final = 0xC776BA4E
@@ -337,20 +337,6 @@ def _messages(data: bytes, pos: int) -> tuple[list[Any], int]:
     return messages, pos
 
 
-def _users(data: bytes, pos: int) -> tuple[list[Any], int]:
-    (count,) = unpack("<i", data, pos + 4)
-    pos += 8
-    users = []
-    for _ in range(count):
-        (cid,) = unpack("<I", data, pos)
-        if cid == USER:
-            item, pos = read_user(data, pos + 4)
-        else:
-            item, pos = telethon_object(data, pos)  # userEmpty
-        users.append(item)
-    return users, pos
-
-
 def _page(data: bytes, pos: int) -> tuple[Any, int]:
     (cid,) = unpack("<I", data, pos)
     if cid == _CHANNEL_MESSAGES:
@@ -383,7 +369,7 @@ def _page(data: bytes, pos: int) -> tuple[Any, int]:
     head["messages"], pos = _messages(data, pos)
     head["topics"], pos = boxed_vector(data, pos)
     head["chats"], pos = boxed_vector(data, pos)
-    head["users"], pos = _users(data, pos)
+    head["users"], pos = users_vector(data, pos)
     if pos > len(data):
         raise Unexpected("the page runs past the end")
     head.update(tail)  # the attributes in __init__'s order
@@ -395,13 +381,4 @@ def _page(data: bytes, pos: int) -> tuple[Any, int]:
 def read_result(reader: Any) -> Any:
     """TLRequest.read_result for messages.getHistory: the page, read here when its layout is
     the one this module knows, else by Telethon (`tgread_object`)."""
-    start = reader.tell_position()
-    if LAYOUT_OK:
-        try:
-            page, end = _page(reader.get_bytes(), start)
-        except Exception:  # any surprise: Telethon's reader decides
-            reader.set_position(start)
-        else:
-            reader.set_position(end)
-            return page
-    return reader.tgread_object()
+    return read_page(reader, _page, LAYOUT_OK)

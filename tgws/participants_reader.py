@@ -23,17 +23,17 @@ from telethon.tl import types
 
 from tgws import tl_reading
 from tgws.tl_reading import (
-    USER,
     VECTOR,
     Unexpected,
     boxed_vector,
     layout_ok,
     new,
     read_date,
+    read_page,
     read_string,
-    read_user,
     telethon_object,
     unpack,
+    users_vector,
 )
 
 LAYOUT_OK: Final = tl_reading.LAYOUT_OK and layout_ok({
@@ -73,18 +73,7 @@ def _page(data: bytes, pos: int) -> tuple[Any, int]:
         item, pos = _participant(data, pos)
         participants.append(item)
     chats, pos = boxed_vector(data, pos)
-    (vector, n) = unpack("<Ii", data, pos)
-    if vector != VECTOR:
-        raise Unexpected("no users vector")
-    pos += 8
-    users = []
-    for _ in range(n):
-        (cid,) = unpack("<I", data, pos)
-        if cid == USER:
-            item, pos = read_user(data, pos + 4)
-        else:
-            item, pos = telethon_object(data, pos)  # userEmpty
-        users.append(item)
+    users, pos = users_vector(data, pos)
     if pos > len(data):
         raise Unexpected("the page runs past the end")
     page = new(_Page)
@@ -96,13 +85,4 @@ def _page(data: bytes, pos: int) -> tuple[Any, int]:
 def read_result(reader: Any) -> Any:
     """TLRequest.read_result for channels.getParticipants: the page, read here when its
     layout is the one this module knows, else by Telethon (`tgread_object`)."""
-    start = reader.tell_position()
-    if LAYOUT_OK:
-        try:
-            page, end = _page(reader.get_bytes(), start)
-        except Exception:  # any surprise: Telethon's reader decides
-            reader.set_position(start)
-        else:
-            reader.set_position(end)
-            return page
-    return reader.tgread_object()
+    return read_page(reader, _page, LAYOUT_OK)

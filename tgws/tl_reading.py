@@ -20,6 +20,7 @@ hands the whole result to Telethon's reader: slower, never different.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -258,3 +259,36 @@ def _user_rest(data: bytes, pos: int, flags: int, flags2: int, d: dict[str, Any]
             (d[name],) = unpack("<q", data, pos)
             pos += 8
     return pos
+
+
+def users_vector(data: bytes, pos: int) -> tuple[list[Any], int]:
+    """A page's Vector<User>: types.User read here, userEmpty by Telethon (the vector id is
+    skipped unchecked, as Telethon's generated readers skip it)."""
+    (count,) = unpack("<i", data, pos + 4)
+    pos += 8
+    users = []
+    for _ in range(count):
+        (cid,) = unpack("<I", data, pos)
+        if cid == USER:
+            item, pos = read_user(data, pos + 4)
+        else:
+            item, pos = telethon_object(data, pos)
+        users.append(item)
+    return users, pos
+
+
+def read_page(reader: Any, page: Callable[[bytes, int], tuple[Any, int]],
+              layout_ok: bool) -> Any:
+    """TLRequest.read_result with `page` (a reader of this module's kind) first: the result
+    as `page` reads it when `layout_ok`, else, or on any surprise, as Telethon's
+    `tgread_object` reads it from the same position."""
+    start = reader.tell_position()
+    if layout_ok:
+        try:
+            result, end = page(reader.get_bytes(), start)
+        except Exception:  # any surprise: Telethon's reader decides
+            reader.set_position(start)
+        else:
+            reader.set_position(end)
+            return result
+    return reader.tgread_object()
