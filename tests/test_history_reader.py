@@ -31,6 +31,7 @@ from telethon.tl import types as t
 from telethon.tl.tlobject import TLObject
 
 from tests.support import collect_stream, logged_in, make_config
+from tests.tl_strategies import DATES, IDS, INT32, STRINGS, exactly, optional
 from tgws import fastpath, history_reader, serialize
 from tgws.daemon import Daemon
 from tgws.sandbox.media import MEDIA_KINDS, build_action, build_media
@@ -38,37 +39,9 @@ from tgws.sandbox.media import MEDIA_KINDS, build_action, build_media
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-INT32 = st.integers(-(2**31), 2**31 - 1)
-IDS = st.integers(-(2**63), 2**63 - 1)
 # Peer ids: usual ones, and the edges where Telethon's get_peer_id rewrites a chat or
 # channel id in place (0, negative, above 9999999999).
 PEER_IDS = st.sampled_from([0, -1, 1, 9999999999, 10**10, 10**12 + 5]) | IDS
-DATES = st.sampled_from([0, -1, -(2**31), 2**31 - 1, 1_700_000_000]) | INT32
-CHARS = st.characters(exclude_categories=["Cs"])  # TL strings are UTF-8: no lone surrogates
-
-
-def _exactly(text: str, size: int) -> str:
-    """A str whose UTF-8 is exactly `size` bytes: text's leading characters, then 'x's."""
-    out: list[str] = []
-    used = 0
-    for ch in text:
-        n = len(ch.encode())
-        if used + n > size:
-            break
-        out.append(ch)
-        used += n
-    return "".join(out) + "x" * (size - used)
-
-
-# 253 is the longest one-byte length; from 254 on, TL writes 254 and three length bytes.
-STRINGS = (st.text(CHARS, max_size=16)
-           | st.sampled_from(["", "hi", "名前", "👨\u200d💻", "\U0001f600\U00010348", "\x00"])
-           | st.builds(_exactly, st.text(CHARS, max_size=80),
-                       st.sampled_from([1, 2, 3, 4, 252, 253, 254, 255, 256, 257, 299])))
-
-
-def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.none() | strategy
 
 
 # Telethon's own generated classes: the patched ones (custom Message) drop a
@@ -89,25 +62,25 @@ MEDIA = st.one_of(
     st.just(t.MessageMediaEmpty()),  # custom Message.__init__ makes it None
     st.builds(build_media, st.sampled_from(MEDIA_KINDS), IDS, DATES),
     st.builds(t.MessageMediaDice, value=INT32, emoticon=STRINGS))
-FORWARDS = st.builds(t.MessageFwdHeader, date=DATES, from_id=_optional(PEERS),
-                     from_name=_optional(STRINGS), channel_post=_optional(INT32),
-                     post_author=_optional(STRINGS), imported=st.booleans())
+FORWARDS = st.builds(t.MessageFwdHeader, date=DATES, from_id=optional(PEERS),
+                     from_name=optional(STRINGS), channel_post=optional(INT32),
+                     post_author=optional(STRINGS), imported=st.booleans())
 # A plain reply header (read by history_reader), one with fields it leaves to Telethon, a
 # story's.
 REPLY_TO = st.one_of(
-    st.builds(t.MessageReplyHeader, reply_to_msg_id=_optional(INT32),
-              reply_to_peer_id=_optional(PEERS), reply_to_top_id=_optional(INT32),
+    st.builds(t.MessageReplyHeader, reply_to_msg_id=optional(INT32),
+              reply_to_peer_id=optional(PEERS), reply_to_top_id=optional(INT32),
               forum_topic=st.booleans(), reply_to_scheduled=st.booleans(),
               quote=st.booleans(), reply_to_ephemeral=st.booleans()),
-    st.builds(t.MessageReplyHeader, reply_to_msg_id=_optional(INT32),
-              reply_from=_optional(FORWARDS), reply_media=_optional(MEDIA),
-              quote_text=_optional(STRINGS), quote_entities=_optional(ENTITIES),
-              quote_offset=_optional(INT32), todo_item_id=_optional(INT32),
-              poll_option=_optional(st.binary(max_size=8))),
+    st.builds(t.MessageReplyHeader, reply_to_msg_id=optional(INT32),
+              reply_from=optional(FORWARDS), reply_media=optional(MEDIA),
+              quote_text=optional(STRINGS), quote_entities=optional(ENTITIES),
+              quote_offset=optional(INT32), todo_item_id=optional(INT32),
+              poll_option=optional(st.binary(max_size=8))),
     st.builds(t.MessageReplyStoryHeader, peer=PEERS, story_id=INT32))
 REACTIONS = st.builds(t.MessageReactions, min=st.booleans(), results=st.lists(st.builds(
     t.ReactionCount, reaction=st.builds(t.ReactionEmoji, emoticon=STRINGS), count=INT32,
-    chosen_order=_optional(INT32)), max_size=3))
+    chosen_order=optional(INT32)), max_size=3))
 
 # Every field of types.Message but id and its boolean flags, with what it may hold. None
 # leaves the field (and its flag bit) out. views and forwards share a bit: _messages()
@@ -134,7 +107,7 @@ MESSAGE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "forwards": INT32,
     "replies": st.builds(t.MessageReplies, replies=INT32, replies_pts=INT32) | st.builds(
         t.MessageReplies, replies=INT32, replies_pts=INT32, comments=st.just(True),
-        channel_id=IDS, max_id=_optional(INT32)),
+        channel_id=IDS, max_id=optional(INT32)),
     "edit_date": DATES,
     "post_author": STRINGS,
     "grouped_id": IDS,
@@ -151,7 +124,7 @@ MESSAGE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "report_delivery_until_date": DATES,
     "paid_message_stars": IDS,
     "suggested_post": st.builds(t.SuggestedPost, accepted=st.booleans(),
-                                schedule_date=_optional(DATES)),
+                                schedule_date=optional(DATES)),
     "schedule_repeat_period": INT32,
     "summary_from_language": STRINGS,
     "rich_message": st.builds(t.RichMessage, blocks=st.just([]), photos=st.just([]),
@@ -165,7 +138,7 @@ MESSAGE_BOOLS = [name for name in _MESSAGE_PARAMETERS if name not in MESSAGE_VAL
 
 @st.composite
 def plain_messages(draw: st.DrawFn) -> Any:
-    values = {name: draw(strategy if name in _ALWAYS else _optional(strategy))
+    values = {name: draw(strategy if name in _ALWAYS else optional(strategy))
               for name, strategy in MESSAGE_VALUES.items()}
     # Most fields absent, as in real pages: each kept with probability ~1/4.
     for name in list(values):
@@ -185,19 +158,19 @@ SERVICE = st.builds(
         action=build_action(kind, users=users or [1], inviter=users[0] if users else 1,
                             title="T", pinned=1)),
     st.sampled_from(["create", "add_user", "joined_by_link", "delete_user", "pin"]),
-    st.lists(IDS, max_size=3), PEERS, _optional(PEERS), st.booleans(), st.booleans(), DATES,
+    st.lists(IDS, max_size=3), PEERS, optional(PEERS), st.booleans(), st.booleans(), DATES,
     INT32)
 MESSAGES = st.one_of(plain_messages(), plain_messages(), plain_messages(), SERVICE,
-                     st.builds(RawEmpty, id=INT32, peer_id=_optional(PEERS)))
+                     st.builds(RawEmpty, id=INT32, peer_id=optional(PEERS)))
 USERS = st.one_of(
-    st.builds(t.User, id=IDS, first_name=_optional(STRINGS), username=_optional(STRINGS),
-              access_hash=_optional(IDS), premium=st.booleans(),
+    st.builds(t.User, id=IDS, first_name=optional(STRINGS), username=optional(STRINGS),
+              access_hash=optional(IDS), premium=st.booleans(),
               status=st.just(t.UserStatusRecently()) | st.builds(t.UserStatusOffline, DATES)),
     st.builds(t.UserEmpty, id=IDS))
 CHATS = st.one_of(
     st.builds(t.Channel, id=IDS, title=STRINGS, photo=st.just(t.ChatPhotoEmpty()),
-              date=DATES, megagroup=st.booleans(), access_hash=_optional(IDS),
-              username=_optional(STRINGS)),
+              date=DATES, megagroup=st.booleans(), access_hash=optional(IDS),
+              username=optional(STRINGS)),
     st.builds(t.Chat, id=IDS, title=STRINGS, photo=st.just(t.ChatPhotoEmpty()),
               participants_count=INT32, date=DATES, version=INT32),
     st.builds(t.ChatEmpty, id=IDS))
@@ -213,13 +186,13 @@ def pages(draw: st.DrawFn, max_size: int = 12) -> Any:
     if kind == "channel":
         return t.messages.ChannelMessages(pts=draw(INT32), count=draw(INT32),
                                           inexact=draw(st.booleans()),
-                                          offset_id_offset=draw(_optional(INT32)), **parts)
+                                          offset_id_offset=draw(optional(INT32)), **parts)
     if kind == "slice":
-        flood = draw(_optional(st.builds(t.SearchPostsFlood, total_daily=INT32,
+        flood = draw(optional(st.builds(t.SearchPostsFlood, total_daily=INT32,
                                          remains=INT32, stars_amount=IDS)))
         return t.messages.MessagesSlice(count=draw(INT32), inexact=draw(st.booleans()),
-                                        next_rate=draw(_optional(INT32)),
-                                        offset_id_offset=draw(_optional(INT32)),
+                                        next_rate=draw(optional(INT32)),
+                                        offset_id_offset=draw(optional(INT32)),
                                         search_flood=flood, **parts)
     return t.messages.Messages(**parts)
 
@@ -325,7 +298,7 @@ def test_the_sender_is_worked_out_as_telethon_works_it_out() -> None:
 def test_text_at_every_length_form_and_astral_characters() -> None:
     """253 bytes: one length byte; 254 and up (70,000: a third length byte): four."""
     for size in (0, 1, 253, 254, 255, 256, 70_000):
-        text = _exactly("Zoë 👨\u200d💻 \U00010348 " * 10_000, size)
+        text = exactly("Zoë 👨\u200d💻 \U00010348 " * 10_000, size)
         result, _ = read_here(_message_page(RawMessage(
             id=1, peer_id=t.PeerChannel(channel_id=2), date=3, message=text, post_author=text)))
         assert result.messages[0].message == text == result.messages[0].post_author

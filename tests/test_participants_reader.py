@@ -28,6 +28,7 @@ from telethon.tl import types as t
 from telethon.tl.alltlobjects import tlobjects
 from telethon.tl.tlobject import TLObject
 
+from tests.tl_strategies import DATES, IDS, INT32, STRINGS, exactly, optional
 from tgws import participants_reader
 from tgws.member_paging import _members
 from tgws.serialize.users import user_frames
@@ -37,37 +38,7 @@ from tgws.serialize.users import user_frames
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-INT32 = st.integers(-(2**31), 2**31 - 1)
-IDS = st.integers(-(2**63), 2**63 - 1)
-# Telethon serializes an int date as it is: the edges (0, negative, the last second of
-# int32) come up often, other seconds too.
-DATES = st.sampled_from([0, -1, -(2**31), 2**31 - 1, 1_700_000_000]) | INT32
-CHARS = st.characters(exclude_categories=["Cs"])  # TL strings are UTF-8: no lone surrogates
-
-
-def _exactly(text: str, size: int) -> str:
-    """A str whose UTF-8 is exactly `size` bytes: text's leading characters, then 'x's."""
-    out: list[str] = []
-    used = 0
-    for ch in text:
-        n = len(ch.encode())
-        if used + n > size:
-            break
-        out.append(ch)
-        used += n
-    return "".join(out) + "x" * (size - used)
-
-
-# 253 is the longest one-byte length; from 254 on, TL writes 254 and three length bytes.
-STRINGS = (st.text(CHARS, max_size=16)
-           | st.sampled_from(["", "Ann", "名前", "👨\u200d💻", "\U0001f600\U00010348", "\x00"])
-           | st.builds(_exactly, st.text(CHARS, max_size=80),
-                       st.sampled_from([1, 2, 3, 4, 252, 253, 254, 255, 256, 257, 299])))
 BLOBS = st.binary(max_size=12) | st.binary(min_size=252, max_size=258)
-
-
-def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.none() | strategy
 
 
 _BY_ME = (t.UserStatusRecently, t.UserStatusLastWeek, t.UserStatusLastMonth)
@@ -79,18 +50,18 @@ STATUSES = st.one_of(
 )
 PHOTOS = st.just(t.UserProfilePhotoEmpty()) | st.builds(
     t.UserProfilePhoto, photo_id=IDS, dc_id=INT32, has_video=st.booleans(),
-    personal=st.booleans(), stripped_thumb=_optional(BLOBS))
+    personal=st.booleans(), stripped_thumb=optional(BLOBS))
 EMOJI_STATUSES = st.one_of(
     st.just(t.EmojiStatusEmpty()),
-    st.builds(t.EmojiStatus, document_id=IDS, until=_optional(DATES)),
+    st.builds(t.EmojiStatus, document_id=IDS, until=optional(DATES)),
     st.builds(t.EmojiStatusCollectible, collectible_id=IDS, document_id=IDS, title=STRINGS,
               slug=STRINGS, pattern_document_id=IDS, center_color=INT32, edge_color=INT32,
-              pattern_color=INT32, text_color=INT32, until=_optional(DATES)))
-COLORS = st.builds(t.PeerColor, color=_optional(INT32),
-                   background_emoji_id=_optional(IDS)) | st.builds(
+              pattern_color=INT32, text_color=INT32, until=optional(DATES)))
+COLORS = st.builds(t.PeerColor, color=optional(INT32),
+                   background_emoji_id=optional(IDS)) | st.builds(
     t.PeerColorCollectible, collectible_id=IDS, gift_emoji_id=IDS, background_emoji_id=IDS,
     accent_color=INT32, colors=st.lists(INT32, max_size=3),
-    dark_accent_color=_optional(INT32), dark_colors=_optional(st.lists(INT32, max_size=2)))
+    dark_accent_color=optional(INT32), dark_colors=optional(st.lists(INT32, max_size=2)))
 
 # Every field of types.User but id and its boolean flags, with what it may hold. None
 # leaves the field (and its flag bit) out.
@@ -110,7 +81,7 @@ USER_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "emoji_status": EMOJI_STATUSES,
     "usernames": st.lists(st.builds(t.Username, username=STRINGS, editable=st.booleans(),
                                     active=st.booleans()), max_size=3),
-    "stories_max_id": st.builds(t.RecentStory, live=st.booleans(), max_id=_optional(INT32)),
+    "stories_max_id": st.builds(t.RecentStory, live=st.booleans(), max_id=optional(INT32)),
     "color": COLORS,
     "profile_color": COLORS,
     "bot_active_users": INT32,
@@ -132,7 +103,7 @@ def users(draw: st.DrawFn) -> Any:
     """A User with any of its fields; the fields past `status` (bots, restrictions,
     colours...) together in a third of them, as in real pages where most users have none."""
     rare = draw(st.integers(0, 2)) == 0
-    values = {name: draw(_optional(strategy)) if rare or name in _COMMON else None
+    values = {name: draw(optional(strategy)) if rare or name in _COMMON else None
               for name, strategy in USER_VALUES.items()}
     mask = draw(st.integers(0, 2 ** len(USER_BOOLS) - 1))
     flags = {name: bool(mask >> i & 1) for i, name in enumerate(USER_BOOLS)}
@@ -152,18 +123,18 @@ BANNED_RIGHTS = st.builds(t.ChatBannedRights, until_date=DATES,
 
 
 def participants(ids: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
-    ranks = _optional(STRINGS)
+    ranks = optional(STRINGS)
     plain = st.builds(t.ChannelParticipant, user_id=ids, date=DATES,
-                      subscription_until_date=_optional(DATES), rank=ranks)
+                      subscription_until_date=optional(DATES), rank=ranks)
     return st.one_of(
         plain, plain, plain,  # nearly every member of a real page
         st.builds(t.ChannelParticipantSelf, user_id=ids, inviter_id=IDS, date=DATES,
-                  via_request=st.booleans(), subscription_until_date=_optional(DATES),
+                  via_request=st.booleans(), subscription_until_date=optional(DATES),
                   rank=ranks),
         # TL gives is_self and inviter_id one flag bit.
         st.builds(lambda inviter, **fields: t.ChannelParticipantAdmin(
                       inviter_id=inviter, is_self=inviter is not None, **fields),
-                  _optional(IDS), user_id=ids, promoted_by=IDS, date=DATES,
+                  optional(IDS), user_id=ids, promoted_by=IDS, date=DATES,
                   admin_rights=ADMIN_RIGHTS, can_edit=st.booleans(), rank=ranks),
         st.builds(t.ChannelParticipantCreator, user_id=ids, admin_rights=ADMIN_RIGHTS,
                   rank=ranks),
@@ -177,13 +148,13 @@ def participants(ids: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
 
 CHATS = st.one_of(
     st.builds(t.Channel, id=IDS, title=STRINGS, photo=st.just(t.ChatPhotoEmpty()),
-              date=DATES, megagroup=st.booleans(), access_hash=_optional(IDS),
-              username=_optional(STRINGS), participants_count=_optional(INT32)),
+              date=DATES, megagroup=st.booleans(), access_hash=optional(IDS),
+              username=optional(STRINGS), participants_count=optional(INT32)),
     st.builds(t.Chat, id=IDS, title=STRINGS, photo=st.just(t.ChatPhotoEmpty()),
               participants_count=INT32, date=DATES, version=INT32),
     st.builds(t.ChatEmpty, id=IDS),
     st.builds(t.ChannelForbidden, id=IDS, access_hash=IDS, title=STRINGS,
-              megagroup=st.booleans(), until_date=_optional(DATES)),
+              megagroup=st.booleans(), until_date=optional(DATES)),
 )
 
 
@@ -318,7 +289,7 @@ def test_every_status_photo_and_participant_class_is_generated() -> None:
 def test_string_lengths_at_every_length_form() -> None:
     """253 bytes: one length byte; 254 and up (70,000: a third length byte): four."""
     for size in (0, 1, 253, 254, 255, 256, 70_000):
-        name = _exactly("Zoë 👨\u200d💻 " * 10_000, size)
+        name = exactly("Zoë 👨\u200d💻 " * 10_000, size)
         user = t.User(id=7, first_name=name, last_name="\U00010348" * (size // 4),
                       phone="", lang_code="x" * size)
         page = t.channels.ChannelParticipants(
