@@ -83,7 +83,7 @@ REACTIONS = st.builds(t.MessageReactions, min=st.booleans(), results=st.lists(st
     chosen_order=optional(INT32)), max_size=3))
 
 # Every field of types.Message but id and its boolean flags, with what it may hold. None
-# leaves the field (and its flag bit) out. views and forwards share a bit: _messages()
+# leaves the field (and its flag bit) out. views and forwards share a bit: plain_messages()
 # gives both or neither.
 MESSAGE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "peer_id": PEERS,

@@ -37,6 +37,7 @@ from tgws.tl_reading import (
     Unexpected,
     boxed_vector,
     layout_ok,
+    mixed_vector,
     new,
     read_date,
     read_page,
@@ -322,21 +323,6 @@ def _message(data: bytes, pos: int) -> tuple[Any, int]:
     return message, pos
 
 
-def _messages(data: bytes, pos: int) -> tuple[list[Any], int]:
-    """The page's Vector<Message> (its vector id skipped unchecked, as Telethon does)."""
-    (count,) = unpack("<i", data, pos + 4)
-    pos += 8
-    messages = []
-    for _ in range(count):
-        (cid,) = unpack("<I", data, pos)
-        if cid == MESSAGE:
-            item, pos = _message(data, pos + 4)
-        else:
-            item, pos = telethon_object(data, pos)  # service and empty messages: rare
-        messages.append(item)
-    return messages, pos
-
-
 def _page(data: bytes, pos: int) -> tuple[Any, int]:
     (cid,) = unpack("<I", data, pos)
     if cid == _CHANNEL_MESSAGES:
@@ -366,7 +352,7 @@ def _page(data: bytes, pos: int) -> tuple[Any, int]:
         pos += 4
     else:
         raise Unexpected("not a page of messages")  # MessagesNotModified: Telethon's
-    head["messages"], pos = _messages(data, pos)
+    head["messages"], pos = mixed_vector(data, pos, MESSAGE, _message)  # service, empty: Telethon
     head["topics"], pos = boxed_vector(data, pos)
     head["chats"], pos = boxed_vector(data, pos)
     head["users"], pos = users_vector(data, pos)

@@ -261,20 +261,27 @@ def _user_rest(data: bytes, pos: int, flags: int, flags2: int, d: dict[str, Any]
     return pos
 
 
-def users_vector(data: bytes, pos: int) -> tuple[list[Any], int]:
-    """A page's Vector<User>: types.User read here, userEmpty by Telethon (the vector id is
-    skipped unchecked, as Telethon's generated readers skip it)."""
+def mixed_vector(data: bytes, pos: int, constructor: int,
+                 read: Callable[[bytes, int], tuple[Any, int]]) -> tuple[list[Any], int]:
+    """A Vector of boxed objects, those of `constructor` read by `read` (given the position
+    after the id), any other by Telethon. The vector id is skipped unchecked, as Telethon's
+    generated readers skip it."""
     (count,) = unpack("<i", data, pos + 4)
     pos += 8
-    users = []
+    items = []
     for _ in range(count):
         (cid,) = unpack("<I", data, pos)
-        if cid == USER:
-            item, pos = read_user(data, pos + 4)
+        if cid == constructor:
+            item, pos = read(data, pos + 4)
         else:
             item, pos = telethon_object(data, pos)
-        users.append(item)
-    return users, pos
+        items.append(item)
+    return items, pos
+
+
+def users_vector(data: bytes, pos: int) -> tuple[list[Any], int]:
+    """A page's Vector<User>: types.User read here, userEmpty by Telethon."""
+    return mixed_vector(data, pos, USER, read_user)
 
 
 def read_page(reader: Any, page: Callable[[bytes, int], tuple[Any, int]],
