@@ -18,8 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import struct
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,16 @@ from telethon.tl import types as t
 from telethon.tl.tlobject import TLObject
 
 from tests.support import collect_stream, logged_in, make_config
-from tests.tl_strategies import DATES, IDS, INT32, STRINGS, exactly, optional
+from tests.tl_support import (
+    DATES,
+    IDS,
+    INT32,
+    STRINGS,
+    exactly,
+    optional,
+    read_with,
+    shape,
+)
 from tgws import fastpath, history_reader, serialize
 from tgws.daemon import Daemon
 from tgws.sandbox.media import MEDIA_KINDS, build_action, build_media
@@ -198,35 +206,11 @@ def pages(draw: st.DrawFn, max_size: int = 12) -> Any:
 
 
 # --- comparing the two readings ------------------------------------------------------------
-def _read(read: Callable[[BinaryReader], Any], data: bytes,
-          start: int) -> tuple[bool, Any, int]:
-    """(read?, the object or the exception's type, the position after it)."""
-    reader = BinaryReader(data)
-    reader.set_position(start)
-    try:
-        obj = read(reader)
-    except Exception as exc:  # which one is the point of the comparison
-        return False, type(exc), -1
-    return True, obj, reader.tell_position()
-
-
-def _shape(obj: Any) -> Any:
-    """The types of obj and everything in it (attributes in order, private ones included),
-    date zones too: a `1` where Telethon has `True` would pass `==`."""
-    if isinstance(obj, TLObject):
-        return type(obj), [(name, _shape(value)) for name, value in vars(obj).items()]
-    if isinstance(obj, list):
-        return list, [_shape(item) for item in obj]
-    if isinstance(obj, datetime):
-        return datetime, obj.tzinfo
-    return type(obj)
-
-
 def same_reading(data: bytes, start: int = 0) -> tuple[Any, int]:
     """Assert read_result and tgread_object agree on data from start; the page (None if
     both raised) and the position after it."""
-    fast = _read(history_reader.read_result, data, start)
-    slow = _read(lambda reader: reader.tgread_object(), data, start)
+    fast = read_with(history_reader.read_result, data, start)
+    slow = read_with(lambda reader: reader.tgread_object(), data, start)
     assert fast[0] == slow[0], (fast, slow)
     if not slow[0]:
         assert fast[1] is slow[1]
@@ -238,7 +222,7 @@ def same_reading(data: bytes, start: int = 0) -> tuple[Any, int]:
         assert type(mine) is type(theirs)
         assert vars(mine) == vars(theirs)  # nested TLObjects by ==, dates by ==
     assert page == telethons
-    assert _shape(page) == _shape(telethons)
+    assert shape(page) == shape(telethons)
     assert fast[2] == slow[2]
     return page, fast[2]
 

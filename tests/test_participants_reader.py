@@ -17,7 +17,6 @@ import contextlib
 import inspect
 import struct
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -28,7 +27,16 @@ from telethon.tl import types as t
 from telethon.tl.alltlobjects import tlobjects
 from telethon.tl.tlobject import TLObject
 
-from tests.tl_strategies import DATES, IDS, INT32, STRINGS, exactly, optional
+from tests.tl_support import (
+    DATES,
+    IDS,
+    INT32,
+    STRINGS,
+    exactly,
+    optional,
+    read_with,
+    shape,
+)
 from tgws import participants_reader
 from tgws.member_paging import _members
 from tgws.serialize.users import user_frames
@@ -172,29 +180,6 @@ def pages(draw: st.DrawFn, max_size: int = 30) -> Any:
 
 
 # --- comparing the two readings ------------------------------------------------------------
-def _read(read: Callable[[BinaryReader], Any], data: bytes,
-          start: int) -> tuple[bool, Any, int]:
-    """(read?, the object or the exception's type, the position after it)."""
-    reader = BinaryReader(data)
-    reader.set_position(start)
-    try:
-        obj = read(reader)
-    except Exception as exc:  # which one is the point of the comparison
-        return False, type(exc), -1
-    return True, obj, reader.tell_position()
-
-
-def _shape(obj: Any) -> Any:
-    """The types of obj and of everything in it, attributes in order, date zones included."""
-    if isinstance(obj, TLObject):
-        return type(obj), [(name, _shape(value)) for name, value in vars(obj).items()]
-    if isinstance(obj, list):
-        return list, [_shape(item) for item in obj]
-    if isinstance(obj, datetime):
-        return datetime, obj.tzinfo
-    return type(obj)
-
-
 def _telethon(data: bytes) -> Any:
     return BinaryReader(data).tgread_object()
 
@@ -225,17 +210,17 @@ def same_reading(data: bytes, start: int = 0, *, fast: bool = False) -> tuple[An
     User and plain ChannelParticipant itself (the page's layout is the one it knows): the
     comparison is then between two readings, not Telethon's with itself."""
     with telethon_reads() as calls:
-        fast_read = _read(participants_reader.read_result, data, start)
+        fast_read = read_with(participants_reader.read_result, data, start)
     if fast:
         assert calls == []
-    slow_read = _read(lambda reader: reader.tgread_object(), data, start)
+    slow_read = read_with(lambda reader: reader.tgread_object(), data, start)
     read, obj, end = fast_read
     assert read == slow_read[0], (fast_read, slow_read)
     if not read:
         assert obj is slow_read[1]  # the same exception type
         return None, -1
     assert obj == slow_read[1]
-    assert _shape(obj) == _shape(slow_read[1])
+    assert shape(obj) == shape(slow_read[1])
     assert end == slow_read[2]
     return obj, end
 
@@ -528,7 +513,7 @@ def test_with_an_unknown_layout_telethon_reads_every_page(
         result = participants_reader.read_result(reader)
     assert calls == ["ChannelParticipant"] * 3 + ["User"] * 3
     assert result == _telethon(data)
-    assert _shape(result) == _shape(_telethon(data))
+    assert shape(result) == shape(_telethon(data))
     assert [user.first_name for user in result.users] == ["user 0", "user 1", "user 2"]
     assert reader.tell_position() == len(data) - 4
 
