@@ -146,6 +146,40 @@ async def test_a_client_on_a_non_owner_daemon_is_forwarded_to_the_owner(
     await no_duplicates(sandbox)
 
 
+async def test_a_forwarded_client_that_drops_mid_stream_loses_nothing_the_owner_committed(
+        daemons: list[DaemonProcess], database: str, sandbox: SandboxProcess) -> None:
+    """The owner's acknowledgements are pongs. The forwarding daemon in between must not
+    answer them itself: it would confirm every item it had read, though thousands may still
+    sit in its buffers and the kernel's on the way to a client that stopped reading, and a
+    client that then drops would never get them, nor `latest` after them."""
+    key = create_key(daemons)
+    owner, other = daemons[0], daemons[1]
+    holder = await open_client(owner.port)  # logs the account in on the owner and holds it
+    try:
+        reply = await ask(holder, "login", {"apiKey": key})
+        assert reply["data"]["message"] == "send phone number", reply
+        await ask(holder, "telegram login", {"phone": "+919876543210"})
+        expect(await ask(holder, "telegram login", {"code": "12345"}), "telegram login",
+               "success", "logged in successfully")
+        assert await owner_port(database) == owner.port
+        # A stalled consumer on the other daemon: forwarded to the owner, reads 150 items.
+        ws, seen = await start_stream(other.port, key)
+        other.wait_log("forwarded to")
+        assert await wait_committed(database) >= 1  # what its stack confirmed while reading
+        # The owner goes on writing the group into the buffers on the way (the group's 1,000
+        # messages fit in them) and pings every 0.25 s ([streaming] ack_interval): give it
+        # the time to ask for ten acknowledgements more, which only the client may give.
+        await asyncio.sleep(timeout(2.5))
+        ws.transport.abort()  # the client drops: what its stack had read is all it got
+        more, _ = await drain(ws)
+        seen += more
+        assert await owner_port(database) == owner.port
+        assert_no_gap(seen, await resume(owner.port, key))
+    finally:
+        await holder.close()
+    await no_duplicates(sandbox)
+
+
 async def test_sigkill_of_the_owner_mid_stream_another_daemon_takes_over_without_a_gap(
         daemons: list[DaemonProcess], database: str, sandbox: SandboxProcess) -> None:
     key = create_key(daemons)

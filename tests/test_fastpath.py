@@ -7,6 +7,7 @@ switch, fastpath.force_public(), never by patching tgws.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from tests.support import (
     logged_in,
     make_config,
     open_ws,
+    timeout,
     wait_closed,
 )
 from tgws import fastpath
@@ -209,3 +211,33 @@ def test_a_connection_without_the_internals_gets_the_public_path(
     assert "internals missing (Connection.send_context())" in message
     assert [r.levelno for r in caplog.records if r.name == "tgws.fastpath"] == [logging.WARNING]
 
+
+async def test_a_held_pong_connection_answers_a_ping_only_when_told() -> None:
+    """forwarding.py's upstream connection: the owner's ping is held with the number of
+    messages received before it, and answered by the caller (tgws/forwarding.py answers once
+    the client has those messages). Forced public: no such class (automatic pongs)."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    waiters: list[Any] = []
+
+    async def owner(ws: Any) -> None:
+        for text in ("one", "two", "three"):
+            await ws.send(text)
+        waiters.append(await ws.ping(b"ack-3"))
+        await ws.wait_closed()
+
+    relay = fastpath.held_pong_connection()
+    assert relay is not None
+    async with serve(owner, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", create_connection=relay) as opened:
+            upstream: Any = opened  # a held-pong connection: held_pings, ping_held
+            await asyncio.wait_for(upstream.ping_held.wait(), timeout(5))
+            assert list(upstream.held_pings) == [(b"ack-3", 3)]
+            assert [await upstream.recv() for _ in range(3)] == ["one", "two", "three"]
+            assert not waiters[0].done()  # no automatic pong went out
+            await upstream.pong(b"ack-3")
+            await asyncio.wait_for(waiters[0], timeout(5))  # the owner has its pong now
+    fastpath.force_public(True)
+    assert fastpath.held_pong_connection() is None

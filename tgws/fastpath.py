@@ -61,10 +61,11 @@ _websockets_ok: dict[type[Any], bool] = {}
 
 def force_public(enabled: bool) -> None:
     """Report every internal as missing (True), or check them again on next use (False)."""
-    global _forced_public, _readers_ok
+    global _forced_public, _readers_ok, _held_pong_ok
     _forced_public = enabled
     _websockets_ok.clear()
     _readers_ok = None
+    _held_pong_ok = None
 
 
 # --- websockets: hand-built frames, one write per batch ---------------------------------------
@@ -367,6 +368,85 @@ def _delegate_wrapper_results() -> None:
 
 
 _readers_ok: bool | None = None
+
+
+# --- websockets: a client connection that leaves its pongs to the caller (forwarding) -----------
+def held_pong_connection() -> type[Any] | None:
+    """A websockets ClientConnection class that answers no ping by itself, or None.
+
+    tgws/forwarding.py proxies a client to the daemon that owns its account. The owner's
+    acknowledgements are pongs (tgws/acks.py): with websockets' automatic pong the proxy
+    would confirm items the moment it read them, before the client had them, and a client
+    dropping then would lose items the owner committed. With this class each ping is held,
+    with the number of data messages received before it (`held_pings`, and `ping_held` set),
+    and the caller pongs (public `pong(data)`) once the client has those messages.
+
+    Relies on the sans-I/O protocol's `recv_frame` (the automatic pong) and its `events`
+    list, and on the connection's `process_event`; checked at first use by a self-test on a
+    protocol object. None (with a warning) when they are missing or forced public: the proxy
+    then pongs as before, and its acknowledgements mean "read by the proxy"."""
+    global _held_pong_ok
+    if _held_pong_ok is None:
+        _held_pong_ok = _check("websockets (forwarding)", _held_pong_missing)
+    return _HeldPongConnection if _held_pong_ok else None
+
+
+def _held_pong_classes() -> tuple[Any, Any]:
+    from collections import deque
+
+    from websockets.asyncio.client import ClientConnection
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+
+    class HeldPongProtocol(ClientProtocol):
+        def recv_frame(self, frame: Frame) -> None:
+            if frame.opcode is Opcode.PING:
+                self.events.append(frame)  # all recv_frame does for a ping, but the pong
+                return
+            super().recv_frame(frame)
+
+    class HeldPongConnection(ClientConnection):
+        def __init__(self, protocol: Any, **kwargs: Any) -> None:
+            protocol.__class__ = HeldPongProtocol
+            super().__init__(protocol, **kwargs)
+            self.messages_received = 0
+            self.held_pings: deque[tuple[bytes, int]] = deque()
+            self.ping_held = asyncio.Event()
+
+        def process_event(self, event: Any) -> None:
+            super().process_event(event)
+            if not isinstance(event, Frame):
+                return  # the handshake's response
+            if event.opcode is Opcode.PING:
+                self.held_pings.append((bytes(event.data), self.messages_received))
+                self.ping_held.set()
+            elif event.fin and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                self.messages_received += 1
+
+    return HeldPongProtocol, HeldPongConnection
+
+
+def _held_pong_missing() -> str | None:
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    protocol_class, _ = _held_pong_classes()
+    protocol = protocol_class(parse_uri("ws://localhost/"), state=State.OPEN)
+    ping = Frame(Opcode.PING, b"tgws").serialize(mask=False, extensions=[])
+    protocol.receive_data(ping)
+    events = protocol.events_received()
+    if protocol.data_to_send():
+        return "a pong held back (ClientProtocol.recv_frame)"
+    if [(e.opcode, e.data) for e in events] != [(Opcode.PING, b"tgws")]:
+        return "the ping handed on as an event (ClientProtocol.events)"
+    if not callable(getattr(_HeldPongConnection, "pong", None)):
+        return "ClientConnection.pong()"
+    return None
+
+
+_HeldPongProtocol, _HeldPongConnection = _held_pong_classes()
+_held_pong_ok: bool | None = None
 
 
 # --- Internals with no public twin: checked once at start-up, fatal when missing -----------

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from tgws import fastpath
 from tgws.context import Connection
 from tgws.errors import CloseCode, StoreError, TelegramUnavailable
 from tgws.ownership_guard import AccountMoved, OwnershipGuard
@@ -95,7 +96,8 @@ async def _open(conn: Connection, address: str, login_frame: str | bytes,
             upstream = await connect(url, max_size=config.max_message_size,
                                      open_timeout=None, ping_interval=config.ping_interval,
                                      ping_timeout=config.ping_timeout or None,
-                                     additional_headers={"X-Forwarded-For": conn.peer})
+                                     additional_headers={"X-Forwarded-For": conn.peer},
+                                     create_connection=fastpath.held_pong_connection())
             try:
                 await upstream.send(login_frame)
                 return upstream, await upstream.recv()
@@ -116,19 +118,31 @@ async def _forward(conn: Connection, address: str, login_frame: str | bytes,
             await conn.ws.send(first)
     # else: the client has our login reply already; the owner's says the same.
 
-    async def copy(source: object, target: object) -> None:
+    # Messages of the owner's handled for the client: its login reply (read by _open, and
+    # sent on or not: either way the client has a reply to its login), then each one copied.
+    delivered = [1]
+
+    async def copy(source: object, target: object, count: list[int] | None = None) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await target.send(await source.recv())  # type: ignore[attr-defined]
+                if count is not None:
+                    count[0] += 1
+                    held = getattr(upstream, "ping_held", None)
+                    if held is not None:
+                        held.set()
 
-    down = asyncio.create_task(copy(upstream, conn.ws))
+    down = asyncio.create_task(copy(upstream, conn.ws, delivered))
     up = asyncio.create_task(copy(conn.ws, upstream))
+    tasks = [down, up]
+    if getattr(upstream, "held_pings", None) is not None:
+        tasks.append(asyncio.create_task(_relay_pings(upstream, conn, delivered)))
     try:
-        await asyncio.wait((down, up), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (down, up):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(down, up, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await upstream.close()
     if conn.ws.close_code is None:
         # The owner closed (or died): its code when it sent one, else "try again".
@@ -138,3 +152,22 @@ async def _forward(conn: Connection, address: str, login_frame: str | bytes,
             code, reason = int(CloseCode.TRY_AGAIN), OWNER_GONE
         with contextlib.suppress(ConnectionClosed):
             await conn.ws.close(code, reason)
+
+
+async def _relay_pings(upstream: Any, conn: Connection, delivered: list[int]) -> None:
+    """Answer each of the owner's pings only once the client has every message the owner
+    sent before it: a ping of our own goes to the client after those messages, and the
+    owner's pong follows the client's. The owner's acknowledgements (tgws/acks.py) then
+    mean what they mean on a direct connection, "the client's websocket has read them",
+    and a client that drops loses no item the owner has committed. (Keep-alive pings take
+    the same way: the owner then hears of a client that stopped reading.)"""
+    held = upstream.held_pings  # fastpath.held_pong_connection(): (data, messages before)
+    wake: asyncio.Event = upstream.ping_held
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await wake.wait()
+            wake.clear()
+            while held and held[0][1] <= delivered[0]:
+                data, _ = held.popleft()
+                await (await conn.ws.ping())
+                await upstream.pong(data)
