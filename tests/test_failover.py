@@ -228,6 +228,10 @@ async def test_a_paused_owner_makes_no_call_and_commits_nothing_after_losing_its
     waiting = await open_client(owner.port)
     expect(await ask(waiting, "login", {"apiKey": key}), "login", "success",
            "session already exists, call 'users'.")
+    # The login reply goes out before the daemon places the connection (served here or
+    # forwarded); the reply to a next request proves it was placed here, under the lease.
+    placed = await ask(waiting, "nonsense", {})
+    assert placed["data"]["status"] == "failed", placed
     owner.signal(signal.SIGSTOP)
     try:
         # ...asks for another group while the owner is stopped: the request waits in the
