@@ -23,15 +23,14 @@ from telethon.tl import types
 
 from tgws import tl_reading
 from tgws.tl_reading import (
-    VECTOR,
     Unexpected,
     boxed_vector,
     layout_ok,
+    mixed_vector,
     new,
     read_date,
     read_page,
     read_string,
-    telethon_object,
     unpack,
     users_vector,
 )
@@ -44,12 +43,10 @@ _Participant = types.ChannelParticipant
 _Page = types.channels.ChannelParticipants
 
 
-def _participant(data: bytes, pos: int) -> tuple[Any, int]:
-    (cid,) = unpack("<I", data, pos)
-    if cid != _PLAIN:
-        return telethon_object(data, pos)  # admins, the creator, self, banned, left: a few a page
-    flags, user_id, joined = unpack("<iqi", data, pos + 4)
-    pos += 20
+def _plain_participant(data: bytes, pos: int) -> tuple[Any, int]:
+    """A ChannelParticipant whose constructor id is already read: pos is at its flags."""
+    flags, user_id, joined = unpack("<iqi", data, pos)
+    pos += 16
     until = rank = None
     if flags & 1:
         (seconds,) = unpack("<i", data, pos)
@@ -64,14 +61,11 @@ def _participant(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def _page(data: bytes, pos: int) -> tuple[Any, int]:
-    cid, count, vector, n = unpack("<IiIi", data, pos)
-    if cid != _PAGE or vector != VECTOR:
+    cid, count = unpack("<Ii", data, pos)
+    if cid != _PAGE:
         raise Unexpected("not a channels.channelParticipants page")
-    pos += 16
-    participants = []
-    for _ in range(n):
-        item, pos = _participant(data, pos)
-        participants.append(item)
+    # Admins, the creator, self, banned and left entries (a few a page): Telethon's.
+    participants, pos = mixed_vector(data, pos + 8, _PLAIN, _plain_participant)
     chats, pos = boxed_vector(data, pos)
     users, pos = users_vector(data, pos)
     if pos > len(data):
